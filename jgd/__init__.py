@@ -1,0 +1,53 @@
+"""jgd: every classic deep-learning optimization method as a pure gradient transformation."""
+
+from jgd import schedules
+from jgd.adam import adam, adamax, nadam
+from jgd.adaptive import adadelta, adagrad, rmsprop
+from jgd.averages import bias_correction, ema, scale_by_rms, trace
+from jgd.base import GradientTransformation, apply_updates, chain, with_extra_args
+from jgd.clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
+from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
+from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
+from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
+from jgd.scaling import scale, scale_by_learning_rate
+from jgd.sgd import look_ahead, momentum, nesterov, sgd
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApplyIfFiniteState",
+    "GradientTransformation",
+    "TransformState",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamax",
+    "all_finite",
+    "apply_if_finite",
+    "apply_updates",
+    "bias_correction",
+    "chain",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "clip_by_value",
+    "ema",
+    "global_norm",
+    "hyperparams",
+    "l1_penalty",
+    "l2_penalty",
+    "look_ahead",
+    "max_norm",
+    "momentum",
+    "nadam",
+    "nesterov",
+    "rmsprop",
+    "scale",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "schedules",
+    "set_hyperparams",
+    "sgd",
+    "trace",
+    "weight_decay",
+    "with_extra_args",
+]

@@ -1,0 +1,103 @@
+"""Per-parameter adaptive step sizes: Adagrad, Adadelta and RMSprop (seeds 000-003)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from jgd.base import GradientTransformation
+from jgd.leafwise import leafwise
+
+
+def adagrad(
+    learning_rate: float = 0.01,
+    eps: float = 1e-7,
+    eps_root: float = 0.0,
+    initial_accumulator: float = 0.0,
+    *,
+    state_dtype: Any = None,
+) -> GradientTransformation:
+    """Adagrad: ``G_t = G_0 + Σ_{τ≤t} g_τ²``, ``θ_{t+1} = θ_t - η g_t / (√(G_t + ε_root) + ε)``.
+
+    Duchi, Hazan & Singer, "Adaptive subgradient methods for online learning
+    and stochastic optimization", JMLR 2011: ``G_0 = 0`` and ε (their δ)
+    outside the root, the defaults here. Seeds 000 and 003 put ε inside the
+    root: ``eps=0, eps_root=ε``. Keras and optax start from
+    ``initial_accumulator=0.1``. The state keeps ``Σ g²``; ``G_0`` stays a
+    hyperparameter.
+    """
+
+    def rule(g, sum_sq, *, t, learning_rate, eps, eps_root, initial_accumulator):
+        sum_sq = sum_sq + g * g
+        return -learning_rate * g / (jnp.sqrt(initial_accumulator + sum_sq + eps_root) + eps), (sum_sq,)
+
+    hp = {"learning_rate": learning_rate, "eps": eps, "eps_root": eps_root, "initial_accumulator": initial_accumulator}
+    return leafwise("adagrad", rule, hp, ("sum_of_squares",), state_dtype=state_dtype)
+
+
+def adadelta(
+    learning_rate: float = 1.0, rho: float = 0.95, eps: float = 1e-6, *, state_dtype: Any = None
+) -> GradientTransformation:
+    """Adadelta: a step whose units match the parameters'.
+
+    ``E[g²]_t = ρ E[g²]_{t-1} + (1 - ρ) g_t²``,
+    ``Δθ_t = - RMS[Δθ]_{t-1} / RMS[g]_t · g_t`` with ``RMS[y] = √(E[y²] + ε)``,
+    ``E[Δθ²]_t = ρ E[Δθ²]_{t-1} + (1 - ρ) Δθ_t²``, ``θ_{t+1} = θ_t + η Δθ_t``.
+    Zeiler, "ADADELTA: an adaptive learning rate method", 2012 (ρ = 0.95,
+    ε = 1e-6 and no learning rate, i.e. η = 1).
+    """
+
+    def rule(g, sq_grad, sq_step, *, t, learning_rate, rho, eps):
+        sq_grad = rho * sq_grad + (1 - rho) * g * g
+        step = -jnp.sqrt(sq_step + eps) / jnp.sqrt(sq_grad + eps) * g
+        sq_step = rho * sq_step + (1 - rho) * step * step
+        return learning_rate * step, (sq_grad, sq_step)
+
+    hp = {"learning_rate": learning_rate, "rho": rho, "eps": eps}
+    return leafwise("adadelta", rule, hp, ("mean_square_grad", "mean_square_step"), state_dtype=state_dtype)
+
+
+def rmsprop(
+    learning_rate: float = 1e-3,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    state_dtype: Any = None,
+) -> GradientTransformation:
+    """RMSprop: ``E[g²]_t = ρ E[g²]_{t-1} + (1 - ρ) g_t²``, ``θ_{t+1} = θ_t - η g_t / (√(E[g²]_t + ε_root) + ε)``.
+
+    Tieleman & Hinton, "Lecture 6.5 - RMSProp", 2012 (ρ = 0.9; seed 000 writes
+    0.9 / 0.1 and ε inside the root: ``eps=0, eps_root=ε``).
+    ``centered`` divides by the variance instead, ``√(E[g²] - E[g]² + ε_root) + ε``
+    (Graves, "Generating sequences with recurrent neural networks", 2013).
+    ``momentum=μ`` accumulates the scaled step, ``v_t = μ v_{t-1} + η g_t / d_t``,
+    ``θ_{t+1} = θ_t - v_t`` (``- (μ v_t + η g_t / d_t)`` with ``nesterov``), as seed 002 suggests.
+    """
+    if nesterov and momentum is None:
+        raise ValueError("nesterov=True needs a momentum value")
+    slots = ("mean_square",) + (("mean",) if centered else ()) + (("velocity",) if momentum is not None else ())
+
+    def rule(g, sq, *rest, t, learning_rate, decay, eps, eps_root, momentum=None):
+        sq = decay * sq + (1 - decay) * g * g
+        new = [sq]
+        variance = sq
+        if centered:
+            mean = decay * rest[0] + (1 - decay) * g
+            variance = sq - mean * mean
+            new.append(mean)
+        step = learning_rate * g / (jnp.sqrt(variance + eps_root) + eps)
+        if momentum is None:
+            return -step, tuple(new)
+        v = momentum * rest[-1] + step
+        new.append(v)
+        return -(momentum * v + step if nesterov else v), tuple(new)
+
+    hp = {"learning_rate": learning_rate, "decay": decay, "eps": eps, "eps_root": eps_root}
+    if momentum is not None:
+        hp["momentum"] = momentum
+    return leafwise("rmsprop", rule, hp, slots, state_dtype=state_dtype)

@@ -1,0 +1,94 @@
+"""Averaging blocks: momentum accumulators, exponential averages and their bias correction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jgd.base import GradientTransformation, chain
+from jgd.leafwise import leafwise
+
+
+def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None) -> GradientTransformation:
+    """Momentum accumulator ``v_t = γ v_{t-1} + g_t``; ``u = v_t`` (``g_t + γ v_t`` with ``nesterov``).
+
+    Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and
+    momentum in deep learning", ICML 2013.
+    """
+
+    def rule(g, v, *, t, decay):
+        v = decay * v + g
+        return (g + decay * v if nesterov else v), (v,)
+
+    return leafwise("trace", rule, {"decay": decay}, ("velocity",), state_dtype=state_dtype)
+
+
+def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformation:
+    """Exponentially weighted average ``v_t = β v_{t-1} + (1 - β) g_t``; ``u = v_t``.
+
+    Starts from ``v_0 = 0``, so early values are biased towards zero; follow it
+    with :func:`bias_correction` for the unbiased average (seed 001).
+    """
+
+    def rule(g, v, *, t, decay):
+        v = decay * v + (1 - decay) * g
+        return v, (v,)
+
+    return leafwise("ema", rule, {"decay": decay}, ("average",), state_dtype=state_dtype)
+
+
+def bias_correction(decay: float = 0.9) -> GradientTransformation:
+    """``u = g / (1 - β^t)``: undoes the zero start of an :func:`ema` with the same β.
+
+    Kingma & Ba, "Adam: A method for stochastic optimization", ICLR 2015, §3.
+    """
+    return leafwise("bias_correction", lambda g, *, t, decay: (g / (1 - decay**t), ()), {"decay": decay})
+
+
+def scale_by_rms(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    *,
+    bias_correction: bool = False,
+    numerator: GradientTransformation | None = None,
+    state_dtype: Any = None,
+) -> GradientTransformation:
+    """Divides by a running root mean square: ``u = n_t / (√(v̂_t + ε_root) + ε)``.
+
+    ``v_t = ρ v_{t-1} + (1 - ρ) g_t²``, ``v̂_t = v_t / (1 - ρ^t)`` if
+    ``bias_correction`` else ``v_t``, and ``n_t`` is ``g_t``, or the output of the
+    ``numerator`` transform applied to the same ``g_t``: with
+    ``numerator=chain(ema(β1), bias_correction(β1))`` and ``bias_correction=True``
+    this is Adam.
+
+    Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA: Neural Networks for
+    Machine Learning, 2012.
+    """
+
+    def denominator(g, v, *, t, decay, eps, eps_root):
+        v = decay * v + (1 - decay) * g * g
+        v_hat = v / (1 - decay**t) if bias_correction else v
+        return jnp.sqrt(v_hat + eps_root) + eps, (v,)
+
+    rms = leafwise(
+        "scale_by_rms",
+        denominator,
+        {"decay": decay, "eps": eps, "eps_root": eps_root},
+        ("second_moment",),
+        state_dtype=state_dtype,
+    )
+    top = chain(numerator) if numerator else chain()
+
+    def init_fn(params):
+        return rms.init(params), top.init(params)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        denominators, rms_state = rms.update(updates, state[0], params)
+        numerators, top_state = top.update(updates, state[1], params, **extra_args)
+        scaled = jax.tree.map(lambda n, d: (n / d).astype(n.dtype), numerators, denominators)
+        return scaled, (rms_state, top_state)
+
+    return GradientTransformation(init_fn, update_fn)

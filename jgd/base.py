@@ -1,0 +1,73 @@
+"""The protocol: a gradient transformation is a pair of pure functions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+
+class GradientTransformation(NamedTuple):
+    """``init(params) -> state`` and ``update(updates, state, params=None, **extra) -> (updates, state)``.
+
+    The same shape as optax's, so jgd transforms work inside ``optax.chain``,
+    ``flax.training.train_state.TrainState`` and ``flax.nnx.Optimizer``.
+    """
+
+    init: Callable[[PyTree], PyTree]
+    update: Callable[..., tuple[PyTree, PyTree]]
+
+
+def _takes_extra_args(update: Callable) -> bool:
+    params = inspect.signature(update).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` with an ``update`` that accepts (and, if ``tx`` does not take them, drops) extra keyword arguments."""
+    if _takes_extra_args(tx.update):
+        return tx
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        return tx.update(updates, state, params)
+
+    return GradientTransformation(tx.init, update_fn)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Applies ``transforms`` in order; the state is the tuple of their states.
+
+    Extra keyword arguments reach every transform whose ``update`` accepts
+    ``**kwargs``; others (plain optax transforms) are called without them.
+    """
+    transforms = tuple(with_extra_args(t) for t in transforms)
+
+    def init_fn(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if len(state) != len(transforms):
+            raise ValueError(f"chain of {len(transforms)} transforms got a state of {len(state)} entries")
+        new_state = []
+        for t, s in zip(transforms, state):
+            updates, s = t.update(updates, s, params, **extra_args)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    """Returns ``params + updates``, each leaf keeping the dtype of its param."""
+    return jax.tree.map(
+        lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )

@@ -1,0 +1,49 @@
+"""Gradient clipping: by value (Keras ``clipvalue``), per-tensor norm (``clipnorm``) and global norm."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jgd.base import GradientTransformation
+from jgd.leafwise import leafwise
+
+
+def clip_by_value(max_value: float) -> GradientTransformation:
+    """``u = clip(g, -c, c)`` element by element. Seed 003: ``[0.9, 100.0] -> [0.9, 1.0]`` for c = 1."""
+
+    def rule(g, *, t, max_value):
+        return jnp.clip(g, -max_value, max_value), ()
+
+    return leafwise("clip_by_value", rule, {"max_value": max_value})
+
+
+def clip_by_norm(max_norm: float) -> GradientTransformation:
+    """Per tensor, ``u = g · c / max(‖g‖₂, c)``. Seed 003: ``[0.9, 100.0] -> [0.00899964, 0.9999595]``."""
+
+    def rule(g, *, t, max_norm):
+        return g * (max_norm / jnp.maximum(jnp.linalg.norm(g), max_norm)), ()
+
+    return leafwise("clip_by_norm", rule, {"max_norm": max_norm})
+
+
+def global_norm(tree) -> jax.Array:
+    """``√(Σ_leaves Σ g²)``, accumulated in at least float32."""
+    squares = [jnp.sum(jnp.square(jnp.asarray(g, jnp.promote_types(g.dtype, jnp.float32)))) for g in jax.tree.leaves(tree)]
+    return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
+
+
+def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+    """``u = g · c / max(‖G‖₂, c)`` with ``‖G‖₂`` the norm of all leaves together.
+
+    Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
+    networks", ICML 2013.
+    """
+
+    def prepare(updates, t, carry, *, max_norm):
+        return {"norm": global_norm(updates)}, carry
+
+    def rule(g, *, t, max_norm, norm):
+        return g * (max_norm / jnp.maximum(norm, max_norm)), ()
+
+    return leafwise("clip_by_global_norm", rule, {"max_norm": max_norm}, prepare=prepare)

@@ -1,0 +1,57 @@
+"""Skip steps whose updates are not finite, and count them."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jgd.base import GradientTransformation, PyTree, with_extra_args
+
+
+class ApplyIfFiniteState(NamedTuple):
+    """inner: the wrapped transform's state, kept from the last finite step.
+    consecutive: non-finite steps in a row. skipped: non-finite steps in all.
+    gave_up: set once ``consecutive`` reaches ``max_consecutive``; stays set.
+    """
+
+    inner: PyTree
+    consecutive: jax.Array
+    skipped: jax.Array
+    gave_up: jax.Array
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+    """Whether every element of every leaf is finite (True for an empty tree)."""
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)], dtype=bool))
+
+
+def apply_if_finite(inner: GradientTransformation, max_consecutive: int = 10) -> GradientTransformation:
+    """Runs ``inner``; where its updates hold a NaN or an infinity, returns zero updates and keeps the old state.
+
+    After ``max_consecutive`` non-finite steps in a row, ``state.gave_up`` is
+    set, for the training loop to stop on; steps stay skipped, so the params
+    never become non-finite.
+    """
+    if max_consecutive < 1:
+        raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive}")
+    inner = with_extra_args(inner)
+
+    def init_fn(params):
+        zero = jnp.zeros((), jnp.int32)
+        return ApplyIfFiniteState(inner.init(params), zero, zero, jnp.zeros((), bool))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        new_updates, new_inner = inner.update(updates, state.inner, params, **extra_args)
+        ok = all_finite(new_updates)
+        consecutive = jnp.where(ok, 0, state.consecutive + 1)
+        new_state = ApplyIfFiniteState(
+            inner=jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_inner, state.inner),
+            consecutive=consecutive,
+            skipped=state.skipped + jnp.where(ok, 0, 1),
+            gave_up=state.gave_up | (consecutive >= max_consecutive),
+        )
+        return jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), new_updates), new_state
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,106 @@
+"""Lifts a method written on one array to a gradient transformation on pytrees.
+
+A method is a ``rule(g, *slots, [p,] t=..., **hyperparams) -> (update, new_slots)``
+on a single array, written next to its equation. :func:`leafwise` turns it into
+a :class:`~jgd.base.GradientTransformation` that maps it over the leaves, keeps
+the slots and hyperparameters in a :class:`~jgd.hyperparams.TransformState`,
+evaluates schedules, checks trees, and handles dtypes: each leaf is computed in
+at least float32, updates keep the leaf's dtype and slots keep ``state_dtype``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jgd import trees
+from jgd.base import GradientTransformation, PyTree
+from jgd.hyperparams import TransformState, evaluate, split
+
+Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
+
+
+def leafwise(
+    name: str,
+    rule: Callable,
+    hyperparams: dict[str, Any],
+    slots: Sequence[str] = (),
+    *,
+    state_dtype: Any = None,
+    with_params: bool = False,
+    carry: dict[str, float] | None = None,
+    prepare: Prepare | None = None,
+) -> GradientTransformation:
+    """Builds the transform ``name`` from its per-array ``rule``.
+
+    Args:
+      name: the public name, used in error messages.
+      rule: ``rule(g, *slots, [p], t, **hyperparams, **prepared) -> (update, tuple(new_slots))``,
+        where ``t`` is the 1-based step number.
+      hyperparams: name -> float, array or schedule.
+      slots: names of the per-parameter accumulators, initialised to zero.
+      state_dtype: dtype of the slots; default each param's own dtype.
+      with_params: whether ``rule`` takes the param as its last positional argument.
+      carry: per-step scalars and their initial values, updated by ``prepare``.
+      prepare: ``prepare(updates, t, carry, **hyperparams) -> (prepared, new_carry)``,
+        run once per step before the rule (for values shared by all leaves).
+    """
+    constants, schedules = split(hyperparams)
+    carry = carry or {}
+
+    def init_fn(params):
+        trees.check_floating("params", params)
+
+        def zeros(p):
+            return jnp.zeros(jnp.shape(p), state_dtype or jnp.result_type(p))
+
+        count = jnp.zeros((), jnp.int32)
+        return TransformState(
+            count=count,
+            hyperparams=dict(constants),
+            scheduled=evaluate(schedules, count),
+            slots={s: jax.tree.map(zeros, params) for s in slots},
+            carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        if with_params and params is None:
+            raise ValueError(f"{name} needs params: call update(updates, state, params)")
+        trees.check_floating("updates", updates)
+        for s in slots:
+            trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
+        if params is not None and with_params:
+            trees.check_matching("updates", updates, "params", params)
+            trees.check_shapes("updates", updates, "params", params)
+        scheduled = evaluate(schedules, state.count, state.scheduled)
+        hp = {**state.hyperparams, **scheduled}
+        t = state.count + 1
+        prepared, new_carry = prepare(updates, t, state.carry, **hp) if prepare else ({}, state.carry)
+
+        leaves, treedef = jax.tree.flatten(updates)
+        slot_leaves = [treedef.flatten_up_to(state.slots[s]) for s in slots]
+        param_leaves = [treedef.flatten_up_to(params)] if with_params else []
+        out_u, out_slots = [], [[] for _ in slots]
+        for g, *rest in zip(leaves, *slot_leaves, *param_leaves):
+            g = jnp.asarray(g)
+            dtype = jnp.promote_types(g.dtype, jnp.float32)
+            args = [jnp.asarray(x).astype(dtype) for x in (g, *rest)]
+            scalars = {k: jnp.asarray(v).astype(dtype) for k, v in {**hp, **prepared}.items()}
+            u, new = rule(*args, t=t.astype(dtype), **scalars)
+            out_u.append(u.astype(g.dtype))
+            for acc, old, value in zip(out_slots, rest, new):
+                acc.append(value.astype(old.dtype))
+        new_state = TransformState(
+            count=t,
+            hyperparams=state.hyperparams,
+            scheduled=scheduled,
+            slots={s: treedef.unflatten(v) for s, v in zip(slots, out_slots)},
+            carry=new_carry,
+        )
+        return treedef.unflatten(out_u), new_state
+
+    return GradientTransformation(init_fn, update_fn)

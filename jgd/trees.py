@@ -1,0 +1,51 @@
+"""Checks on the trees handed to a transform, with errors that name the tree path."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jgd.base import PyTree
+
+
+def _paths(tree: PyTree) -> dict[str, object]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): leaf for path, leaf in flat}
+
+
+def check_matching(name: str, tree: PyTree, ref_name: str, ref: PyTree) -> None:
+    """Raises ``ValueError`` naming the first path where ``tree`` and ``ref`` differ."""
+    if jax.tree.structure(tree) == jax.tree.structure(ref):
+        return
+    got, want = _paths(tree), _paths(ref)
+    for path in want:
+        if path not in got:
+            raise ValueError(f"{name} has no leaf at {path or 'the root'}, which {ref_name} has")
+    for path in got:
+        if path not in want:
+            raise ValueError(f"{name} has a leaf at {path or 'the root'} that {ref_name} does not have")
+    raise ValueError(
+        f"{name} and {ref_name} differ in tree structure: "
+        f"{jax.tree.structure(tree)} != {jax.tree.structure(ref)}"
+    )
+
+
+def check_shapes(name: str, tree: PyTree, ref_name: str, ref: PyTree) -> None:
+    """Raises ``ValueError`` naming the first path whose leaf shapes differ (trees must match)."""
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(ref)):
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} has shape {jnp.shape(a)}, "
+                f"but {ref_name}{jax.tree_util.keystr(path)} has shape {jnp.shape(b)}"
+            )
+
+
+def check_floating(name: str, tree: PyTree) -> None:
+    """Raises ``ValueError`` naming the first leaf that is not a real floating-point array."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} has dtype {dtype}; "
+                "jgd transforms need real floating-point arrays"
+            )

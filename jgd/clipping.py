@@ -29,7 +29,8 @@ def clip_by_norm(max_norm: float) -> GradientTransformation:
 
 def global_norm(tree) -> jax.Array:
     """``√(Σ_leaves Σ g²)``, accumulated in at least float32."""
-    squares = [jnp.sum(jnp.square(jnp.asarray(g, jnp.promote_types(g.dtype, jnp.float32)))) for g in jax.tree.leaves(tree)]
+    leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
+    squares = [jnp.sum(jnp.square(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
     return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
 
 

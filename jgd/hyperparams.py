@@ -104,9 +104,7 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Callable]]:
             schedules[name] = value
         else:
             if jnp.shape(value) != ():
-                raise ValueError(
-                    f"{name} must be a scalar (vmap over a batch of values), got shape {jnp.shape(value)}"
-                )
+                raise ValueError(f"{name} must be a scalar (vmap over a batch of values), got shape {jnp.shape(value)}")
             validate(name, value)
             constants[name] = _float_array(value)
     return constants, schedules
@@ -114,10 +112,7 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Callable]]:
 
 def evaluate(schedules: dict[str, Callable], count: jax.Array, like: dict[str, jax.Array] | None = None):
     """Evaluates ``schedules`` at ``count``, in the dtypes of ``like`` where given."""
-    return {
-        name: _float_array(fn(count), None if like is None else like[name].dtype)
-        for name, fn in schedules.items()
-    }
+    return {name: _float_array(fn(count), None if like is None else like[name].dtype) for name, fn in schedules.items()}
 
 
 def _is_state(x) -> bool:

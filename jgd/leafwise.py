@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jgd import trees
-from jgd.base import GradientTransformation, PyTree
+from jgd.base import GradientTransformation
 from jgd.hyperparams import TransformState, evaluate, split
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]

@@ -25,8 +25,7 @@ def check_matching(name: str, tree: PyTree, ref_name: str, ref: PyTree) -> None:
         if path not in want:
             raise ValueError(f"{name} has a leaf at {path or 'the root'} that {ref_name} does not have")
     raise ValueError(
-        f"{name} and {ref_name} differ in tree structure: "
-        f"{jax.tree.structure(tree)} != {jax.tree.structure(ref)}"
+        f"{name} and {ref_name} differ in tree structure: {jax.tree.structure(tree)} != {jax.tree.structure(ref)}"
     )
 
 
@@ -46,6 +45,5 @@ def check_floating(name: str, tree: PyTree) -> None:
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise ValueError(
-                f"{name}{jax.tree_util.keystr(path)} has dtype {dtype}; "
-                "jgd transforms need real floating-point arrays"
+                f"{name}{jax.tree_util.keystr(path)} has dtype {dtype}; jgd transforms need real floating-point arrays"
             )

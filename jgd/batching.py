@@ -1,0 +1,73 @@
+"""Epoch sampling as seed 001 describes it: shuffle the set, partition it into batches, iterate.
+
+A batch size equal to the set is (full-batch) gradient descent, a smaller one
+mini-batch gradient descent, and 1 stochastic gradient descent. An epoch is one
+``lax.scan`` over its batches, so it runs on the device with no Python loop.
+Batches have one static shape; when the batch size does not divide the set, the
+last batch is padded and a mask marks its real examples, so every example is
+seen exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+
+Carry = TypeVar("Carry")
+PyTree = Any
+
+
+def resolve_batch_size(batch_size: int | None, num_examples: int) -> int:
+    """The batch size to use: ``None`` (full batch) or anything larger than the set becomes the set's size."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return num_examples if batch_size is None else min(batch_size, num_examples)
+
+
+def num_batches(num_examples: int, batch_size: int) -> int:
+    """Batches per epoch: ``⌈n / batch_size⌉``."""
+    return math.ceil(num_examples / batch_size)
+
+
+def epoch_order(key: jax.Array, num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Shuffles ``range(num_examples)`` with ``key`` and partitions it into batches.
+
+    Returns ``(indices, mask)``, both ``[num_batches, batch_size]``: the example
+    indices of each batch, and which of them are real (padding is ``False``).
+    """
+    batches = num_batches(num_examples, batch_size)
+    padding = batches * batch_size - num_examples
+    order = jax.random.permutation(key, num_examples)
+    indices = jnp.concatenate([order, jnp.zeros(padding, order.dtype)]).reshape(batches, batch_size)
+    mask = (jnp.arange(batches * batch_size) < num_examples).reshape(batches, batch_size)
+    return indices, mask
+
+
+def scan_epoch(
+    step: Callable[[Carry, PyTree, jax.Array, jax.Array], tuple[Carry, PyTree]],
+    carry: Carry,
+    data: PyTree,
+    key: jax.Array,
+    batch_size: int,
+) -> tuple[Carry, PyTree]:
+    """Runs one epoch of ``step(carry, batch, mask, batch_key) -> (carry, out)`` over shuffled batches of ``data``.
+
+    ``data`` is a pytree of arrays sharing a leading example axis; ``key`` fixes
+    both the order and the per-batch keys (for dropout). Returns the final carry
+    and the stacked per-batch outputs.
+    """
+    num_examples = jax.tree.leaves(data)[0].shape[0]
+    order_key, step_key = jax.random.split(key)
+    indices, mask = epoch_order(order_key, num_examples, batch_size)
+    step_keys = jax.random.split(step_key, indices.shape[0])
+
+    def body(carry, xs):
+        batch_indices, batch_mask, batch_key = xs
+        batch = jax.tree.map(lambda a: a[batch_indices], data)
+        return step(carry, batch, batch_mask, batch_key)
+
+    return jax.lax.scan(body, carry, (indices, mask, step_keys))

@@ -1,0 +1,247 @@
+"""The ``jgd`` command line: ``jgd train CONFIG`` and ``jgd compare CONFIG``.
+
+Each subcommand writes its results (metrics as JSON and CSV, plots, the
+resolved config) into a temporary folder that becomes the output folder only
+when everything has succeeded, so a failed run leaves no partial output. Any
+error ends the command with a non-zero exit and one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import jax
+import yaml
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jgd import config as cfg
+from jgd import plots
+from jgd.data import Dataset, load_dataset
+from jgd.models import MLP, init_variables
+from jgd.training import History, fit, write_csv, write_json
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
+def _output_dir(args: argparse.Namespace, config: cfg.Config) -> Path:
+    out = Path(args.out or config.output_dir or Path("runs") / Path(args.config).stem)
+    # Only a folder of earlier jgd results (or an empty one) is replaced, never an unrelated one.
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").is_file())):
+        raise ValueError(f"output folder {out} exists and does not hold jgd results; choose another with --out")
+    return out
+
+
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """Yields a temporary folder that replaces ``out`` on success and is removed on any error."""
+    staging = Path(tempfile.mkdtemp(prefix="jgd-"))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.move(staging, out)
+
+
+def _setup(config: cfg.Config) -> tuple[Dataset, MLP, dict, jax.Array]:
+    """Data, model, initial variables and the key of the batch order, all fixed by the config's seed."""
+    d, m = config.data, config.model
+    data = load_dataset(d.name, d.path, d.validation_fraction, d.test_fraction, d.standardize, config.seed)
+    model = MLP(m.hidden, data.num_classes, m.activation, m.initializer, m.dropout, m.batch_norm)
+    init_key, order_key = jax.random.split(jax.random.key(config.seed))
+    return data, model, init_variables(model, init_key, data.num_features), order_key
+
+
+def _describe(model: MLP, data: Dataset) -> str:
+    widths = "-".join(str(w) for w in (data.num_features, *model.hidden, model.num_outputs))
+    return f"{widths} MLP on {data.name}"
+
+
+def _write_config(config: cfg.Config, directory: Path) -> None:
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(config), sort_keys=False))
+
+
+def _print_table(table: Table, directory: Path) -> None:
+    Console().print(table)
+    recorder = Console(record=True, width=120, file=open(directory / "summary.txt", "w"))
+    recorder.print(table)
+    recorder.file.close()
+
+
+def _train(args: argparse.Namespace) -> Path:
+    config = cfg.load_config(args.config, args.set)
+    if config.optimizer is None:
+        raise ValueError(f"{args.config}: jgd train needs an optimizer section")
+    out = _output_dir(args, config)
+    data, model, variables, order_key = _setup(config)
+    tx = cfg.build_optimizer(config.optimizer)
+    t = config.training
+    with _staged(out) as staging:
+        with _progress() as progress:
+            _, history = fit(
+                model,
+                variables,
+                tx,
+                data,
+                order_key,
+                epochs=t.epochs,
+                batch_size=t.batch_size,
+                loss=t.loss,
+                early_stopping=t.early_stopping,
+                progress=progress,
+                description=config.optimizer.name,
+            )
+        write_json(staging / "metrics.json", history.to_dict())
+        write_csv(staging / "metrics.csv", history.epochs)
+        _write_config(config, staging)
+        plots.plot_history(history, staging, f"{config.optimizer.name}, {_describe(model, data)}")
+        title = f"{config.optimizer.name}, {_describe(model, data)}"
+        _print_table(_table(title, [_summary_row(config.optimizer.name, t.batch_size, history)]), staging)
+    return out
+
+
+# Columns of the results table: header, key of the summary row, format.
+_COLUMNS = (
+    ("method", "method", "{}"),
+    ("batch", "batch_size", "{}"),
+    ("epochs", "epochs", "{}"),
+    ("start loss", "initial_train_loss", "{:.3g}"),
+    ("final loss", "final_train_loss", "{:.3g}"),
+    ("val acc", "val_accuracy", "{:.2%}"),
+    ("test acc", "test_accuracy", "{:.2%}"),
+    ("time s", "seconds", "{:.1f}"),
+)
+
+
+def _table(title: str, rows: Sequence[dict[str, object]]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    for header, _, _ in _COLUMNS:
+        table.add_column(header, justify="left" if header == "method" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(fmt.format(row[key]) for _, key, fmt in _COLUMNS))
+    return table
+
+
+def _summary_row(label: str, batch_size: int | None, history: History) -> dict[str, object]:
+    return {
+        "method": label,
+        "batch_size": "full" if batch_size is None else batch_size,
+        "epochs": history.epochs[-1]["epoch"],
+        "initial_train_loss": history.epochs[0]["train_loss"],
+        "final_train_loss": history.epochs[-1]["train_loss"],
+        "val_accuracy": history.epochs[-1]["val_accuracy"],
+        "test_accuracy": history.test["accuracy"],
+        "compile_seconds": round(history.compile_seconds, 3),
+        "train_seconds": round(history.train_seconds, 3),
+        "seconds": round(history.compile_seconds + history.train_seconds, 3),
+    }
+
+
+def _compare(args: argparse.Namespace) -> Path:
+    config = cfg.load_config(args.config, args.set)
+    if not config.methods:
+        raise ValueError(f"{args.config}: jgd compare needs a methods list")
+    out = _output_dir(args, config)
+    data, model, variables, order_key = _setup(config)
+    transforms = {
+        m.label: cfg.build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, m in enumerate(config.methods)
+    }
+    t = config.training
+    histories: dict[str, History] = {}
+    with _staged(out) as staging:
+        started = time.perf_counter()
+        with _progress() as progress:
+            for method in config.methods:
+                # Every method starts from the same variables and, per batch size, sees the same batches.
+                _, histories[method.label] = fit(
+                    model,
+                    variables,
+                    transforms[method.label],
+                    data,
+                    order_key,
+                    epochs=t.epochs,
+                    batch_size=method.batch_size,
+                    loss=t.loss,
+                    early_stopping=t.early_stopping,
+                    progress=progress,
+                    description=method.label,
+                )
+        summary = [_summary_row(m.label, m.batch_size, histories[m.label]) for m in config.methods]
+        write_json(
+            staging / "metrics.json",
+            {
+                m.label: {"batch_size": row["batch_size"], **histories[m.label].to_dict()}
+                for m, row in zip(config.methods, summary)
+            },
+        )
+        write_csv(staging / "metrics.csv", [{"method": k, **row} for k, h in histories.items() for row in h.epochs])
+        write_csv(staging / "summary.csv", summary)
+        _write_config(config, staging)
+        plots.plot_comparison(histories, staging, _describe(model, data))
+        title = f"{_describe(model, data)}: {t.epochs} epochs, {time.perf_counter() - started:.0f} s in all"
+        _print_table(_table(title, summary), staging)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each subcommand sets ``run``, so new ones plug in beside these."""
+    parser = argparse.ArgumentParser(prog="jgd", description="Train and compare jgd optimizers from YAML configs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommands: dict[str, tuple[Callable[[argparse.Namespace], Path], str]] = {
+        "train": (_train, "train one model with the config's optimizer"),
+        "compare": (_compare, "train the same model with every method of the config's methods list"),
+    }
+    for name, (run, text) in subcommands.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("config", help="YAML config file (schema: configs/README.md)")
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config field, e.g. --set optimizer.learning_rate=0.01 (repeatable)",
+        )
+        sub.add_argument("--out", help="output folder (default: the config's output.dir, else runs/CONFIG_NAME)")
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (0 on success)."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = args.run(args)
+    except KeyboardInterrupt:
+        print("jgd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every failure becomes one line and a non-zero exit
+        message = " ".join(str(e).split())
+        if not isinstance(e, (ValueError, OSError)):
+            # Not a reported input problem: the exception's type says what went wrong.
+            message = f"{type(e).__name__}: {message}" if message else type(e).__name__
+        print(f"jgd: error: {message}", file=sys.stderr)
+        return 1
+    print(f"results written to {out}")
+    return 0

@@ -1,0 +1,484 @@
+"""Experiment configs: YAML files read into validated, frozen dataclasses.
+
+The schema is documented in ``configs/README.md``. Every field is checked
+here, before any training starts: an unknown key or a bad value is a
+``ValueError`` whose message begins with the field's dotted path, such as
+``optimizer.learning_rate must be >= 0, got -0.1``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import optax
+import yaml
+
+import jgd
+from jgd.data import DATASETS
+from jgd.losses import LOSSES
+from jgd.models import ACTIVATIONS, INITIALIZERS
+from jgd.training import EarlyStopping
+
+METHODS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "lbfgs", "bfgs")
+SCHEDULES = ("constant", "exponential", "step", "cosine", "linear_warmup")
+# Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
+LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")
+_BLOCKS = ("l1", "l2", "clip_value", "clip_norm", "clip_global_norm", "max_norm")
+_GRADIENT_BLOCKS = ("l1", "l2", "clip_value", "clip_norm", "clip_global_norm")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, and how it is split and scaled (see :func:`jgd.data.load_dataset`)."""
+
+    name: str = "digits"
+    path: str | None = None
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2
+    standardize: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The :class:`jgd.models.MLP`'s hidden widths and layer choices."""
+
+    hidden: tuple[int, ...] = (128,)
+    activation: str = "relu"
+    initializer: str = "he"
+    dropout: float = 0.0
+    batch_norm: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Epochs, batch size (``None`` is the full training set), loss and early stopping."""
+
+    epochs: int = 30
+    batch_size: int | None = 32
+    loss: str = "cross_entropy"
+    early_stopping: EarlyStopping | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """A method, its hyperparameters (numbers or schedule specs), and the blocks chained around it."""
+
+    name: str
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    l1: float = 0.0
+    l2: float = 0.0
+    clip_value: float | None = None
+    clip_norm: float | None = None
+    clip_global_norm: float | None = None
+    max_norm: float | None = None
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One line of a comparison: a label, an optimizer and the batch size it trains with."""
+
+    label: str
+    optimizer: OptimizerConfig
+    batch_size: int | None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment. ``jgd train`` needs ``optimizer``; ``jgd compare`` needs ``methods``."""
+
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    optimizer: OptimizerConfig | None = None
+    methods: tuple[MethodConfig, ...] = ()
+    output_dir: str | None = None
+
+
+# --- field readers: each names the field in its error -------------------------------------------
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{path} must be a mapping of fields, got {value!r}")
+    return dict(value)
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ValueError(f"{_join(path, str(key))} is not a known field; expected one of: {', '.join(allowed)}")
+
+
+def _number(value: Any, path: str) -> int | float:
+    # PyYAML reads "1e-3" (no dot) as a string, so numeric strings are numbers here.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path} must be a number, got {value!r}")
+    return value
+
+
+def _float(value: Any, path: str, low: float | None = None, high: float | None = None, open_low: bool = False) -> float:
+    x = float(_number(value, path))
+    if low is not None and (x <= low if open_low else x < low):
+        raise ValueError(f"{path} must be {'>' if open_low else '>='} {low:g}, got {value!r}")
+    if high is not None and x >= high:
+        raise ValueError(f"{path} must be < {high:g}, got {value!r}")
+    return x
+
+
+def _int(value: Any, path: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{path} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{path} must be true or false, got {value!r}")
+    return value
+
+
+def _choice(value: Any, path: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{path} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _batch_size(value: Any, path: str) -> int | None:
+    if value == "full":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{path} must be an integer >= 1 or 'full', got {value!r}")
+    return value
+
+
+def _optional(value: Any, read: Callable[[Any], Any]) -> Any:
+    return None if value is None else read(value)
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _data(raw: Any, path: str = "data") -> DataConfig:
+    raw = _mapping(raw, path)
+    _check_keys(raw, ("name", "path", "validation_fraction", "test_fraction", "standardize"), path)
+    d = DataConfig()
+    name = _choice(raw.get("name", d.name), _join(path, "name"), DATASETS)
+    data_path = raw.get("path")
+    if data_path is not None and not isinstance(data_path, str):
+        raise ValueError(f"{path}.path must be a string, got {data_path!r}")
+    if name != "digits" and data_path is None:
+        raise ValueError(f"{path}.path is required for {name}: a directory of IDX files or an .npz file")
+    fraction = {"low": 0.0, "high": 1.0, "open_low": True}
+    return DataConfig(
+        name=name,
+        path=data_path,
+        validation_fraction=_float(
+            raw.get("validation_fraction", d.validation_fraction), f"{path}.validation_fraction", **fraction
+        ),
+        test_fraction=_float(raw.get("test_fraction", d.test_fraction), f"{path}.test_fraction", **fraction),
+        standardize=_bool(raw.get("standardize", d.standardize), f"{path}.standardize"),
+    )
+
+
+def _model(raw: Any, path: str = "model") -> ModelConfig:
+    raw = _mapping(raw, path)
+    _check_keys(raw, ("hidden", "activation", "initializer", "dropout", "batch_norm"), path)
+    d = ModelConfig()
+    hidden = raw.get("hidden", list(d.hidden))
+    if not isinstance(hidden, list):
+        raise ValueError(f"{path}.hidden must be a list of layer widths, got {hidden!r}")
+    return ModelConfig(
+        hidden=tuple(_int(w, _join(f"{path}.hidden", i), 1) for i, w in enumerate(hidden)),
+        activation=_choice(raw.get("activation", d.activation), f"{path}.activation", tuple(ACTIVATIONS)),
+        initializer=_choice(raw.get("initializer", d.initializer), f"{path}.initializer", tuple(INITIALIZERS)),
+        dropout=_float(raw.get("dropout", d.dropout), f"{path}.dropout", 0.0, 1.0),
+        batch_norm=_bool(raw.get("batch_norm", d.batch_norm), f"{path}.batch_norm"),
+    )
+
+
+def _early_stopping(raw: Any, path: str) -> EarlyStopping | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, path)
+    _check_keys(raw, ("patience", "min_delta"), path)
+    if "patience" not in raw:
+        raise ValueError(f"{path}.patience is required")
+    return EarlyStopping(
+        patience=_int(raw["patience"], f"{path}.patience", 1),
+        min_delta=_float(raw.get("min_delta", 0.0), f"{path}.min_delta", 0.0),
+    )
+
+
+def _training(raw: Any, path: str = "training") -> TrainingConfig:
+    raw = _mapping(raw, path)
+    _check_keys(raw, ("epochs", "batch_size", "loss", "early_stopping"), path)
+    d = TrainingConfig()
+    return TrainingConfig(
+        epochs=_int(raw.get("epochs", d.epochs), f"{path}.epochs", 1),
+        batch_size=_batch_size(raw.get("batch_size", d.batch_size), f"{path}.batch_size"),
+        loss=_choice(raw.get("loss", d.loss), f"{path}.loss", tuple(LOSSES)),
+        early_stopping=_early_stopping(raw.get("early_stopping"), f"{path}.early_stopping"),
+    )
+
+
+def _factory(name: Any, path: str) -> Callable[..., Any]:
+    if isinstance(name, str) and name.startswith("optax."):
+        fn = getattr(optax, name.removeprefix("optax."), None)
+        if not callable(fn):
+            raise ValueError(f"{path} {name!r} is not an optax optimizer")
+        return fn
+    _choice(name, path, METHODS)
+    if not hasattr(jgd, name):
+        raise ValueError(f"{path} {name!r} is not available in this version of jgd")
+    return getattr(jgd, name)
+
+
+def _arguments(fn: Callable, raw: Mapping[str, Any], path: str, what: str) -> None:
+    """Checks that ``raw`` names only parameters of ``fn`` and gives all the required ones."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n != "state_dtype"]
+    for key in raw:
+        if key not in allowed:
+            raise ValueError(
+                f"{_join(path, key)} is not a hyperparameter of {what}; expected one of: {', '.join(allowed)}"
+            )
+    for n, p in params.items():
+        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in raw:
+            raise ValueError(f"{_join(path, n)} is required by {what}")
+
+
+def _hyperparam(value: Any, path: str) -> Any:
+    """A YAML hyperparameter: a number, a flag or word option, or a ``{schedule: name, ...}`` mapping."""
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        kind = _choice(spec.pop("schedule", None), f"{path}.schedule", SCHEDULES)
+        fn = getattr(jgd.schedules, kind)
+        _arguments(fn, spec, path, f"the {kind} schedule")
+        return {"schedule": kind, **{k: _number(v, _join(path, k)) for k, v in spec.items()}}
+    if isinstance(value, (bool, str)) and not _is_number(value):
+        return value
+    return _number(value, path)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        _number(value, "")
+    except ValueError:
+        return False
+    return True
+
+
+def _optimizer(raw: Any, path: str) -> OptimizerConfig:
+    raw = _mapping(raw, path)
+    if "name" not in raw:
+        raise ValueError(f"{path}.name is required")
+    name = raw.pop("name")
+    factory = _factory(name, f"{path}.name")
+    blocks = {k: raw.pop(k) for k in _BLOCKS if k in raw}
+    _arguments(factory, raw, path, name)
+    hyperparams = {k: _hyperparam(v, _join(path, k)) for k, v in raw.items()}
+    config = OptimizerConfig(
+        name=name,
+        hyperparams=hyperparams,
+        l1=_float(blocks.get("l1", 0.0), f"{path}.l1", 0.0),
+        l2=_float(blocks.get("l2", 0.0), f"{path}.l2", 0.0),
+        **{
+            k: _optional(blocks.get(k), lambda v, k=k: _float(v, f"{path}.{k}", 0.0, open_low=True))
+            for k in ("clip_value", "clip_norm", "clip_global_norm", "max_norm")
+        },
+    )
+    if name in LINE_SEARCH:
+        for k in _GRADIENT_BLOCKS:
+            if getattr(config, k):
+                raise ValueError(f"{path}.{k} cannot be used with {name}: its line search evaluates the plain loss")
+    build_optimizer(config, path)
+    return config
+
+
+def _methods(raw: Any, default_batch_size: int | None) -> tuple[MethodConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"methods must be a non-empty list of methods, got {raw!r}")
+    methods, labels = [], {}
+    for i, entry in enumerate(raw):
+        path = _join("methods", i)
+        entry = _mapping(entry, path)
+        _check_keys(entry, ("label", "optimizer", "batch_size"), path)
+        if "optimizer" not in entry:
+            raise ValueError(f"{path}.optimizer is required")
+        optimizer = _optimizer(entry["optimizer"], f"{path}.optimizer")
+        label = entry.get("label", optimizer.name)
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"{path}.label must be a non-empty string, got {label!r}")
+        if label in labels:
+            raise ValueError(f"{path}.label {label!r} repeats the label of methods[{labels[label]}]")
+        labels[label] = i
+        batch_size = (
+            _batch_size(entry["batch_size"], f"{path}.batch_size") if "batch_size" in entry else default_batch_size
+        )
+        methods.append(MethodConfig(label, optimizer, batch_size))
+    return tuple(methods)
+
+
+def parse_config(raw: Any) -> Config:
+    """Validates a config mapping (as read from YAML) into a :class:`Config`."""
+    raw = _mapping(raw, "the config")
+    _check_keys(raw, ("seed", "data", "model", "training", "optimizer", "methods", "output"), "")
+    output = _mapping(raw.get("output"), "output")
+    _check_keys(output, ("dir",), "output")
+    if output.get("dir") is not None and not isinstance(output["dir"], str):
+        raise ValueError(f"output.dir must be a string, got {output['dir']!r}")
+    training = _training(raw.get("training"))
+    return Config(
+        seed=_int(raw.get("seed", 0), "seed", 0),
+        data=_data(raw.get("data")),
+        model=_model(raw.get("model")),
+        training=training,
+        optimizer=_optional(raw.get("optimizer"), lambda v: _optimizer(v, "optimizer")),
+        methods=_methods(raw.get("methods"), training.batch_size),
+        output_dir=output.get("dir"),
+    )
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Applies ``key=value`` overrides, e.g. ``optimizer.learning_rate=0.01`` or ``methods.0.label=A``.
+
+    Values are read as YAML (``5`` is an int, ``full`` a string, ``[64, 64]`` a list).
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} must look like key=value")
+        node: Any = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ValueError(f"--set {key}: {where} is not an index of a list of {len(node)}")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ValueError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
+            if last:
+                node[part] = yaml.safe_load(text)
+            else:
+                if isinstance(node, dict) and node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+    return raw
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Reads, overrides and validates the YAML config at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    return parse_config(apply_overrides(_mapping(raw, str(path)), overrides))
+
+
+# --- building the transform ----------------------------------------------------------------------
+
+
+def _kernels(params: Any) -> Any:
+    # Penalties act on the weight matrices only, like Keras' kernel_regularizer.
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        return getattr(jgd.schedules, spec.pop("schedule"))(**spec)
+    return value
+
+
+def _prefixed(path: str, error: Exception, names: Any) -> str:
+    # jgd's own messages start with the parameter's name; make that the field's full path.
+    message = str(error)
+    return f"{path}.{message}" if message.split(" ")[0] in names else f"{path}: {message}"
+
+
+def build_optimizer(config: OptimizerConfig, path: str = "optimizer") -> jgd.GradientTransformation:
+    """The transform ``config`` describes: ``l1, l2, clipping → method → max_norm``.
+
+    Penalties come first so the method (and its preconditioner) sees their
+    gradient, as when Keras adds them to the loss; max-norm projects the
+    weights the step produces. Errors name the field under ``path``.
+    """
+    factory = _factory(config.name, f"{path}.name")
+    hp = {}
+    for key, value in config.hyperparams.items():
+        try:
+            hp[key] = _value(value)
+        except ValueError as e:
+            raise ValueError(_prefixed(_join(path, key), e, value)) from None
+    parts = []
+    for key, block in (("l1", jgd.l1_penalty), ("l2", jgd.l2_penalty)):
+        if getattr(config, key):
+            parts.append(optax.masked(block(getattr(config, key)), _kernels))
+    for key, block in (
+        ("clip_value", jgd.clip_by_value),
+        ("clip_norm", jgd.clip_by_norm),
+        ("clip_global_norm", jgd.clip_by_global_norm),
+    ):
+        if getattr(config, key) is not None:
+            parts.append(block(getattr(config, key)))
+    try:
+        parts.append(factory(**hp))
+    except (TypeError, ValueError) as e:
+        raise ValueError(_prefixed(path, e, hp)) from None
+    if config.max_norm is not None:
+        parts.append(jgd.max_norm(config.max_norm))
+    return parts[0] if len(parts) == 1 else jgd.chain(*parts)
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The config as a YAML-ready mapping that :func:`parse_config` reads back to an equal config."""
+
+    def optimizer(o: OptimizerConfig) -> dict[str, Any]:
+        return {"name": o.name, **o.hyperparams, **{k: getattr(o, k) for k in _BLOCKS if getattr(o, k)}}
+
+    def batch(size: int | None) -> int | str:
+        return "full" if size is None else size
+
+    out: dict[str, Any] = {
+        "seed": config.seed,
+        "data": asdict(config.data),
+        "model": {**asdict(config.model), "hidden": list(config.model.hidden)},
+        "training": {**asdict(config.training), "batch_size": batch(config.training.batch_size)},
+        "output": {"dir": config.output_dir},
+    }
+    if config.optimizer is not None:
+        out["optimizer"] = optimizer(config.optimizer)
+    if config.methods:
+        out["methods"] = [
+            {"label": m.label, "optimizer": optimizer(m.optimizer), "batch_size": batch(m.batch_size)}
+            for m in config.methods
+        ]
+    return out

@@ -1,0 +1,75 @@
+"""A Flax (linen) multilayer perceptron with the choices of seed 003.
+
+Each hidden layer is ``Dense → [BatchNorm] → activation → [Dropout]``: batch
+norm sits just before the activation, as the seed places it, and then the
+Dense layer needs no bias (BatchNorm's β shifts instead). The output layer is
+linear (the loss applies the softmax) and uses Glorot initialization, the
+seed's choice for layers without a rectifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": nn.relu,
+    "leaky_relu": nn.leaky_relu,  # max(αz, z), α = 0.01
+    "elu": nn.elu,  # α(exp(z) - 1) for z < 0, α = 1
+    "tanh": nn.tanh,
+    "sigmoid": nn.sigmoid,
+}
+
+# Zero-mean (truncated) normal draws with the seed's variances, as Keras' he_normal and glorot_normal:
+# He σ² = 2 / fan_in (for ReLUs), Glorot σ² = 2 / (fan_in + fan_out).
+INITIALIZERS: dict[str, nn.initializers.Initializer] = {
+    "he": nn.initializers.he_normal(),
+    "glorot": nn.initializers.glorot_normal(),
+}
+
+
+class MLP(nn.Module):
+    """Fully connected classifier returning one output (logit) per class.
+
+    Attributes:
+      hidden: width of each hidden layer.
+      num_outputs: number of outputs.
+      activation: a key of :data:`ACTIVATIONS`.
+      initializer: ``"he"`` or ``"glorot"``, for the hidden layers' kernels.
+      dropout: dropout rate of the hidden layers' outputs (0 disables it).
+      batch_norm: whether to normalize each hidden layer's pre-activations.
+    """
+
+    hidden: Sequence[int]
+    num_outputs: int
+    activation: str = "relu"
+    initializer: str = "he"
+    dropout: float = 0.0
+    batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+        """Outputs for inputs ``x`` of shape ``[batch, features]``.
+
+        ``train`` turns on dropout and batch statistics; ``mask`` marks the real
+        examples of a padded batch, the only ones batch norm averages over.
+        """
+        activation = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = nn.Dense(width, use_bias=not self.batch_norm, kernel_init=INITIALIZERS[self.initializer])(x)
+            if self.batch_norm:
+                bn_mask = None if mask is None else mask[:, None]
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x, mask=bn_mask)
+            x = activation(x)
+            if self.dropout > 0:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_outputs, kernel_init=INITIALIZERS["glorot"])(x)
+
+
+def init_variables(model: nn.Module, key: jax.Array, num_features: int) -> dict[str, Any]:
+    """The model's variables: ``params`` and, with batch norm, ``batch_stats``."""
+    return dict(model.init({"params": key}, jnp.zeros((1, num_features), jnp.float32)))

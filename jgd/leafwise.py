@@ -54,8 +54,8 @@ def leafwise(
     def init_fn(params):
         trees.check_floating("params", params)
 
-        def zeros(p):
-            return jnp.zeros(jnp.shape(p), state_dtype or jnp.result_type(p))
+        def zeros(p):  # zeros_like keeps the param's sharding
+            return jnp.zeros_like(p, dtype=state_dtype or jnp.result_type(p))
 
         count = jnp.zeros((), jnp.int32)
         return TransformState(

@@ -50,7 +50,7 @@ def adadelta(
 
     def rule(g, sq_grad, sq_step, *, t, learning_rate, rho, eps):
         sq_grad = rho * sq_grad + (1 - rho) * g * g
-        step = -jnp.sqrt(sq_step + eps) / jnp.sqrt(sq_grad + eps) * g
+        step = -jnp.sqrt((sq_step + eps) / (sq_grad + eps)) * g  # one root: XLA keeps two as separate passes
         sq_step = rho * sq_step + (1 - rho) * step * step
         return learning_rate * step, (sq_grad, sq_step)
 

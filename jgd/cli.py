@@ -119,6 +119,8 @@ def _train(args: argparse.Namespace) -> Path:
         plots.plot_history(history, staging, f"{config.optimizer.name}, {_describe(model, data)}")
         title = f"{config.optimizer.name}, {_describe(model, data)}"
         _print_table(_table(title, [_summary_row(config.optimizer.name, t.batch_size, history)]), staging)
+    if history.stopped_early:
+        print(f"stopped early; kept the parameters of epoch {history.best_epoch}, the lowest validation loss")
     return out
 
 
@@ -149,6 +151,7 @@ def _summary_row(label: str, batch_size: int | None, history: History) -> dict[s
         "method": label,
         "batch_size": "full" if batch_size is None else batch_size,
         "epochs": history.epochs[-1]["epoch"],
+        "best_epoch": history.best_epoch,
         "initial_train_loss": history.epochs[0]["train_loss"],
         "final_train_loss": history.epochs[-1]["train_loss"],
         "val_accuracy": history.epochs[-1]["val_accuracy"],

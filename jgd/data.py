@@ -82,13 +82,19 @@ def _idx_path(directory: Path, stem: str) -> Path:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in IDX_FILES if k not in archive.files]
-            if missing:
-                raise ValueError(f"{path}: no array {missing[0]!r} (it has {sorted(archive.files)})")
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        raise ValueError(f"{path}: not a valid .npz file") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a valid .npz file (it holds a single array)")
+    with archive:
+        missing = [k for k in IDX_FILES if k not in archive.files]
+        if missing:
+            raise ValueError(f"{path}: no array {missing[0]!r} (it has {sorted(archive.files)})")
+        try:
             return {k: archive[k] for k in IDX_FILES}
-    except (OSError, zlib.error, EOFError) as e:
-        raise ValueError(f"{path}: not a valid .npz file ({e})") from None
+        except (OSError, ValueError, zlib.error, EOFError) as e:
+            raise ValueError(f"{path}: an array of the .npz file is corrupt ({e})") from None
 
 
 def read_mnist(path: str | Path) -> dict[str, np.ndarray]:

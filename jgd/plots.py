@@ -25,10 +25,12 @@ def plot_curves(
     ylabel: str,
     log_y: bool = False,
     ylim: tuple[float | None, float | None] | None = None,
+    mark: tuple[float, str] | None = None,
 ) -> None:
     """Saves one line per ``label -> (x, y)`` of ``curves`` to ``path``, with labelled axes, legend and title.
 
-    ``ylim`` fixes the vertical range (``None`` for either end leaves it automatic).
+    ``ylim`` fixes the vertical range (``None`` for either end leaves it
+    automatic); ``mark = (x, label)`` draws a labelled vertical line at ``x``.
 
     Colors cycle through ``tab10`` and the line style changes every ten
     curves, so up to 40 lines stay distinguishable.
@@ -37,6 +39,8 @@ def plot_curves(
     ax = fig.add_subplot()
     for i, (label, (x, y)) in enumerate(curves.items()):
         ax.plot(x, y, _STYLES[i // 10 % len(_STYLES)], color=f"C{i % 10}", label=label, linewidth=1.6)
+    if mark is not None:
+        ax.axvline(mark[0], color="0.4", linestyle=":", label=mark[1])
     if log_y:
         ax.set_yscale("log")
     if ylim is not None:
@@ -52,10 +56,14 @@ def _series(history: History, key: str) -> tuple[list[float], list[float]]:
 
 
 def plot_history(history: History, directory: str | Path, name: str = "") -> list[Path]:
-    """Loss (log scale) and accuracy of one run on the training and validation sets; returns the files written."""
+    """Loss (log scale) and accuracy of one run on the training and validation sets; returns the files written.
+
+    After early stopping, a vertical line marks the epoch whose parameters were kept.
+    """
     directory = Path(directory)
     suffix = f" — {name}" if name else ""
     loss, acc = directory / "loss.png", directory / "accuracy.png"
+    mark = (history.best_epoch, f"restored (epoch {history.best_epoch})") if history.stopped_early else None
     plot_curves(
         {"training": _series(history, "train_loss"), "validation": _series(history, "val_loss")},
         loss,
@@ -63,6 +71,7 @@ def plot_history(history: History, directory: str | Path, name: str = "") -> lis
         xlabel="epoch",
         ylabel="loss (log scale)",
         log_y=True,
+        mark=mark,
     )
     plot_curves(
         {"training": _series(history, "train_accuracy"), "validation": _series(history, "val_accuracy")},
@@ -70,6 +79,7 @@ def plot_history(history: History, directory: str | Path, name: str = "") -> lis
         title=f"Accuracy per epoch{suffix}",
         xlabel="epoch",
         ylabel="accuracy",
+        mark=mark,
     )
     return [loss, acc]
 
@@ -93,7 +103,7 @@ def plot_comparison(histories: Mapping[str, History], directory: str | Path, nam
         title=f"Validation accuracy per epoch{suffix}",
         xlabel="epoch",
         ylabel="validation accuracy",
-        ylim=(_settled_floor(histories.values(), "val_accuracy"), None),
+        ylim=(_settled_floor(histories.values(), "val_accuracy"), 1.0),
     )
     return [loss, acc]
 

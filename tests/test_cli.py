@@ -1,0 +1,174 @@
+"""The command line: outputs of train and compare, same-seed reproducibility, and one-line errors."""
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from jgd import cli
+
+TINY = {
+    "seed": 0,
+    "model": {"hidden": [16]},
+    "training": {"epochs": 2, "batch_size": 64},
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "methods": [
+        {"label": "SGD", "optimizer": {"name": "sgd", "learning_rate": 0.1}},
+        {"label": "Adam", "optimizer": {"name": "adam", "learning_rate": 0.01}},
+        {"label": "L-BFGS", "optimizer": {"name": "optax.lbfgs"}, "batch_size": "full"},
+    ],
+}
+
+
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    """Where the command stages its output; it must be empty once the command returns."""
+    folder = tmp_path / "staging"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    assert list(folder.iterdir()) == []
+
+
+def _config(tmp_path, raw=None, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(TINY if raw is None else raw))
+    return str(path)
+
+
+def _without_times(metrics):
+    return {k: {f: v for f, v in m.items() if not f.endswith("seconds")} for k, m in metrics.items()}
+
+
+def test_train_writes_everything(tmp_path, staging, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", _config(tmp_path), "--out", str(out), "--set", "training.epochs=3"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {"metrics.json", "metrics.csv", "config.yaml", "loss.png", "accuracy.png", "summary.txt"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["epochs"]] == [0, 1, 2, 3]
+    assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 3
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "test acc" in capsys.readouterr().out
+
+
+def test_compare_writes_plots_tables_and_shares_the_start(tmp_path, staging, capsys):
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", _config(tmp_path), "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"training_loss.png", "validation_accuracy.png", "summary.csv", "metrics.csv", "metrics.json"} <= names
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["SGD", "Adam", "L-BFGS"]
+    starts = {m["epochs"][0]["train_loss"] for m in metrics.values()}
+    assert len(starts) == 1  # the same initial weights for every method
+    for m in metrics.values():
+        assert m["epochs"][-1]["train_loss"] < m["epochs"][0]["train_loss"]
+    printed = capsys.readouterr().out
+    assert all(label in printed for label in metrics) and "test acc" in printed
+
+
+def test_identical_methods_see_identical_batches(tmp_path, staging):
+    # With dropout, equal results need equal initial weights, batch order and dropout masks.
+    raw = {**TINY, "model": {"hidden": [16], "dropout": 0.3}}
+    raw["methods"] = [{"label": label, "optimizer": {"name": "sgd", "learning_rate": 0.1}} for label in "AB"]
+    out = tmp_path / "same"
+    assert cli.main(["compare", _config(tmp_path, raw), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["A"]["epochs"] == metrics["B"]["epochs"]
+
+
+def test_same_seed_same_metrics(tmp_path, staging):
+    raw = {**TINY, "model": {"hidden": [16], "dropout": 0.2, "batch_norm": True}}
+    raw["methods"] = [TINY["methods"][1]]
+    config = _config(tmp_path, raw)
+    runs = []
+    for name in ("one", "two"):
+        assert cli.main(["compare", config, "--out", str(tmp_path / name)]) == 0
+        runs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    assert _without_times(runs[0]) == _without_times(runs[1])
+    assert cli.main(["compare", config, "--out", str(tmp_path / "three"), "--set", "seed=1"]) == 0
+    other = json.loads((tmp_path / "three" / "metrics.json").read_text())
+    assert _without_times(other) != _without_times(runs[0])
+
+
+def _fails(argv, capsys, expected):
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("jgd: error: ") and expected in err[0], err[0]
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_missing_config(tmp_path, staging, capsys, command):
+    out = tmp_path / "out"
+    _fails([command, str(tmp_path / "nope.yaml"), "--out", str(out)], capsys, "config file not found")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"trainig": {"epochs": 1}}, "trainig is not a known field"),
+        ({"optimizer": {"name": "adam", "learning_rate": -0.1}}, "optimizer.learning_rate must be >= 0"),
+        ({"data": {"name": "mnist", "path": "/nonexistent/mnist.npz"}}, "data file not found: /nonexistent/mnist.npz"),
+    ],
+    ids=["unknown-key", "negative-learning-rate", "missing-data-file"],
+)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_bad_input_is_one_line_and_no_output(tmp_path, staging, capsys, change, expected, command):
+    out = tmp_path / "out"
+    _fails([command, _config(tmp_path, {**TINY, **change}), "--out", str(out)], capsys, expected)
+    assert not out.exists()
+
+
+def test_negative_learning_rate_in_a_method(tmp_path, staging, capsys):
+    raw = {**TINY, "methods": [{"optimizer": {"name": "adam", "learning_rate": -1}}]}
+    _fails(["compare", _config(tmp_path, raw)], capsys, "methods[0].optimizer.learning_rate must be >= 0")
+
+
+def test_bad_override(tmp_path, staging, capsys):
+    out = tmp_path / "out"
+    _fails(["train", _config(tmp_path), "--set", "training.epochs=-2", "--out", str(out)], capsys, "training.epochs")
+    assert not out.exists()
+
+
+def test_failure_after_training_leaves_no_partial_output(tmp_path, staging, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(cli.plots, "plot_history", broken)
+    out = tmp_path / "out"
+    assert cli.main(["train", _config(tmp_path), "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "jgd: error: RuntimeError: disk full"
+    assert not out.exists()
+
+
+def test_output_folder_replacement(tmp_path, staging, capsys):
+    config = _config(tmp_path, {**TINY, "training": {"epochs": 1}})
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    _fails(["train", config, "--out", str(foreign)], capsys, "does not hold jgd results")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    previous = tmp_path / "previous"
+    assert cli.main(["train", config, "--out", str(previous)]) == 0
+    (previous / "stale.txt").write_text("old")
+    assert cli.main(["train", config, "--out", str(previous)]) == 0
+    assert not (previous / "stale.txt").exists()
+
+
+def test_commands_needing_their_section(tmp_path, staging, capsys):
+    _fails(["train", _config(tmp_path, {"methods": TINY["methods"]})], capsys, "jgd train needs an optimizer section")
+    _fails(["compare", _config(tmp_path, {"optimizer": TINY["optimizer"]})], capsys, "jgd compare needs a methods list")
+
+
+def test_module_entry_point(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "jgd", "train", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"jgd: error: config file not found: {tmp_path / 'missing.yaml'}"]
+    assert not (tmp_path / "runs").exists()

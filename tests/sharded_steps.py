@@ -1,0 +1,96 @@
+"""Runs every method on 8 host devices, data-parallel and fully sharded, against one device.
+
+Started by tests/test_sharding.py in a fresh process, since the device count is
+fixed when JAX starts. Prints one line per method and exits non-zero on a mismatch.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import jgd  # noqa: E402
+
+METHODS = {
+    "sgd": lambda: jgd.sgd(0.1),
+    "momentum": lambda: jgd.momentum(0.05),
+    "nesterov": lambda: jgd.nesterov(0.05),
+    "adagrad": lambda: jgd.adagrad(0.05),
+    "adadelta": lambda: jgd.adadelta(),
+    "rmsprop": lambda: jgd.rmsprop(0.01, centered=True, momentum=0.5),
+    "adam": lambda: jgd.adam(0.01),
+    "adamax": lambda: jgd.adamax(0.01),
+    "nadam": lambda: jgd.nadam(0.01),
+    "clipped_adam_wd": lambda: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(0.01), jgd.weight_decay(1e-3)),
+}
+
+rng = np.random.default_rng(0)
+X = jnp.asarray(rng.normal(size=(64, 16)), jnp.float32)
+Y = jnp.asarray(rng.normal(size=(64, 4)), jnp.float32)
+PARAMS = {
+    "w1": jnp.asarray(rng.normal(size=(16, 32)) * 0.3, jnp.float32),
+    "b1": jnp.zeros(32, jnp.float32),
+    "w2": jnp.asarray(rng.normal(size=(32, 4)) * 0.3, jnp.float32),
+    "b2": jnp.zeros(4, jnp.float32),
+}
+
+
+def loss(params, x, y):
+    h = jnp.tanh(x @ params["w1"] + params["b1"])
+    return jnp.mean((h @ params["w2"] + params["b2"] - y) ** 2)
+
+
+def train(tx, params, x, y, steps=10):
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss)(params, x, y), state, params)
+        return jgd.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for _ in range(steps):
+        params, state = step(params, state)
+    return params, state
+
+
+def slots(state):
+    found = jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, jgd.TransformState))
+    return [s.slots for s in found if isinstance(s, jgd.TransformState) and s.slots]
+
+
+def main():
+    mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
+    batch = NamedSharding(mesh, P("data", None))
+    replicated = NamedSharding(mesh, P())
+    model_specs = {"w1": P(None, "model"), "b1": P("model"), "w2": P("model", None), "b2": P()}
+    failures = 0
+    for name, make in METHODS.items():
+        want, _ = train(make(), PARAMS, X, Y)
+        x, y = jax.device_put(X, batch), jax.device_put(Y, batch)
+        layouts = {
+            "data-parallel": {k: replicated for k in PARAMS},
+            "fully-sharded": {k: NamedSharding(mesh, spec) for k, spec in model_specs.items()},
+        }
+        for layout, shardings in layouts.items():
+            params = {k: jax.device_put(v, shardings[k]) for k, v in PARAMS.items()}
+            first_state = make().init(params)
+            got, state = train(make(), params, x, y)
+            error = max(float(np.abs(np.asarray(got[k]) - np.asarray(want[k])).max()) for k in PARAMS)
+            placed = all(
+                tree[k].sharding.is_equivalent_to(shardings[k], tree[k].ndim)
+                for s in slots(first_state) + slots(state)
+                for tree in s.values()
+                for k in PARAMS
+            )
+            failures += not (error <= 1e-6 and placed)
+            kept = placed if any(slots(state)) else "no slots"
+            print(f"{name} {layout}: max error {error:.2e}, state sharded like params: {kept}", flush=True)
+    raise SystemExit(failures)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,19 +50,31 @@ def _output_dir(args: argparse.Namespace, config: cfg.Config) -> Path:
     return out
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 @contextmanager
 def _staged(out: Path) -> Iterator[Path]:
-    """Yields a temporary folder that replaces ``out`` on success and is removed on any error."""
-    staging = Path(tempfile.mkdtemp(prefix="jgd-"))
+    """Yields a hidden staging folder that replaces ``out`` on success and is removed on any error.
+
+    The folder sits beside ``out`` (in its nearest existing ancestor), so publishing is a rename.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".jgd-staging-", dir=_nearest_existing(out.parent)))
     try:
         yield staging
+        out.parent.mkdir(parents=True, exist_ok=True)
+        replaced = out.with_name(f"{staging.name}-replaced")
+        if out.exists():
+            out.rename(replaced)
+        staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.move(staging, out)
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def _setup(config: cfg.Config) -> tuple[Dataset, MLP, dict, jax.Array]:
@@ -83,11 +95,9 @@ def _write_config(config: cfg.Config, directory: Path) -> None:
     (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(config), sort_keys=False))
 
 
-def _print_table(table: Table, directory: Path) -> None:
-    Console().print(table)
-    recorder = Console(record=True, width=120, file=open(directory / "summary.txt", "w"))
-    recorder.print(table)
-    recorder.file.close()
+def _save_table(table: Table, directory: Path) -> None:
+    with open(directory / "summary.txt", "w") as f:
+        Console(file=f, width=120).print(table)
 
 
 def _train(args: argparse.Namespace) -> Path:
@@ -118,7 +128,9 @@ def _train(args: argparse.Namespace) -> Path:
         _write_config(config, staging)
         plots.plot_history(history, staging, f"{config.optimizer.name}, {_describe(model, data)}")
         title = f"{config.optimizer.name}, {_describe(model, data)}"
-        _print_table(_table(title, [_summary_row(config.optimizer.name, t.batch_size, history)]), staging)
+        table = _table(title, [_summary_row(config.optimizer.name, t.batch_size, history)])
+        _save_table(table, staging)
+    Console().print(table)
     if history.stopped_early:
         print(f"stopped early; kept the parameters of epoch {history.best_epoch}, the lowest validation loss")
     return out
@@ -204,7 +216,9 @@ def _compare(args: argparse.Namespace) -> Path:
         _write_config(config, staging)
         plots.plot_comparison(histories, staging, _describe(model, data))
         title = f"{_describe(model, data)}: {t.epochs} epochs, {time.perf_counter() - started:.0f} s in all"
-        _print_table(_table(title, summary), staging)
+        table = _table(title, summary)
+        _save_table(table, staging)
+    Console().print(table)
     return out
 
 

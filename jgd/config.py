@@ -181,7 +181,7 @@ def _data(raw: Any, path: str = "data") -> DataConfig:
     raw = _mapping(raw, path)
     _check_keys(raw, ("name", "path", "validation_fraction", "test_fraction", "standardize"), path)
     d = DataConfig()
-    name = _choice(raw.get("name", d.name), _join(path, "name"), DATASETS)
+    name = _choice(raw.get("name", d.name), f"{path}.name", DATASETS)
     data_path = raw.get("path")
     if data_path is not None and not isinstance(data_path, str):
         raise ValueError(f"{path}.path must be a string, got {data_path!r}")
@@ -276,17 +276,14 @@ def _hyperparam(value: Any, path: str) -> Any:
         fn = getattr(jgd.schedules, kind)
         _arguments(fn, spec, path, f"the {kind} schedule")
         return {"schedule": kind, **{k: _number(v, _join(path, k)) for k, v in spec.items()}}
-    if isinstance(value, (bool, str)) and not _is_number(value):
+    if isinstance(value, bool):
         return value
-    return _number(value, path)
-
-
-def _is_number(value: Any) -> bool:
     try:
-        _number(value, "")
+        return _number(value, path)
     except ValueError:
-        return False
-    return True
+        if isinstance(value, str):
+            return value  # a word option, such as momentum's form; the method checks it
+        raise
 
 
 def _optimizer(raw: Any, path: str) -> OptimizerConfig:

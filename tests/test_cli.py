@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import tempfile
 
 import pytest
 import yaml
@@ -24,13 +23,10 @@ TINY = {
 
 
 @pytest.fixture
-def staging(tmp_path, monkeypatch):
-    """Where the command stages its output; it must be empty once the command returns."""
-    folder = tmp_path / "staging"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    yield folder
-    assert list(folder.iterdir()) == []
+def staging(tmp_path):
+    """Commands stage their output in hidden folders beside it; none may be left once they return."""
+    yield
+    assert list(tmp_path.rglob(".jgd-staging-*")) == []
 
 
 def _config(tmp_path, raw=None, name="tiny.yaml"):

@@ -12,4 +12,4 @@ def test_data_parallel_and_fully_sharded_steps_match_one_device():
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 20, result.stdout
     for line in lines:
-        assert line.endswith("True") or line.startswith("sgd ") and line.endswith("no slots"), line
+        assert line.endswith("True") or (line.startswith("sgd ") and line.endswith("no slots")), line

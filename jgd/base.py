@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from jgd import trees
+from jgd.trees import PyTree
 
 
 class GradientTransformation(NamedTuple):
@@ -46,6 +47,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     Extra keyword arguments reach every transform whose ``update`` accepts
     ``**kwargs``; others (plain optax transforms) are called without them.
     """
+    for i, t in enumerate(transforms):
+        if not (callable(getattr(t, "init", None)) and callable(getattr(t, "update", None))):
+            raise TypeError(f"chain argument {i} is not a gradient transformation: {t!r}")
     transforms = tuple(with_extra_args(t) for t in transforms)
 
     def init_fn(params):
@@ -65,6 +69,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """Returns ``params + updates``, each leaf keeping the dtype of its param."""
+    trees.check_matching("updates", updates, "params", params)
     return jax.tree.map(
         lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
         params,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from jgd.base import PyTree
+PyTree = Any
 
 
 def _paths(tree: PyTree) -> dict[str, object]:

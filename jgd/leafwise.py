@@ -84,13 +84,16 @@ def leafwise(
         leaves, treedef = jax.tree.flatten(updates)
         slot_leaves = [treedef.flatten_up_to(state.slots[s]) for s in slots]
         param_leaves = [treedef.flatten_up_to(params)] if with_params else []
+        scalars_by_dtype = {}  # hyperparameters cast once per compute dtype, not once per leaf
         out_u, out_slots = [], [[] for _ in slots]
         for g, *rest in zip(leaves, *slot_leaves, *param_leaves):
             g = jnp.asarray(g)
             dtype = jnp.promote_types(g.dtype, jnp.float32)
+            if dtype not in scalars_by_dtype:
+                values = {"t": t, **hp, **prepared}
+                scalars_by_dtype[dtype] = {k: jnp.asarray(v).astype(dtype) for k, v in values.items()}
             args = [jnp.asarray(x).astype(dtype) for x in (g, *rest)]
-            scalars = {k: jnp.asarray(v).astype(dtype) for k, v in {**hp, **prepared}.items()}
-            u, new = rule(*args, t=t.astype(dtype), **scalars)
+            u, new = rule(*args, **scalars_by_dtype[dtype])
             out_u.append(u.astype(g.dtype))
             for acc, old, value in zip(out_slots, rest, new):
                 acc.append(value.astype(old.dtype))

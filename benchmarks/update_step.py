@@ -1,0 +1,164 @@
+"""One optimizer step (update + apply_updates, jitted, buffers donated): jgd against optax, side by side.
+
+For every method and tree it prints ms/step, GB/s (bytes an ideal single pass
+moves: params, grads and slots read, params and slots written), the fraction of
+a streaming ``a*x + b`` measured in the same run, compile time, and the ratio
+jgd / optax. Steps are interleaved (jgd, optax, jgd, ...) and the median is taken.
+The ``flat`` columns run jgd on the same params raveled into one vector
+(``jax.flatten_util.ravel_pytree``), the layout for trees of many small leaves.
+
+    python benchmarks/update_step.py                  # everything (about 15 min on 2 cores)
+    python benchmarks/update_step.py --methods adam --trees leaves_3000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+import jgd
+
+# (jgd, optax, slots): the same method with agreeing conventions.
+METHODS = {
+    "sgd": (lambda: jgd.sgd(1e-3), lambda: optax.sgd(1e-3), 0),
+    "momentum": (lambda: jgd.momentum(1e-3, 0.9), lambda: optax.sgd(1e-3, momentum=0.9), 1),
+    "nesterov": (lambda: jgd.nesterov(1e-3, 0.9), lambda: optax.sgd(1e-3, momentum=0.9, nesterov=True), 1),
+    "adagrad": (
+        lambda: jgd.adagrad(1e-3, eps=0.0, eps_root=1e-7, initial_accumulator=0.1),
+        lambda: optax.adagrad(1e-3),
+        1,
+    ),
+    "adadelta": (lambda: jgd.adadelta(1.0, rho=0.9), lambda: optax.adadelta(1.0), 2),
+    "rmsprop": (lambda: jgd.rmsprop(1e-3, eps=0.0, eps_root=1e-8), lambda: optax.rmsprop(1e-3), 1),
+    "adam": (lambda: jgd.adam(1e-3), lambda: optax.adam(1e-3), 2),
+    "adamax": (lambda: jgd.adamax(1e-3), lambda: optax.adamax(1e-3), 2),
+    "nadam": (lambda: jgd.nadam(1e-3, momentum_decay=None), lambda: optax.nadam(1e-3), 2),
+}
+
+
+def resnet18_shapes() -> list[tuple[int, ...]]:
+    """Trainable leaves of a ResNet-18 (convolutions, batch-norm scale and bias, classifier): 11.7M."""
+    shapes = [(7, 7, 3, 64), (64,), (64,)]
+    cin = 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for block in range(2):
+            shapes += [(3, 3, cin, cout), (cout,), (cout,), (3, 3, cout, cout), (cout,), (cout,)]
+            if block == 0 and (stride != 1 or cin != cout):
+                shapes += [(1, 1, cin, cout), (cout,), (cout,)]
+            cin = cout
+    return [*shapes, (512, 1000), (1000,)]
+
+
+TREES = {
+    "one_16M_leaf": lambda: [(1 << 24,)],
+    "resnet18_like": resnet18_shapes,
+    "leaves_300": lambda: [(3500,)] * 300,
+    "leaves_1000": lambda: [(3500,)] * 1000,
+    "leaves_3000": lambda: [(3500,)] * 3000,
+}
+
+
+def make_tree(shapes, seed):
+    keys = jax.random.split(jax.random.key(seed), len(shapes))
+    return {f"p{i:04d}": jax.random.normal(k, s, jnp.float32) * 0.01 for i, (k, s) in enumerate(zip(keys, shapes))}
+
+
+def compiled_step(tx, params, grads):
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return jgd.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    start = time.perf_counter()
+    fn = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    return fn, state, time.perf_counter() - start
+
+
+def stream_gbps(repeats: int) -> float:
+    """GB/s of y = a*x + b over 16M float32 (8 bytes an element), the roofline of a memory-bound step."""
+    x = jnp.ones(1 << 24, jnp.float32)
+    fn = jax.jit(lambda x: 1.0001 * x + 0.5, donate_argnums=0).lower(x).compile()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x = jax.block_until_ready(fn(x))
+        times.append(time.perf_counter() - start)
+    return 8 * x.size / np.median(times) / 1e9
+
+
+def measure(tree_name, method, repeats, flat):
+    shapes = TREES[tree_name]()
+    make_jgd, make_optax, slots = METHODS[method]
+    contenders = {"jgd": make_jgd(), "optax": make_optax()}
+    if flat:
+        contenders["jgd_flat"] = make_jgd()
+    runs = {}
+    for name, tx in contenders.items():
+        params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
+        if name == "jgd_flat":
+            params, grads = ravel_pytree(params)[0], ravel_pytree(grads)[0]
+        fn, state, compile_s = compiled_step(tx, params, grads)
+        params, state = jax.block_until_ready(fn(params, state, grads))  # warm-up
+        runs[name] = {"fn": fn, "args": [params, state, grads], "compile_s": compile_s, "times": []}
+    for _ in range(repeats):
+        for run in runs.values():
+            params, state, grads = run["args"]
+            start = time.perf_counter()
+            run["args"][:2] = jax.block_until_ready(run["fn"](params, state, grads))
+            run["times"].append(time.perf_counter() - start)
+    n = sum(int(np.prod(s)) for s in shapes)
+    moved = (12 + 8 * slots) * n  # params read and written, grads read, each slot read and written
+    out = {"leaves": len(shapes), "params": n}
+    for name, r in runs.items():
+        seconds = np.median(r["times"])
+        out[name] = {"ms": 1e3 * seconds, "gbps": moved / seconds / 1e9, "compile_s": r["compile_s"]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--trees", nargs="*", default=list(TREES), choices=list(TREES))
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-flat", action="store_true", help="skip the raveled-params column")
+    parser.add_argument("--json", default="update_step.json", help="where to write the results")
+    args = parser.parse_args()
+
+    roofline = stream_gbps(args.repeats)
+    platform = jax.devices()[0].platform
+    print(f"jax {jax.__version__}, optax {optax.__version__}, {platform}; stream a*x+b: {roofline:.1f} GB/s\n")
+    header = (
+        "| tree | leaves | method | jgd ms | optax ms | jgd/optax | jgd GB/s (% stream) | optax GB/s "
+        "| jgd compile s | optax compile s | compile ratio |"
+    )
+    flat_header = " flat ms | flat/optax | flat compile s |"
+    print(header + ("" if args.no_flat else flat_header))
+    print("|" + "---|" * (header.count("|") - 1 + (0 if args.no_flat else 3)))
+    results = {"stream_gbps": roofline, "rows": []}
+    for tree in args.trees:
+        for method in args.methods:
+            r = measure(tree, method, args.repeats, not args.no_flat)
+            j, o = r["jgd"], r["optax"]
+            row = (
+                f"| {tree} | {r['leaves']} | {method} | {j['ms']:.2f} | {o['ms']:.2f} | {j['ms'] / o['ms']:.2f} "
+                f"| {j['gbps']:.1f} ({100 * j['gbps'] / roofline:.0f}%) | {o['gbps']:.1f} | {j['compile_s']:.2f} "
+                f"| {o['compile_s']:.2f} | {j['compile_s'] / o['compile_s']:.2f} |"
+            )
+            if "jgd_flat" in r:
+                f = r["jgd_flat"]
+                row += f" {f['ms']:.2f} | {f['ms'] / o['ms']:.2f} | {f['compile_s']:.2f} |"
+            print(row, flush=True)
+            results["rows"].append({"tree": tree, "method": method, **r})
+    with open(args.json, "w") as fh:
+        json.dump(results, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

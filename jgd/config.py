@@ -275,7 +275,10 @@ def _hyperparam(value: Any, path: str) -> Any:
         kind = _choice(spec.pop("schedule", None), f"{path}.schedule", SCHEDULES)
         fn = getattr(jgd.schedules, kind)
         _arguments(fn, spec, path, f"the {kind} schedule")
-        return {"schedule": kind, **{k: _number(v, _join(path, k)) for k, v in spec.items()}}
+        return {
+            "schedule": kind,
+            **{k: v if isinstance(v, bool) else _number(v, _join(path, k)) for k, v in spec.items()},
+        }
     if isinstance(value, bool):
         return value
     try:

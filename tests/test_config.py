@@ -110,6 +110,16 @@ def test_yaml_number_spellings():
     # PyYAML reads 1e-3 as a string; it is still a number here.
     config = parse_config({"optimizer": {"name": "adam", "learning_rate": "1e-3"}})
     assert config.optimizer.hyperparams["learning_rate"] == 1e-3
+    schedule = {
+        "schedule": "exponential",
+        "init_value": 0.1,
+        "decay_rate": 0.5,
+        "transition_steps": 4,
+        "staircase": True,
+    }
+    assert parse_config({"optimizer": {"name": "sgd", "learning_rate": schedule}}).optimizer.hyperparams == {
+        "learning_rate": schedule
+    }
     config = parse_config({"optimizer": {"name": "momentum", "form": "ema"}, "training": {"batch_size": "full"}})
     assert config.optimizer.hyperparams["form"] == "ema" and config.training.batch_size is None
 

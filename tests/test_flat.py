@@ -1,0 +1,26 @@
+"""The flat layout: params raveled into one vector give the tree path's numbers for every elementwise method."""
+
+import jax
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import jgd
+from tests import reference as ref
+from tests.test_hyperparams import ALL_METHODS
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_raveled_params_follow_the_tree_path(name):
+    tree_run = ref.trajectory(ALL_METHODS[name](learning_rate=0.05), 20)
+    params = ref.init_params()
+    flat, unravel = ravel_pytree(params)
+    tx = ALL_METHODS[name](learning_rate=0.05)
+    state = tx.init(flat)
+    step = jax.jit(lambda p, s: tx.update(jax.grad(lambda q: ref.loss(unravel(q)))(p), s, p))
+    flat_run = [ref.flatten(params)]
+    for _ in range(20):
+        updates, state = step(flat, state)
+        flat = jgd.apply_updates(flat, updates)
+        flat_run.append(ref.flatten(unravel(flat)))
+    np.testing.assert_allclose(np.stack(flat_run), tree_run, rtol=1e-6, atol=1e-7)

@@ -126,8 +126,8 @@ def _train(args: argparse.Namespace) -> Path:
         write_json(staging / "metrics.json", history.to_dict())
         write_csv(staging / "metrics.csv", history.epochs)
         _write_config(config, staging)
-        plots.plot_history(history, staging, f"{config.optimizer.name}, {_describe(model, data)}")
         title = f"{config.optimizer.name}, {_describe(model, data)}"
+        plots.plot_history(history, staging, title)
         table = _table(title, [_summary_row(config.optimizer.name, t.batch_size, history)])
         _save_table(table, staging)
     Console().print(table)
@@ -158,10 +158,14 @@ def _table(title: str, rows: Sequence[dict[str, object]]) -> Table:
     return table
 
 
+def _batch(batch_size: int | None) -> int | str:
+    return "full" if batch_size is None else batch_size
+
+
 def _summary_row(label: str, batch_size: int | None, history: History) -> dict[str, object]:
     return {
         "method": label,
-        "batch_size": "full" if batch_size is None else batch_size,
+        "batch_size": _batch(batch_size),
         "epochs": history.epochs[-1]["epoch"],
         "best_epoch": history.best_epoch,
         "initial_train_loss": history.epochs[0]["train_loss"],
@@ -206,10 +210,7 @@ def _compare(args: argparse.Namespace) -> Path:
         summary = [_summary_row(m.label, m.batch_size, histories[m.label]) for m in config.methods]
         write_json(
             staging / "metrics.json",
-            {
-                m.label: {"batch_size": row["batch_size"], **histories[m.label].to_dict()}
-                for m, row in zip(config.methods, summary)
-            },
+            {m.label: {"batch_size": _batch(m.batch_size), **histories[m.label].to_dict()} for m in config.methods},
         )
         write_csv(staging / "metrics.csv", [{"method": k, **row} for k, h in histories.items() for row in h.epochs])
         write_csv(staging / "summary.csv", summary)

@@ -55,8 +55,11 @@ class History:
 
     ``epochs`` has one row per epoch, starting with epoch 0 (the initial
     parameters): train / validation loss and accuracy on the whole split, and
-    the learning rate where the optimizer state holds one. ``test`` is measured
-    with the returned (best) parameters. Times are wall-clock seconds.
+    the learning rate where the optimizer state holds one. ``best_epoch`` has
+    the lowest validation loss; ``test`` is measured with the returned
+    parameters (those of ``best_epoch`` after early stopping). Wall-clock
+    seconds: ``compile_seconds`` to compile the epoch function,
+    ``train_seconds`` for the epochs and their evaluation.
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)

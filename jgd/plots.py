@@ -32,13 +32,13 @@ def plot_curves(
     ``ylim`` fixes the vertical range (``None`` for either end leaves it
     automatic); ``mark = (x, label)`` draws a labelled vertical line at ``x``.
 
-    Colors cycle through ``tab10`` and the line style changes every ten
-    curves, so up to 40 lines stay distinguishable.
+    Colors cycle through ``tab10`` and line styles through four dash
+    patterns, so curves that coincide still show both colors.
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     for i, (label, (x, y)) in enumerate(curves.items()):
-        ax.plot(x, y, _STYLES[i // 10 % len(_STYLES)], color=f"C{i % 10}", label=label, linewidth=1.6)
+        ax.plot(x, y, _STYLES[i % len(_STYLES)], color=f"C{i % 10}", label=label, linewidth=1.6)
     if mark is not None:
         ax.axvline(mark[0], color="0.4", linestyle=":", label=mark[1])
     if log_y:

@@ -8,6 +8,9 @@ from jgd.base import GradientTransformation, apply_updates, chain, with_extra_ar
 from jgd.clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
 from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
+from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
+from jgd.minimize import MinimizeResult, minimize
+from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
@@ -17,6 +20,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ApplyIfFiniteState",
     "GradientTransformation",
+    "LineSearch",
+    "LineSearchResult",
+    "MinimizeResult",
+    "QuasiNewtonState",
     "TransformState",
     "adadelta",
     "adagrad",
@@ -25,6 +32,8 @@ __all__ = [
     "all_finite",
     "apply_if_finite",
     "apply_updates",
+    "backtracking_linesearch",
+    "bfgs",
     "bias_correction",
     "chain",
     "clip_by_global_norm",
@@ -35,8 +44,10 @@ __all__ = [
     "hyperparams",
     "l1_penalty",
     "l2_penalty",
+    "lbfgs",
     "look_ahead",
     "max_norm",
+    "minimize",
     "momentum",
     "nadam",
     "nesterov",
@@ -50,4 +61,5 @@ __all__ = [
     "trace",
     "weight_decay",
     "with_extra_args",
+    "zoom_linesearch",
 ]

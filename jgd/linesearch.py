@@ -1,0 +1,219 @@
+"""Line searches along a descent direction: strong-Wolfe zoom and backtracking Armijo.
+
+A line search works on flat vectors (ravel a pytree with ``jax.flatten_util.ravel_pytree``).
+Its float hyperparameters are data: :func:`jgd.bfgs` and :func:`jgd.lbfgs` keep them in
+their state, so they can be arrays, tracers (``jax.vmap`` over ``c1``) or schedules.
+Every search makes at most ``max_steps`` evaluations in a fixed-shape ``lax.while_loop``,
+so it runs under ``jit`` and ``vmap``, and on failure falls back to a safe step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+class LineSearchResult(NamedTuple):
+    """What a line search found along ``x + α d``.
+
+    step: the accepted ``α``; 0 when no trial decreased ``f`` enough (the safe fallback).
+    value, grad: ``f`` and its flat gradient at ``x + α d``, for the caller to reuse.
+    nfev: evaluations of ``f`` and its gradient made by this search.
+    success: whether ``step`` meets the search's conditions.
+    """
+
+    step: jax.Array
+    value: jax.Array
+    grad: jax.Array
+    nfev: jax.Array
+    success: jax.Array
+
+
+class LineSearch(NamedTuple):
+    """A line search: its float hyperparameters and a pure search function.
+
+    ``search(value_and_grad, x, value, grad, direction, step, **hyperparams) -> LineSearchResult``
+    where ``value_and_grad(x) -> (f(x), ∇f(x))`` on flat vectors, ``value, grad`` are ``f`` and
+    ``∇f`` at ``x``, ``direction`` is a descent direction and ``step`` the first trial ``α``.
+    """
+
+    hyperparams: dict[str, Any]
+    search: Callable[..., LineSearchResult]
+
+
+def _check_open(name: str, value: Any, low: float, high: float) -> None:
+    """Raises ``ValueError`` unless a concrete ``value`` lies in ``(low, high)``; tracers and schedules pass."""
+    if isinstance(value, jax.core.Tracer) or callable(value):
+        return
+    if jnp.shape(value) != ():
+        raise ValueError(f"{name} must be a scalar (vmap over a batch of values), got shape {jnp.shape(value)}")
+    v = float(np.asarray(value))
+    if not low < v < high:
+        raise ValueError(f"{name} must be in ({low}, {high}), got {value!r}")
+
+
+def _check_max_steps(max_steps: int) -> None:
+    if not isinstance(max_steps, (int, np.integer)) or isinstance(max_steps, bool) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+
+
+def _cubicmin(a, fa, dfa, b, fb, c, fc):
+    """Minimizer of the cubic through ``(a, fa)`` with slope ``dfa``, ``(b, fb)`` and ``(c, fc)``; NaN if none."""
+    db, dc = b - a, c - a
+    rb, rc = fb - fa - dfa * db, fc - fa - dfa * dc
+    denom = (db * dc) ** 2 * (db - dc)
+    big_a = (dc**2 * rb - db**2 * rc) / denom
+    big_b = (-(dc**3) * rb + db**3 * rc) / denom
+    return a + (-big_b + jnp.sqrt(big_b**2 - 3 * big_a * dfa)) / (3 * big_a)
+
+
+def _quadmin(a, fa, dfa, b, fb):
+    """Minimizer of the quadratic through ``(a, fa)`` with slope ``dfa`` and ``(b, fb)``."""
+    db = b - a
+    return a - dfa / (2 * (fb - fa - dfa * db) / db**2)
+
+
+class _Zoom(NamedTuple):
+    """Loop carry of the zoom search; a point is the vector ``(α, φ(α), φ'(α))``."""
+
+    nfev: jax.Array
+    bracketing: jax.Array  # in Alg. 3.5 (looking for a bracket) rather than Alg. 3.6 (zooming into it)
+    done: jax.Array
+    prev: jax.Array  # the last bracketing trial
+    lo: jax.Array  # the bracket end with the lowest sufficient-decrease value
+    hi: jax.Array
+    rec: jax.Array  # the point dropped last from the bracket, the cubic's third point
+    best: jax.Array  # the point to return: the Wolfe point, else the lowest sufficient decrease
+    best_grad: jax.Array
+
+
+def zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, max_steps: int = 20) -> LineSearch:
+    """Strong-Wolfe line search: bracketing, then zoom.
+
+    Finds ``α`` with ``φ(α) ≤ φ(0) + c1 α φ'(0)`` (sufficient decrease) and
+    ``|φ'(α)| ≤ c2 |φ'(0)|`` (curvature), ``φ(α) = f(x + α d)``, ``0 < c1 < c2 < 1``.
+    Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 3.5 (bracketing, doubling
+    ``α``) and Alg. 3.6 (zoom), the trial inside the bracket taken by safeguarded cubic, then
+    quadratic interpolation, then bisection (§3.5, eqs. 3.57–3.59; as scipy's ``line_search_wolfe2``).
+    After ``max_steps`` evaluations without a Wolfe point it returns the trial of lowest value with
+    sufficient decrease, or ``α = 0``.
+    """
+    _check_open("c1", c1, 0.0, 1.0)
+    _check_open("c2", c2, 0.0, 1.0)
+    concrete = not any(isinstance(v, jax.core.Tracer) or callable(v) for v in (c1, c2))
+    if concrete and not float(np.asarray(c1)) < float(np.asarray(c2)):
+        raise ValueError(f"c1 must be smaller than c2, got c1={c1!r}, c2={c2!r}")
+    _check_max_steps(max_steps)
+
+    def search(value_and_grad, x, value, grad, direction, step, *, c1, c2):
+        dtype = x.dtype
+        c1, c2, step = (jnp.asarray(v, dtype) for v in (c1, c2, step))
+        value = jnp.asarray(value, dtype)
+        slope = grad @ direction
+        origin = jnp.stack([jnp.zeros((), dtype), value, slope])
+
+        def trial(c):
+            left, right = jnp.minimum(c.lo[0], c.hi[0]), jnp.maximum(c.lo[0], c.hi[0])
+            width = right - left
+            cubic = _cubicmin(*c.lo, *c.hi[:2], *c.rec[:2])
+            cubic_ok = (c.rec[0] != c.lo[0]) & (cubic > left + 0.2 * width) & (cubic < right - 0.2 * width)
+            quad = _quadmin(*c.lo, *c.hi[:2])
+            quad_ok = (quad > left + 0.1 * width) & (quad < right - 0.1 * width)
+            inside = jnp.where(cubic_ok, cubic, jnp.where(quad_ok, quad, left + width / 2))
+            outward = jnp.where(c.nfev == 0, step, 2 * c.prev[0])
+            return jnp.where(c.bracketing, outward, inside)
+
+        def body(c):
+            a = trial(c)
+            f, g = value_and_grad(x + a * direction)
+            new = jnp.stack([a, jnp.asarray(f, dtype), g @ direction])
+            decrease = new[1] <= value + c1 * a * slope  # False for NaN: a step out of the domain is too long
+            curvature = jnp.abs(new[2]) <= c2 * jnp.abs(slope)
+            # Alg. 3.5: the trial ends the bracket if it lacks decrease or rises above the last trial.
+            too_far = ~decrease | ((new[1] >= c.prev[1]) & (c.nfev > 0))
+            past_min = ~too_far & ~curvature & (new[2] >= 0)
+            # Alg. 3.6: the trial replaces hi if it lacks decrease or is not below lo; else it becomes lo.
+            z_high = ~decrease | (new[1] >= c.lo[1])
+            z_flip = ~z_high & (new[2] * (c.hi[0] - c.lo[0]) >= 0)
+            found = jnp.where(c.bracketing, ~too_far, ~z_high) & curvature
+
+            b_lo = jnp.where(past_min, new, c.prev)
+            b_hi = jnp.where(past_min, c.prev, new)
+            z_lo = jnp.where(z_high, c.lo, new)
+            z_hi = jnp.where(z_high, new, jnp.where(z_flip, c.lo, c.hi))
+            z_rec = jnp.where(z_high | z_flip, c.hi, c.lo)
+            lo = jnp.where(c.bracketing, b_lo, z_lo)
+            better = found | (decrease & (new[1] < c.best[1]))
+            return _Zoom(
+                nfev=c.nfev + 1,
+                bracketing=c.bracketing & ~too_far & ~past_min,
+                done=found,
+                prev=new,
+                lo=lo,
+                hi=jnp.where(c.bracketing, b_hi, z_hi),
+                rec=jnp.where(c.bracketing, lo, z_rec),  # entering the zoom: no third point yet
+                best=jnp.where(better, new, c.best),
+                best_grad=jnp.where(better, g, c.best_grad),
+            )
+
+        def cond(c):
+            return ~c.done & (c.nfev < max_steps)
+
+        start = _Zoom(jnp.zeros((), jnp.int32), jnp.array(True), jnp.array(False), *(origin,) * 4, origin, grad)
+        end = jax.lax.while_loop(cond, body, start)
+        return LineSearchResult(end.best[0], end.best[1], end.best_grad, end.nfev, end.done)
+
+    return LineSearch({"c1": c1, "c2": c2}, search)
+
+
+class _Backtrack(NamedTuple):
+    nfev: jax.Array
+    step: jax.Array
+    done: jax.Array
+    value: jax.Array
+    grad: jax.Array
+
+
+def backtracking_linesearch(c1: Any = 1e-4, shrink: Any = 0.5, max_steps: int = 30) -> LineSearch:
+    """Backtracking until sufficient decrease (Armijo).
+
+    Tries ``α, ρα, ρ²α, ...`` until ``f(x + α d) ≤ f(x) + c1 α ∇fᵀd``, ``ρ = shrink``.
+    Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 3.1. Each trial evaluates
+    the gradient too, so the caller gets ``∇f`` at the accepted point. After ``max_steps``
+    trials without sufficient decrease it returns ``α = 0``.
+    """
+    _check_open("c1", c1, 0.0, 1.0)
+    _check_open("shrink", shrink, 0.0, 1.0)
+    _check_max_steps(max_steps)
+
+    def search(value_and_grad, x, value, grad, direction, step, *, c1, shrink):
+        dtype = x.dtype
+        c1, shrink, value = jnp.asarray(c1, dtype), jnp.asarray(shrink, dtype), jnp.asarray(value, dtype)
+        slope = grad @ direction
+
+        def body(c):
+            f, g = value_and_grad(x + c.step * direction)
+            f = jnp.asarray(f, dtype)
+            ok = f <= value + c1 * c.step * slope  # False for NaN
+            return _Backtrack(
+                c.nfev + 1,
+                jnp.where(ok, c.step, shrink * c.step),
+                ok,
+                jnp.where(ok, f, c.value),
+                jnp.where(ok, g, c.grad),
+            )
+
+        def cond(c):
+            return ~c.done & (c.nfev < max_steps)
+
+        start = _Backtrack(jnp.zeros((), jnp.int32), jnp.asarray(step, dtype), jnp.array(False), value, grad)
+        end = jax.lax.while_loop(cond, body, start)
+        return LineSearchResult(jnp.where(end.done, end.step, 0), end.value, end.grad, end.nfev, end.done)
+
+    return LineSearch({"c1": c1, "shrink": shrink}, search)

@@ -1,0 +1,118 @@
+"""``minimize``: runs a transform to convergence inside one jitted ``lax.while_loop``, scipy-style."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jgd import trees
+from jgd.base import GradientTransformation, PyTree, apply_updates, with_extra_args
+from jgd.clipping import global_norm
+from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs
+
+
+class MinimizeResult(NamedTuple):
+    """x: the last iterate (shaped like ``x0``); fun: ``f(x)``; grad_norm: ``‖∇f(x)‖₂``;
+    nit: iterations made; nfev: evaluations of ``f`` and ``∇f``; success: ``grad_norm ≤ tol``."""
+
+    x: PyTree
+    fun: jax.Array
+    grad_norm: jax.Array
+    nit: jax.Array
+    nfev: jax.Array
+    success: jax.Array
+
+
+_METHODS: dict[str, Callable[[], GradientTransformation]] = {"lbfgs": lbfgs, "bfgs": bfgs}
+
+
+@functools.cache
+def _named(method: str) -> GradientTransformation:
+    # One instance per name, so the jitted loop is compiled once per objective.
+    return _METHODS[method]()
+
+
+def minimize(
+    fun: Callable[[PyTree], jax.Array],
+    x0: PyTree,
+    method: str | GradientTransformation = "lbfgs",
+    *,
+    maxiter: int = 1000,
+    tol: float = 1e-6,
+) -> MinimizeResult:
+    """Minimizes ``fun`` from ``x0``: ``x_{k+1} = x_k + u_k``, ``u_k`` the transform's update at ``x_k``.
+
+    ``method`` is ``"lbfgs"``, ``"bfgs"`` (:func:`jgd.lbfgs`, :func:`jgd.bfgs` with their defaults)
+    or any gradient transformation, to which ``update`` passes ``value=f(x_k)``, ``grad=∇f(x_k)`` and
+    ``value_fn=fun``. The loop stops when ``‖∇f(x_k)‖₂ ≤ tol``, after ``maxiter`` iterations, when ``f``
+    is not finite, or when a step leaves ``x`` unchanged (a line search that found no decrease).
+    It runs in one ``lax.while_loop`` compiled with ``jax.jit`` (once per ``fun`` and ``method``;
+    ``maxiter`` and ``tol`` are data), works under ``jax.vmap``, and ``x0`` may be any pytree.
+    The quasi-Newton methods reuse the ``f`` and ``∇f`` their line search computed at the new point.
+    """
+    if isinstance(method, str):
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
+        method = _named(method)
+    elif not (callable(getattr(method, "init", None)) and callable(getattr(method, "update", None))):
+        raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
+    if not isinstance(maxiter, jax.core.Tracer):
+        if not isinstance(maxiter, (int, np.integer)) or isinstance(maxiter, bool) or maxiter < 1:
+            raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
+    if not isinstance(tol, jax.core.Tracer) and not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be finite and >= 0, got {tol!r}")
+    return _minimize(fun, method, x0, maxiter, tol)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _minimize(fun, tx, x0, maxiter, tol) -> MinimizeResult:
+    trees.check_floating("x0", x0)  # at trace time only: dtypes are static
+    tx, maxiter = with_extra_args(tx), jnp.asarray(maxiter, jnp.int32)
+    if isinstance(jax.eval_shape(tx.init, x0), QuasiNewtonState):
+        # The quasi-Newton transforms flatten the params anyway: run on the flat vector.
+        flat, unravel = ravel_pytree(x0)
+        result = _loop(lambda v: fun(unravel(v)), tx, flat, maxiter, tol, reuse=True)
+        return result._replace(x=unravel(result.x))
+    return _loop(fun, tx, x0, maxiter, tol, reuse=False)
+
+
+class _Carry(NamedTuple):
+    x: PyTree
+    value: jax.Array
+    grad: PyTree
+    grad_norm: jax.Array
+    state: Any
+    nit: jax.Array
+    nfev: jax.Array
+    moved: jax.Array
+
+
+def _loop(fun, tx, x0, maxiter, tol, *, reuse: bool) -> MinimizeResult:
+    value_and_grad = jax.value_and_grad(fun)
+    value, grad = value_and_grad(x0)
+    tol = jnp.asarray(tol, jnp.result_type(value))
+
+    def cond(c):
+        return (c.nit < maxiter) & (c.grad_norm > tol) & jnp.isfinite(c.value) & c.moved
+
+    def body(c):
+        updates, state = tx.update(c.grad, c.state, c.x, value=c.value, grad=c.grad, value_fn=fun)
+        x = apply_updates(c.x, updates)
+        if reuse:
+            value, grad, nfev = state.value, state.grad, 1 + state.nfev
+        else:
+            (value, grad), nfev = value_and_grad(x), c.nfev + 1
+        moved = jax.tree.reduce(jnp.logical_or, jax.tree.map(lambda u: jnp.any(u != 0), updates), False)
+        return _Carry(x, value, grad, global_norm(grad), state, c.nit + 1, nfev, moved)
+
+    zero = jnp.zeros((), jnp.int32)
+    start = _Carry(x0, value, grad, global_norm(grad), tx.init(x0), zero, zero + 1, jnp.array(True))
+    end = jax.lax.while_loop(cond, body, start)
+    success = (end.grad_norm <= tol) & jnp.isfinite(end.value)
+    return MinimizeResult(end.x, end.value, end.grad_norm, end.nit, jnp.asarray(end.nfev, jnp.int32), success)

@@ -1,0 +1,217 @@
+"""BFGS and L-BFGS: quasi-Newton directions followed by a line search, as gradient transformations.
+
+``update(grads, state, params, value=f(params), grad=∇f(params), value_fn=f)`` returns the step
+``α d`` with ``d = -H grads`` and ``α`` from the line search, like optax's ``lbfgs``. ``value``
+and ``grad`` default to ``value_fn(params)`` and ``grads``. The state keeps ``f`` and ``∇f`` at the
+new params (``state.value``, ``state.grad``), so a loop need not evaluate them again.
+Both methods flatten the params with ``ravel_pytree`` and keep fixed-shape arrays, so they run
+under ``jit``, ``lax.while_loop`` and ``vmap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jgd import trees
+from jgd.base import GradientTransformation, PyTree
+from jgd.hyperparams import TransformState, evaluate, split
+from jgd.linesearch import LineSearch, zoom_linesearch
+
+
+class BFGSMemory(NamedTuple):
+    """inverse_hessian: the ``(n, n)`` approximation ``H``; pairs: curvature pairs taken into it."""
+
+    inverse_hessian: jax.Array
+    pairs: jax.Array
+
+
+class LBFGSMemory(NamedTuple):
+    """The last ``m`` pairs in circular buffers: ``s``, ``y`` ``(m, n)``, ``rho = 1/sᵀy`` ``(m,)``
+    (0 marks an empty slot), ``gamma`` the initial scaling, ``pairs`` the pairs taken so far."""
+
+    s: jax.Array
+    y: jax.Array
+    rho: jax.Array
+    gamma: jax.Array
+    pairs: jax.Array
+
+
+class QuasiNewtonState(NamedTuple):
+    """State of :func:`bfgs` and :func:`lbfgs`.
+
+    common: the step count and the line search's hyperparameters, as in every jgd transform
+      (so ``jgd.hyperparams`` and ``jgd.set_hyperparams`` reach ``c1``, ``c2``, ...).
+    memory: the curvature information, :class:`BFGSMemory` or :class:`LBFGSMemory`.
+    value, grad: ``f`` and ``∇f`` (shaped like the params) at the params after the last update.
+    nfev: evaluations made by the line searches so far.
+    linesearch_ok: whether the last line search met its conditions.
+    """
+
+    common: TransformState
+    memory: BFGSMemory | LBFGSMemory
+    value: jax.Array
+    grad: PyTree
+    nfev: jax.Array
+    linesearch_ok: jax.Array
+
+
+def _quasi_newton(
+    name: str,
+    linesearch: LineSearch | None,
+    init_memory: Callable[[int, Any], NamedTuple],
+    apply_inverse: Callable[[NamedTuple, jax.Array], jax.Array],
+    add_pair: Callable[..., NamedTuple],
+) -> GradientTransformation:
+    """A quasi-Newton transform from its memory: ``apply_inverse(memory, g) = H g`` and
+    ``add_pair(memory, s, y, sy, accept)``, which must leave the memory unchanged where ``accept`` is False."""
+    linesearch = zoom_linesearch() if linesearch is None else linesearch
+    if not isinstance(linesearch, LineSearch):
+        raise ValueError(f"linesearch must be a jgd LineSearch (zoom_linesearch(), ...), got {linesearch!r}")
+    constants, schedules = split(linesearch.hyperparams)
+
+    def init_fn(params):
+        trees.check_floating("params", params)
+        x, _ = ravel_pytree(params)
+        count = jnp.zeros((), jnp.int32)
+        return QuasiNewtonState(
+            common=TransformState(count, dict(constants), evaluate(schedules, count), {}, {}),
+            memory=init_memory(x.size, x.dtype),
+            value=jnp.asarray(jnp.inf, x.dtype),
+            grad=jax.tree.map(jnp.zeros_like, params),
+            nfev=jnp.zeros((), jnp.int32),
+            linesearch_ok=jnp.array(True),
+        )
+
+    def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
+        del extra_args
+        if value_fn is None:
+            raise ValueError(f"{name} needs the objective: call update(..., value_fn=f)")
+        if params is None:
+            raise ValueError(f"{name} needs params: call update(updates, state, params, value_fn=f)")
+        x, unravel = ravel_pytree(params)
+        u = ravel_pytree(updates)[0].astype(x.dtype)
+        g = u if grad is None else ravel_pytree(grad)[0].astype(x.dtype)
+        nfev = state.nfev
+        if value is None:
+            value, nfev = value_fn(params), nfev + 1
+        value = jnp.asarray(value, x.dtype)
+
+        def value_and_grad(z):
+            f, gz = jax.value_and_grad(value_fn)(unravel(z))
+            return f, ravel_pytree(gz)[0].astype(x.dtype)
+
+        common = state.common
+        hp = {**common.hyperparams, **evaluate(schedules, common.count, common.scheduled)}
+        # Before any curvature pair, H = I is scaled to a first step of length at most 1 (as optax, scipy).
+        first = jnp.minimum(1, 1 / jnp.linalg.norm(u))
+        d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pairs == 0, first, 1)
+        # H stays positive definite, but updates from an upstream transform need not make d a descent direction.
+        steepest = -g * jnp.minimum(1, 1 / jnp.linalg.norm(g))
+        d = jnp.where(g @ d < 0, d, steepest)
+        found = linesearch.search(value_and_grad, x, value, g, d, 1.0, **hp)
+
+        s, y = found.step * d, found.grad - g
+        sy = s @ y
+        # Skip the pair unless sᵀy > 0 (beyond rounding), which keeps H positive definite (N&W §6.1).
+        accept = sy > jnp.finfo(x.dtype).eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+        new_state = QuasiNewtonState(
+            common=common._replace(count=common.count + 1, scheduled=evaluate(schedules, common.count + 1)),
+            memory=add_pair(state.memory, s, y, sy, accept),
+            value=found.value,
+            grad=unravel(found.grad),
+            nfev=nfev + found.nfev,
+            linesearch_ok=found.success,
+        )
+        return unravel(s), new_state
+
+    return GradientTransformation(init_fn, update_fn)
+
+
+def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False) -> GradientTransformation:
+    """BFGS with a dense inverse-Hessian approximation.
+
+    ``d_k = -H_k ∇f_k``, ``x_{k+1} = x_k + α_k d_k``, ``s_k = x_{k+1} - x_k``, ``y_k = ∇f_{k+1} - ∇f_k``,
+    ``H_{k+1} = (I - ρ_k s_k y_kᵀ) H_k (I - ρ_k y_k s_kᵀ) + ρ_k s_k s_kᵀ``, ``ρ_k = 1 / y_kᵀ s_k``.
+    Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 6.1, eq. 6.17.
+    ``H_0 = I``, its first step cut to length ``≤ 1``; ``initial_scaling=True`` sets
+    ``H_0 = (y_0ᵀ s_0 / y_0ᵀ y_0) I`` before the first update (eq. 6.20). That heuristic is off by
+    default: when the first step sees mostly high curvature it makes ``H`` too small everywhere,
+    which BFGS corrects slowly (on a 10-D quadratic of condition 100: 42 iterations instead of 11).
+    The update is skipped when ``sᵀy ≤ 0``. ``linesearch`` defaults to :func:`jgd.zoom_linesearch`.
+    The ``(n, n)`` matrix suits problems of up to a few thousand parameters.
+    """
+
+    def init_memory(n, dtype):
+        return BFGSMemory(jnp.eye(n, dtype=dtype), jnp.zeros((), jnp.int32))
+
+    def apply_inverse(memory, g):
+        return memory.inverse_hessian @ g
+
+    def add_pair(memory, s, y, sy, accept):
+        rho = 1 / jnp.where(accept, sy, 1)
+        h = memory.inverse_hessian
+        if initial_scaling:
+            gamma = sy / jnp.where(accept, y @ y, 1)
+            h = jnp.where(memory.pairs == 0, gamma * jnp.eye(s.size, dtype=s.dtype), h)
+        hy = h @ y
+        # (I - ρ s yᵀ) H (I - ρ y sᵀ) + ρ s sᵀ, expanded into rank-one terms (H is symmetric).
+        new = h - rho * (jnp.outer(s, hy) + jnp.outer(hy, s)) + (rho**2 * (y @ hy) + rho) * jnp.outer(s, s)
+        return BFGSMemory(jnp.where(accept, new, memory.inverse_hessian), memory.pairs + accept)
+
+    return _quasi_newton("bfgs", linesearch, init_memory, apply_inverse, add_pair)
+
+
+def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> GradientTransformation:
+    """L-BFGS: BFGS with ``H_k`` kept implicitly as its last ``m`` pairs ``(s_i, y_i)``.
+
+    ``d_k = -H_k ∇f_k`` by the two-loop recursion: ``q = ∇f_k``; for ``i = k-1, ..., k-m``:
+    ``α_i = ρ_i s_iᵀ q``, ``q ← q - α_i y_i``; ``r = γ_k q``, ``γ_k = s_{k-1}ᵀ y_{k-1} / y_{k-1}ᵀ y_{k-1}``;
+    for ``i = k-m, ..., k-1``: ``β = ρ_i y_iᵀ r``, ``r ← r + s_i (α_i - β)``; ``H_k ∇f_k = r``.
+    Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 7.4 and 7.5, eq. 7.20;
+    Liu & Nocedal, "On the limited memory BFGS method for large scale optimization",
+    Math. Programming 45, 1989. A pair with ``sᵀy ≤ 0`` is not stored. ``linesearch`` defaults
+    to :func:`jgd.zoom_linesearch`.
+    """
+    if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
+        raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
+    m = int(memory_size)
+
+    def init_memory(n, dtype):
+        s, y = jnp.zeros((m, n), dtype), jnp.zeros((m, n), dtype)
+        return LBFGSMemory(s, y, jnp.zeros((m,), dtype), jnp.ones((), dtype), jnp.zeros((), jnp.int32))
+
+    def apply_inverse(memory, g):
+        newest = memory.pairs - 1
+
+        def newest_first(i, carry):
+            q, alpha = carry
+            j = (newest - i) % m
+            a = memory.rho[j] * (memory.s[j] @ q)
+            return q - a * memory.y[j], alpha.at[j].set(a)
+
+        def oldest_first(i, r):
+            j = (newest - (m - 1 - i)) % m
+            b = memory.rho[j] * (memory.y[j] @ r)
+            return r + (alpha[j] - b) * memory.s[j]
+
+        # Empty slots have ρ = 0 and zero vectors, so they leave q and r unchanged.
+        q, alpha = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
+        return jax.lax.fori_loop(0, m, oldest_first, memory.gamma * q)
+
+    def add_pair(memory, s, y, sy, accept):
+        j = memory.pairs % m
+        return LBFGSMemory(
+            s=memory.s.at[j].set(jnp.where(accept, s, memory.s[j])),
+            y=memory.y.at[j].set(jnp.where(accept, y, memory.y[j])),
+            rho=memory.rho.at[j].set(jnp.where(accept, 1 / jnp.where(accept, sy, 1), memory.rho[j])),
+            gamma=jnp.where(accept, sy / jnp.where(accept, y @ y, 1), memory.gamma),
+            pairs=memory.pairs + accept,
+        )
+
+    return _quasi_newton("lbfgs", linesearch, init_memory, apply_inverse, add_pair)

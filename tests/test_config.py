@@ -25,7 +25,7 @@ def test_compare_digits_runs_every_method_of_the_seeds():
     config = load_config(CONFIGS / "compare_digits.yaml")
     assert [m.label for m in config.methods] == SEED_METHODS
     lbfgs = config.methods[-1]
-    assert lbfgs.optimizer.name in ("lbfgs", "optax.lbfgs") and lbfgs.batch_size is None
+    assert lbfgs.optimizer.name == "lbfgs" and lbfgs.batch_size is None
     assert all(m.batch_size == config.training.batch_size for m in config.methods[:-1])
     assert config.data.name == "digits"
 

@@ -103,12 +103,13 @@ def test_fit_lowers_the_training_loss(tx, batch_size):
     assert 0 <= history.test["accuracy"] <= 1
 
 
-def test_jgd_lbfgs_full_batch_when_available():
-    if not hasattr(jgd, "lbfgs"):
-        pytest.skip("jgd.lbfgs is not in this checkout yet")
+@pytest.mark.parametrize("method", ["lbfgs", "bfgs"])
+def test_jgd_quasi_newton_full_batch(method):
     model, variables = _model_and_variables()
-    _, history = fit(model, variables, jgd.lbfgs(), _task(), jax.random.key(1), epochs=5)
-    assert history.epochs[-1]["train_loss"] < 0.7 * history.epochs[0]["train_loss"]
+    tx = getattr(jgd, method)()
+    _, history = fit(model, variables, tx, _task(), jax.random.key(1), epochs=5)
+    losses = [row["train_loss"] for row in history.epochs]
+    assert losses[-1] < 0.7 * losses[0]
 
 
 def test_same_key_same_metrics_with_dropout_and_batch_norm():

@@ -167,6 +167,27 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
     return _quasi_newton("bfgs", linesearch, init_memory, apply_inverse, add_pair)
 
 
+def _two_loop(memory: LBFGSMemory, g: jax.Array) -> jax.Array:
+    """``H g`` by the two-loop recursion over the circular buffers (N&W Alg. 7.4)."""
+    m = memory.rho.shape[0]
+    newest = memory.pairs - 1
+
+    def newest_first(i, carry):
+        q, alpha = carry
+        j = (newest - i) % m
+        a = memory.rho[j] * (memory.s[j] @ q)
+        return q - a * memory.y[j], alpha.at[j].set(a)
+
+    def oldest_first(i, r):
+        j = (newest - (m - 1 - i)) % m
+        b = memory.rho[j] * (memory.y[j] @ r)
+        return r + (alpha[j] - b) * memory.s[j]
+
+    # Empty slots have ρ = 0 and zero vectors, so they leave q and r unchanged.
+    q, alpha = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
+    return jax.lax.fori_loop(0, m, oldest_first, memory.gamma * q)
+
+
 def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> GradientTransformation:
     """L-BFGS: BFGS with ``H_k`` kept implicitly as its last ``m`` pairs ``(s_i, y_i)``.
 
@@ -186,24 +207,6 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
         s, y = jnp.zeros((m, n), dtype), jnp.zeros((m, n), dtype)
         return LBFGSMemory(s, y, jnp.zeros((m,), dtype), jnp.ones((), dtype), jnp.zeros((), jnp.int32))
 
-    def apply_inverse(memory, g):
-        newest = memory.pairs - 1
-
-        def newest_first(i, carry):
-            q, alpha = carry
-            j = (newest - i) % m
-            a = memory.rho[j] * (memory.s[j] @ q)
-            return q - a * memory.y[j], alpha.at[j].set(a)
-
-        def oldest_first(i, r):
-            j = (newest - (m - 1 - i)) % m
-            b = memory.rho[j] * (memory.y[j] @ r)
-            return r + (alpha[j] - b) * memory.s[j]
-
-        # Empty slots have ρ = 0 and zero vectors, so they leave q and r unchanged.
-        q, alpha = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
-        return jax.lax.fori_loop(0, m, oldest_first, memory.gamma * q)
-
     def add_pair(memory, s, y, sy, accept):
         j = memory.pairs % m
         return LBFGSMemory(
@@ -214,4 +217,4 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
             pairs=memory.pairs + accept,
         )
 
-    return _quasi_newton("lbfgs", linesearch, init_memory, apply_inverse, add_pair)
+    return _quasi_newton("lbfgs", linesearch, init_memory, _two_loop, add_pair)

@@ -143,8 +143,9 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
     ``H_0 = (y_0ᵀ s_0 / y_0ᵀ y_0) I`` before the first update (eq. 6.20). That heuristic is off by
     default: when the first step sees mostly high curvature it makes ``H`` too small everywhere,
     which BFGS corrects slowly (on a 10-D quadratic of condition 100: 42 iterations instead of 11).
-    The update is skipped when ``sᵀy ≤ 0``. ``linesearch`` defaults to :func:`jgd.zoom_linesearch`.
-    The ``(n, n)`` matrix suits problems of up to a few thousand parameters.
+    The update is skipped when ``sᵀy ≤ ε‖s‖‖y‖`` (``sᵀy ≤ 0`` up to rounding).
+    ``linesearch`` defaults to :func:`jgd.zoom_linesearch`. The ``(n, n)`` matrix suits problems of
+    up to a few thousand parameters.
     """
 
     def init_memory(n, dtype):
@@ -196,8 +197,8 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
     for ``i = k-m, ..., k-1``: ``β = ρ_i y_iᵀ r``, ``r ← r + s_i (α_i - β)``; ``H_k ∇f_k = r``.
     Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 7.4 and 7.5, eq. 7.20;
     Liu & Nocedal, "On the limited memory BFGS method for large scale optimization",
-    Math. Programming 45, 1989. A pair with ``sᵀy ≤ 0`` is not stored. ``linesearch`` defaults
-    to :func:`jgd.zoom_linesearch`.
+    Math. Programming 45, 1989. A pair with ``sᵀy ≤ ε‖s‖‖y‖`` (``sᵀy ≤ 0`` up to rounding) is not
+    stored. ``linesearch`` defaults to :func:`jgd.zoom_linesearch`.
     """
     if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")

@@ -78,6 +78,23 @@ def test_converges_to_scipy_solution_in_comparable_iterations(x64, problem, meth
     assert int(result.nfev) >= int(result.nit) + 1
 
 
+@pytest.mark.slow
+def test_lbfgs_on_rosenbrock_1000_against_scipy(x64):
+    value_and_grad = jax.jit(jax.value_and_grad(rosenbrock))
+    x0 = np.tile([-1.2, 1.0], 500)
+    reference = scipy.optimize.minimize(
+        lambda x: tuple(np.asarray(v) for v in value_and_grad(x)),
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": TOL, "ftol": 0.0, "maxiter": 20_000},
+    )
+    result = jgd.minimize(rosenbrock, jnp.asarray(x0), "lbfgs", maxiter=20_000, tol=TOL)
+    assert bool(result.success)
+    np.testing.assert_allclose(result.x, reference.x, atol=1e-5, rtol=0)
+    assert int(result.nit) <= 1.5 * reference.nit
+
+
 @pytest.mark.parametrize("n", [5, 10, 20])
 def test_bfgs_ends_in_n_plus_2_iterations_on_a_quadratic(x64, n):
     # With exact line searches the Broyden class, BFGS included, minimizes a strongly convex quadratic

@@ -110,6 +110,11 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Callable]]:
     return constants, schedules
 
 
+def fresh(constants: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Copies of the constant values for a new state: donating that state must not free the transform's own."""
+    return {name: jnp.array(value, copy=True) for name, value in constants.items()}
+
+
 def evaluate(schedules: dict[str, Callable], count: jax.Array, like: dict[str, jax.Array] | None = None):
     """Evaluates ``schedules`` at ``count``, in the dtypes of ``like`` where given."""
     return {name: _float_array(fn(count), None if like is None else like[name].dtype) for name, fn in schedules.items()}

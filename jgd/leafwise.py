@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jgd import trees
 from jgd.base import GradientTransformation
-from jgd.hyperparams import TransformState, evaluate, split
+from jgd.hyperparams import TransformState, evaluate, fresh, split
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
 
@@ -60,7 +60,7 @@ def leafwise(
         count = jnp.zeros((), jnp.int32)
         return TransformState(
             count=count,
-            hyperparams=dict(constants),
+            hyperparams=fresh(constants),
             scheduled=evaluate(schedules, count),
             slots={s: jax.tree.map(zeros, params) for s in slots},
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},

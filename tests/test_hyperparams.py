@@ -194,3 +194,13 @@ def test_gradient_of_a_whole_training_run_with_respect_to_the_learning_rate():
     numeric = (final_loss(0.01 + eps) - final_loss(0.01 - eps)) / (2 * eps)
     np.testing.assert_allclose(g, numeric, rtol=2e-2)
     assert g < 0  # a larger step lowers the loss at this scale
+
+
+def test_a_donated_state_leaves_the_transform_usable():
+    tx = jgd.adam(0.1)
+    params = {"w": jnp.ones(3)}
+    step = jax.jit(lambda p, s: tx.update(p, s, p), donate_argnums=1)
+    _, state = step(params, tx.init(params))
+    _, state = step(params, state)
+    fresh = tx.init(params)  # the first state's buffers were donated; a new one must not share them
+    np.testing.assert_allclose(jgd.hyperparams(fresh)["learning_rate"], 0.1)

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
 
 import jax
@@ -132,45 +129,31 @@ MEMORY_VARIANTS = {
 }
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _run_steps(tx, shape, steps=20):
-    params, grads = make_tree([shape], 0), make_tree([shape], 1)
-    before = _peak_mb()
-    state = jax.block_until_ready(tx.init(params))
-    after_init = _peak_mb()
-    fn, _, _ = compiled_step(tx, params, grads)
-    for _ in range(steps):
-        params, state = jax.block_until_ready(fn(params, state, grads))
-    return state, after_init - before, _peak_mb() - after_init
-
-
-def peak_rss(variant: str) -> dict[str, float]:
-    """In this (fresh) process, Adam on one 16M float32 leaf: the state's bytes, and how much the
-    peak RSS grows at ``init`` and over compiling plus 20 donated steps."""
-    tx = MEMORY_VARIANTS[variant][0]()
-    _run_steps(tx, (1024,))  # warm the runtime up, so its one-off allocations are not counted
-    state, init_mb, steps_mb = _run_steps(tx, (1 << 24,))
-    state_mb = sum(x.nbytes for x in jax.tree.leaves(state) if x.ndim > 0) / 2**20
-    return {"state_mb": state_mb, "init_mb": init_mb, "steps_mb": steps_mb}
-
-
 def memory_table() -> list[dict[str, float]]:
-    print(
-        "\n| Adam on one 16M float32 leaf | state MB | expected MB | peak RSS growth at init MB | over compile + 20 steps MB |"
-    )
+    """Adam on one 16M float32 leaf: the state's bytes, the step's scratch and aliased (donated) buffers as
+    XLA plans them, and every live array after 20 steps (params, grads and state, if nothing is copied)."""
+    print("\n| Adam, one 16M float32 leaf | state MB (expected) | step scratch MB | donated in place MB | live MB |")
     print("|---|---|---|---|---|")
     rows = []
-    for variant, (_, expected) in MEMORY_VARIANTS.items():
-        command = [sys.executable, __file__, "--peak-rss", variant]
+    for variant, (make, expected) in MEMORY_VARIANTS.items():
+        params, grads = make_tree([(1 << 24,)], 0), make_tree([(1 << 24,)], 1)
+        fn, state, _ = compiled_step(make(), params, grads)
+        for _ in range(20):
+            params, state = jax.block_until_ready(fn(params, state, grads))
+        plan = fn.memory_analysis()
         row = {
             "variant": variant,
-            **json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout),
+            "state_mb": sum(x.nbytes for x in jax.tree.leaves(state) if x.ndim > 0) / 2**20,
+            "scratch_mb": plan.temp_size_in_bytes / 2**20,
+            "donated_mb": plan.alias_size_in_bytes / 2**20,
+            "live_mb": sum(a.nbytes for a in jax.live_arrays()) / 2**20,
         }
-        print(f"| {variant} | {row['state_mb']:.0f} | {expected} | {row['init_mb']:.0f} | {row['steps_mb']:.0f} |")
+        print(
+            f"| {variant} | {row['state_mb']:.0f} ({expected}) | {row['scratch_mb']:.0f} | {row['donated_mb']:.0f} "
+            f"| {row['live_mb']:.0f} |"
+        )
         rows.append(row)
+        del params, state, grads, fn
     return rows
 
 
@@ -181,11 +164,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-flat", action="store_true", help="skip the raveled-params column")
     parser.add_argument("--json", default="update_step.json", help="where to write the results")
-    parser.add_argument("--peak-rss", choices=list(MEMORY_VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.peak_rss:
-        print(json.dumps(peak_rss(args.peak_rss)))
-        return
 
     roofline = stream_gbps(args.repeats)
     platform = jax.devices()[0].platform

@@ -22,6 +22,7 @@ import jgd
 from jgd.data import DATASETS
 from jgd.losses import LOSSES
 from jgd.models import ACTIVATIONS, INITIALIZERS
+from jgd.sharding import AXES
 from jgd.training import EarlyStopping
 
 METHODS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "lbfgs", "bfgs")
@@ -55,13 +56,29 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """Save a checkpoint every ``every`` epochs into ``dir`` (``None``: the output folder's name + ``.checkpoint``)."""
+
+    every: int = 1
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
-    """Epochs, batch size (``None`` is the full training set), loss and early stopping."""
+    """Epochs, batch size (``None`` is the full training set), loss and early stopping.
+
+    The rest are :func:`jgd.training.fit`'s options: skipping non-finite steps, a device mesh (axis sizes) and
+    checkpoints.
+    """
 
     epochs: int = 30
     batch_size: int | None = 32
     loss: str = "cross_entropy"
     early_stopping: EarlyStopping | None = None
+    skip_nonfinite: bool = False
+    max_consecutive_nonfinite: int = 10
+    mesh: dict[str, int] | None = None
+    checkpoint: CheckpointConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -228,15 +245,48 @@ def _early_stopping(raw: Any, path: str) -> EarlyStopping | None:
     )
 
 
+def _mesh(raw: Any, path: str) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, path)
+    _check_keys(raw, AXES, path)
+    if not raw:
+        raise ValueError(f"{path} must give the size of at least one axis: {', '.join(AXES)}")
+    for axis, size in raw.items():
+        if isinstance(size, bool) or not isinstance(size, int) or (size < 1 and size != -1):
+            raise ValueError(f"{path}.{axis} must be an integer >= 1, or -1 for all remaining devices, got {size!r}")
+    if list(raw.values()).count(-1) > 1:
+        raise ValueError(f"{path}: only one axis size may be -1")
+    return raw
+
+
+def _checkpoint(raw: Any, path: str) -> CheckpointConfig | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, path)
+    _check_keys(raw, ("every", "dir"), path)
+    directory = raw.get("dir")
+    if directory is not None and not isinstance(directory, str):
+        raise ValueError(f"{path}.dir must be a string, got {directory!r}")
+    return CheckpointConfig(every=_int(raw.get("every", 1), f"{path}.every", 1), dir=directory)
+
+
 def _training(raw: Any, path: str = "training") -> TrainingConfig:
     raw = _mapping(raw, path)
-    _check_keys(raw, ("epochs", "batch_size", "loss", "early_stopping"), path)
+    fields = ("epochs", "batch_size", "loss", "early_stopping", "skip_nonfinite", "max_consecutive_nonfinite")
+    _check_keys(raw, (*fields, "mesh", "checkpoint"), path)
     d = TrainingConfig()
     return TrainingConfig(
         epochs=_int(raw.get("epochs", d.epochs), f"{path}.epochs", 1),
         batch_size=_batch_size(raw.get("batch_size", d.batch_size), f"{path}.batch_size"),
         loss=_choice(raw.get("loss", d.loss), f"{path}.loss", tuple(LOSSES)),
         early_stopping=_early_stopping(raw.get("early_stopping"), f"{path}.early_stopping"),
+        skip_nonfinite=_bool(raw.get("skip_nonfinite", d.skip_nonfinite), f"{path}.skip_nonfinite"),
+        max_consecutive_nonfinite=_int(
+            raw.get("max_consecutive_nonfinite", d.max_consecutive_nonfinite), f"{path}.max_consecutive_nonfinite", 1
+        ),
+        mesh=_mesh(raw.get("mesh"), f"{path}.mesh"),
+        checkpoint=_checkpoint(raw.get("checkpoint"), f"{path}.checkpoint"),
     )
 
 

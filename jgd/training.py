@@ -8,14 +8,22 @@ objective too (``value``, ``grad`` and ``value_fn``, the loss as a function of
 the params on that batch), so line-search methods such as L-BFGS and BFGS run
 unchanged; other transforms ignore those arguments. Regularization (l1 / l2,
 max-norm, clipping) and schedules live in the transform itself.
+
+:func:`fit` can also skip non-finite steps (:func:`jgd.apply_if_finite`), run
+data parallel on a device mesh (:mod:`jgd.sharding`), and save and resume
+checkpoints (:mod:`jgd.checkpoint`): epoch ``e`` always sees the batches of
+``fold_in(key, e)``, so a resumed run repeats an uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,10 +31,12 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
 from rich.progress import Progress, TaskID
 
 import jgd
-from jgd import batching
+from jgd import batching, checkpoint, sharding
 from jgd.data import Dataset
 from jgd.losses import LOSSES, accuracy, masked_mean
 
@@ -100,13 +110,19 @@ def make_objective(model: nn.Module, loss: str) -> Callable[..., tuple[jax.Array
 
 
 def make_train_step(
-    model: nn.Module, loss: str, tx: jgd.GradientTransformation
+    model: nn.Module, loss: str, tx: jgd.GradientTransformation, batch_sharding: NamedSharding | None = None
 ) -> Callable[[TrainState, tuple[jax.Array, jax.Array], jax.Array | None, jax.Array], tuple[TrainState, jax.Array]]:
-    """``step(state, (x, y), mask, key) -> (state, loss)``: one update of ``tx`` on one batch."""
+    """``step(state, (x, y), mask, key) -> (state, loss)``: one update of ``tx`` on one batch.
+
+    With ``batch_sharding`` the batch is split as it says (over a mesh's data
+    axis), and the compiler partitions the step to match.
+    """
     objective = make_objective(model, loss)
     tx = jgd.with_extra_args(tx)
 
     def step(state, batch, mask, key):
+        if batch_sharding is not None:
+            batch, mask = jax.lax.with_sharding_constraint((batch, mask), batch_sharding)
         x, y = batch
 
         def value_fn(params):
@@ -122,14 +138,20 @@ def make_train_step(
 
 
 def make_epoch(
-    model: nn.Module, loss: str, tx: jgd.GradientTransformation, batch_size: int, num_examples: int
+    model: nn.Module,
+    loss: str,
+    tx: jgd.GradientTransformation,
+    batch_size: int,
+    num_examples: int,
+    batch_sharding: NamedSharding | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, jax.Array]]:
     """``epoch(state, x, y, key) -> (state, batch_losses)``, one pass over ``x`` (not yet jitted).
 
     A batch size of ``num_examples`` takes one full-batch step on the data as
-    is; a smaller one shuffles with ``key`` and scans the train step over the batches.
+    is; a smaller one shuffles with ``key`` and scans the train step over the
+    batches. ``batch_sharding`` is the train step's.
     """
-    step = make_train_step(model, loss, tx)
+    step = make_train_step(model, loss, tx, batch_sharding)
 
     def full_batch_epoch(state, x, y, key):
         state, value = step(state, (x, y), None, key)
@@ -162,6 +184,45 @@ def _status(row: dict[str, float]) -> str:
     return f"loss {row['train_loss']:.4g}  val loss {row['val_loss']:.4g}  val acc {row['val_accuracy']:.2%}"
 
 
+def _run_spec(
+    model: nn.Module, state: TrainState, data: Dataset, key: jax.Array, training: dict[str, Any]
+) -> dict[str, Any]:
+    """What a checkpoint must share with the run resuming it, as JSON: differing fields are named on resume."""
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
+    digest = hashlib.sha256()
+    for a in (data.x_train, data.y_train):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    spec = {
+        "model": {"type": type(model).__name__, **fields},
+        "optimizer": jgd.hyperparams(state.opt_state),
+        "training": training,
+        "data": {"examples": len(data.x_train), "sha256": digest.hexdigest()},
+        "key": np.asarray(jax.random.key_data(key)).tolist(),
+        "arrays": {
+            jax.tree_util.keystr(path): f"{leaf.dtype}{list(leaf.shape)}"
+            for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+        },
+    }
+    # Read back from JSON, as the checkpoint's copy is: tuples become lists, arrays their shortest exact text.
+    return json.loads(json.dumps(spec, default=lambda v: str(np.asarray(v)) if hasattr(v, "dtype") else repr(v)))
+
+
+def _resume(
+    directory: str | Path, spec: dict[str, Any], state: TrainState, shardings: PyTree, epochs: int, keep_best: bool
+) -> tuple[TrainState, TrainState, History, int]:
+    """``(state, best, history, waited)`` from the checkpoint in ``directory``, once it is known to be this run's."""
+    meta, arrays = checkpoint.load(directory)
+    where = checkpoint.file(directory)
+    differences = checkpoint.differences(meta["run"], spec)
+    if differences:
+        raise ValueError(f"{where} was saved by a different run: {'; '.join(differences)}")
+    if meta["epoch"] > epochs:
+        raise ValueError(f"{where} is at epoch {meta['epoch']}, past epochs={epochs}")
+    restored = checkpoint.restore(arrays["state"], state, shardings)
+    best = checkpoint.restore(arrays["best"], state, shardings) if keep_best else restored
+    return restored, best, History(**meta["history"]), meta["waited"]
+
+
 def fit(
     model: nn.Module,
     variables: dict[str, PyTree],
@@ -173,6 +234,12 @@ def fit(
     batch_size: int | None = None,
     loss: str = "cross_entropy",
     early_stopping: EarlyStopping | None = None,
+    skip_nonfinite: bool = False,
+    max_consecutive_nonfinite: int = 10,
+    mesh: Mesh | Mapping[str, int] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
     progress: Progress | None = None,
     description: str = "training",
 ) -> tuple[TrainState, History]:
@@ -184,23 +251,81 @@ def fit(
     returned state holds the parameters of the epoch with the lowest
     validation loss (epoch 0, the initial parameters, included). ``progress``
     shows a bar with the live losses under ``description``.
+
+    ``skip_nonfinite`` wraps ``tx`` in :func:`jgd.apply_if_finite`: a step
+    whose update holds a NaN or an infinity changes nothing, each epoch's row
+    counts those steps so far as ``skipped_steps``, and
+    ``max_consecutive_nonfinite`` of them in a row end training with a
+    ``FloatingPointError``.
+
+    ``mesh`` (a ``Mesh`` or axis sizes such as ``{"data": 8}``, see
+    :mod:`jgd.sharding`) splits every batch over the ``data`` axis and
+    replicates the state, or splits it over a ``model`` axis.
+
+    With ``checkpoint_dir`` a checkpoint (:mod:`jgd.checkpoint`) holding the
+    state, the best state for early stopping, the history so far and what
+    identifies the run is saved every ``checkpoint_every`` epochs, at the end,
+    and on SIGINT or SIGTERM, after which ``KeyboardInterrupt`` is raised.
+    ``resume`` continues from it, after checking that it was saved by this
+    run (model, optimizer, data, key and training options); ``variables`` then
+    serve only as that check's template.
     """
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    batch_size = batching.resolve_batch_size(batch_size, len(data.x_train))
+    if checkpoint_dir is None and resume:
+        raise ValueError("resume needs a checkpoint_dir")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if skip_nonfinite:
+        tx = jgd.apply_if_finite(tx, max_consecutive_nonfinite)
+    if isinstance(mesh, Mapping):
+        mesh = sharding.make_mesh(mesh)
+    num_examples = len(data.x_train)
+    batch_size = batching.resolve_batch_size(batch_size, num_examples)
     params = variables["params"]
     state = TrainState(params, variables.get("batch_stats", {}), tx.init(params))
+    spec = None
+    if checkpoint_dir is not None:
+        stopping = None if early_stopping is None else asdict(early_stopping)
+        options = {"batch_size": batch_size, "loss": loss, "early_stopping": stopping}
+        if skip_nonfinite:
+            options["max_consecutive_nonfinite"] = max_consecutive_nonfinite
+        spec = _run_spec(model, state, data, key, options)
+
+    if mesh is None:
+        state_shardings = batch_sharding = None
+        put, jit_options = jnp.asarray, {}
+    else:
+        state_shardings = sharding.state_shardings(state, mesh)
+        batch_sharding, everywhere = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+        state = sharding.place(state, state_shardings)
+
+        def put(a):
+            return sharding.place(a, everywhere)
+
+        everything = (state_shardings, everywhere, everywhere, everywhere)
+        jit_options = {"in_shardings": everything, "out_shardings": (state_shardings, everywhere)}
+    x, y = put(data.x_train), put(data.y_train)
+    x_val, y_val = put(data.x_val), put(data.y_val)
+
+    history, best, waited = History(), state, 0
+    if resume:
+        state, best, history, waited = _resume(
+            checkpoint_dir, spec, state, state_shardings, epochs, early_stopping is not None
+        )
 
     started = time.perf_counter()
-    epoch_fn = jax.jit(make_epoch(model, loss, tx, batch_size, len(data.x_train)))
-    epoch_fn = epoch_fn.lower(state, x, y, key).compile()
-    history = History(compile_seconds=time.perf_counter() - started)
+    one_epoch = make_epoch(model, loss, tx, batch_size, num_examples, batch_sharding)
+
+    def epoch_fn(state, x, y, epoch):
+        return one_epoch(state, x, y, jax.random.fold_in(key, epoch))
+
+    epoch_fn = jax.jit(epoch_fn, **jit_options).lower(state, x, y, np.int32(1)).compile()
+    history.compile_seconds = time.perf_counter() - started
     evaluate = make_evaluate(model, loss)
-    x_val, y_val = jnp.asarray(data.x_val), jnp.asarray(data.y_val)
 
     def measure(epoch: int, state: TrainState) -> dict[str, float]:
         train_loss, train_acc = evaluate(state.params, state.batch_stats, x, y)
         val_loss, val_acc = evaluate(state.params, state.batch_stats, x_val, y_val)
-        return {
+        row = {
             "epoch": epoch,
             "train_loss": float(train_loss),
             "train_accuracy": float(train_acc),
@@ -208,30 +333,54 @@ def fit(
             "val_accuracy": float(val_acc),
             **_learning_rate(state.opt_state),
         }
+        if skip_nonfinite:
+            row["skipped_steps"] = int(state.opt_state.skipped)
+        return row
 
-    started = time.perf_counter()
-    history.epochs.append(measure(0, state))
-    best, best_loss, waited = state, history.epochs[0]["val_loss"], 0
+    def save(epoch: int) -> None:
+        trees = {"state": state, "best": best} if early_stopping is not None else {"state": state}
+        meta = {"epoch": epoch, "run": spec, "history": history.to_dict(), "waited": waited}
+        checkpoint.save(checkpoint_dir, trees, meta)
+
+    started, trained_before = time.perf_counter(), history.train_seconds
+    if not history.epochs:
+        history.epochs.append(measure(0, state))
+    start = history.epochs[-1]["epoch"]
+    best_loss = history.epochs[history.best_epoch]["val_loss"]
     task: TaskID | None = None
     if progress is not None:
-        task = progress.add_task(description, total=epochs, status=_status(history.epochs[0]))
-    for epoch in range(1, epochs + 1):
-        state, _ = epoch_fn(state, x, y, jax.random.fold_in(key, epoch))
-        row = measure(epoch, state)
-        history.epochs.append(row)
-        if task is not None:
-            progress.update(task, advance=1, status=_status(row))
-        if row["val_loss"] < best_loss - (early_stopping.min_delta if early_stopping else 0.0):
-            best, best_loss, waited, history.best_epoch = state, row["val_loss"], 0, epoch
-        else:
-            waited += 1
-        if early_stopping is not None and waited >= early_stopping.patience:
-            history.stopped_early = True
-            break
-    history.train_seconds = time.perf_counter() - started
+        task = progress.add_task(description, total=epochs, completed=start, status=_status(history.epochs[-1]))
+    last = start if history.stopped_early else epochs
+    with checkpoint.deferred_interrupts() if checkpoint_dir is not None else nullcontext(lambda: False) as interrupted:
+        for epoch in range(start + 1, last + 1):
+            state, _ = epoch_fn(state, x, y, np.int32(epoch))
+            row = measure(epoch, state)
+            history.epochs.append(row)
+            if skip_nonfinite and bool(state.opt_state.gave_up):
+                raise FloatingPointError(
+                    f"training gave up in epoch {epoch}: {max_consecutive_nonfinite} steps in a row had non-finite "
+                    f"updates ({row['skipped_steps']} skipped in all); lower the learning rate or clip the gradients"
+                )
+            if task is not None:
+                progress.update(task, advance=1, status=_status(row))
+            if row["val_loss"] < best_loss - (early_stopping.min_delta if early_stopping else 0.0):
+                best, best_loss, waited, history.best_epoch = state, row["val_loss"], 0, epoch
+            else:
+                waited += 1
+            history.stopped_early = early_stopping is not None and waited >= early_stopping.patience
+            history.train_seconds = trained_before + time.perf_counter() - started
+            stop = interrupted()
+            if checkpoint_dir is not None and (
+                stop or history.stopped_early or epoch % checkpoint_every == 0 or epoch == last
+            ):
+                save(epoch)
+            if stop:
+                raise KeyboardInterrupt(f"interrupted; saved a checkpoint of epoch {epoch} in {checkpoint_dir}")
+            if history.stopped_early:
+                break
     if early_stopping is not None:
         state = best
-    test_loss, test_acc = evaluate(state.params, state.batch_stats, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+    test_loss, test_acc = evaluate(state.params, state.batch_stats, put(data.x_test), put(data.y_test))
     history.test = {"loss": float(test_loss), "accuracy": float(test_acc)}
     return state, history
 

@@ -1,0 +1,108 @@
+"""Placing a training run on a device mesh, for data parallelism on one host or across a TPU pod.
+
+A mesh is named by its axis sizes: ``{"data": 8}`` splits every batch over 8
+devices and replicates the parameters and optimizer state; ``{"data": 4,
+"model": 2}`` also splits each array whose last dimension the ``model`` axis
+divides (a Dense kernel's output units, and its optimizer slots alike). The
+arithmetic is the single-device program's: ``jax.jit`` partitions it and adds
+the reductions, so results match one device to rounding.
+
+Every function here works the same with one process or many (one per host
+after ``jax.distributed.initialize()``): values are built from host copies that
+every process holds, and read back by gathering across processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
+from jax.sharding import PartitionSpec as P
+
+PyTree = Any
+AXES = ("data", "model")
+
+
+def make_mesh(axes: Mapping[str, int]) -> Mesh:
+    """A mesh with the given axis sizes (names from :data:`AXES`); one size may be -1, for all remaining devices.
+
+    It takes the first devices of ``jax.devices()``; with several processes it must take them all.
+    """
+    for name in axes:
+        if name not in AXES:
+            raise ValueError(f"mesh axis {name!r} is not one of {', '.join(AXES)}")
+    if list(axes.values()).count(-1) > 1:
+        raise ValueError(f"mesh {dict(axes)}: only one axis size may be -1")
+    available = jax.device_count()
+    known = math.prod(size for size in axes.values() if size != -1)
+    sizes = {name: available // known if size == -1 else size for name, size in axes.items()}
+    needed = math.prod(sizes.values())
+    if needed < 1 or needed > available or (jax.process_count() > 1 and needed != available):
+        raise ValueError(f"mesh {dict(axes)} needs {needed} devices; {available} are available")
+    return jax.make_mesh(
+        tuple(sizes.values()),
+        tuple(sizes),
+        axis_types=(AxisType.Auto,) * len(sizes),
+        devices=jax.devices()[:needed],
+    )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A whole copy on every device of ``mesh``."""
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Splits the leading (example) axis over the mesh's ``data`` axis."""
+    return NamedSharding(mesh, P("data")) if "data" in mesh.axis_names else replicated(mesh)
+
+
+def state_shardings(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Per leaf: split the last dimension over ``model`` where that axis divides it, else replicate.
+
+    The rule depends on the shape alone, so optimizer slots are placed like their params.
+    """
+    model = dict(mesh.shape).get("model", 1)
+
+    def sharding(leaf):
+        shape = np.shape(leaf)
+        if model > 1 and shape and shape[-1] % model == 0:
+            return NamedSharding(mesh, P(*(None,) * (len(shape) - 1), "model"))
+        return replicated(mesh)
+
+    return jax.tree.map(sharding, tree)
+
+
+def place(tree: PyTree, shardings: PyTree | Sharding) -> PyTree:
+    """Global arrays placed by ``shardings`` (a tree like ``tree``, or one for all) from values every process holds."""
+
+    def put(value, sharding):
+        value = np.asarray(value)
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+    if isinstance(shardings, Sharding):
+        return jax.tree.map(lambda value: put(value, shardings), tree)
+    return jax.tree.map(put, tree, shardings)
+
+
+def fetch(tree: PyTree) -> PyTree:
+    """Host (NumPy) copies of every leaf; arrays split across processes are gathered (every process must call)."""
+
+    def get(x):
+        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is set in any process, so that all of them take the same branch."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))

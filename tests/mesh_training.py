@@ -1,0 +1,99 @@
+"""Trains with ``fit(..., mesh=...)`` on 8 host devices and checks it against one device.
+
+Started by tests/test_training_mesh.py in a fresh process, since the device
+count is fixed when JAX starts. Prints one line per check, ending in ``ok`` or
+``FAILED``, and exits with the number of failures.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jgd
+from jgd import sharding
+from jgd.models import MLP, init_variables
+from jgd.training import TrainState, fit, make_train_step
+from tests.resumable_run import data
+
+MODEL = MLP((16,), 3, dropout=0.2, batch_norm=True)
+VARIABLES = init_variables(MODEL, jax.random.key(0), 6)
+failures = 0
+
+
+def check(name: str, ok: bool, detail: str = "") -> None:
+    global failures
+    failures += not ok
+    print(f"{name}: {detail} {'ok' if ok else 'FAILED'}", flush=True)
+
+
+def train(epochs=3, **options):
+    tx = jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(0.01))
+    return fit(MODEL, VARIABLES, tx, data(), jax.random.key(1), epochs=epochs, batch_size=16, **options)
+
+
+def max_error(a, b) -> float:
+    return max(
+        float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
+
+
+def specs(tree):
+    return jax.tree.map(lambda a: a.sharding.spec, tree)
+
+
+def metrics(history):
+    return [[v for k, v in row.items() if k != "epoch"] for row in history.epochs]
+
+
+def main() -> int:
+    assert jax.device_count() == 8
+    want, want_history = train()
+    split = {"BatchNorm_0": {"bias": P("model"), "scale": P("model")}, "Dense_0": {"kernel": P(None, "model")}}
+    layouts = {
+        "data-parallel": ({"data": 8}, {}),
+        # The model axis splits the arrays whose last dimension it divides: 16 units, not the 3 outputs.
+        "data and model": ({"data": 4, "model": 2}, split),
+    }
+    runs = {}
+    for name, (axes, split_specs) in layouts.items():
+        got, history = runs[name] = train(mesh=axes)
+        state_error, metrics_error = max_error(got, want), max_error(metrics(history), metrics(want_history))
+        check(f"{name} {axes} equals one device", max(state_error, metrics_error) <= 1e-6, f"{state_error:.1e}")
+        expected = {layer: {k: split_specs.get(layer, {}).get(k, P()) for k in ps} for layer, ps in got.params.items()}
+        slots = got.opt_state[1].slots
+        placed = [specs(got.params), specs(slots["mu"]), specs(slots["nu"])]
+        check(f"{name} params and slots placed alike", all(t == expected for t in placed), str(placed[0]))
+
+    # A checkpoint of a sharded run resumes, on the same mesh, to the same bits as running straight through.
+    axes, straight = layouts["data and model"][0], runs["data and model"][0]
+    with tempfile.TemporaryDirectory() as directory:
+        train(epochs=2, mesh=axes, checkpoint_dir=directory)
+        resumed, _ = train(mesh=axes, checkpoint_dir=directory, resume=True)
+    identical = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)))
+    check(f"{axes} resume bit-identical", identical)
+
+    # The batch really is split: the compiled step sums the gradient over the data axis.
+    mesh = sharding.make_mesh({"data": 8})
+    tx = jgd.adam(0.01)
+    state = TrainState(VARIABLES["params"], VARIABLES["batch_stats"], tx.init(VARIABLES["params"]))
+    state = sharding.place(state, sharding.state_shardings(state, mesh))
+    batch = sharding.place((data().x_train[:16], data().y_train[:16]), sharding.replicated(mesh))
+    for split in (True, False):
+        step = make_train_step(MODEL, "cross_entropy", tx, sharding.batch_sharding(mesh) if split else None)
+        text = jax.jit(step).lower(state, batch, None, jax.random.key(0)).compile().as_text()
+        check(f"batch split={split}", ("all-reduce" in text) == split, "all-reduce in the step")
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(main())

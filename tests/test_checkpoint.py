@@ -1,0 +1,169 @@
+"""Checkpoints: killed runs (SIGINT, SIGKILL) resume to the same bits; writes are atomic; errors name the problem."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jgd import checkpoint
+from jgd.config import CheckpointConfig, parse_config
+from tests import resumable_run
+
+RUN = [sys.executable, str(Path(__file__).with_name("resumable_run.py"))]
+FOREVER = str(10**6)  # epochs: the run goes on until it is killed
+
+
+def _start(directory: Path, every: int) -> subprocess.Popen:
+    """Starts a run and returns once its first checkpoint exists."""
+    process = subprocess.Popen(
+        [*RUN, str(directory), FOREVER, "--every", str(every)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not checkpoint.file(directory).exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.01)
+    return process
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """``straight(epochs)``: the checkpoint folder of an uninterrupted run of ``epochs``, made once per length."""
+    runs = {}
+
+    def run(epochs):
+        if epochs not in runs:
+            runs[epochs] = tmp_path_factory.mktemp(f"straight{epochs}")
+            resumable_run.run(runs[epochs], epochs)
+        return runs[epochs]
+
+    return run
+
+
+def _resume_matches_straight_run(directory: Path, straight) -> int:
+    """Resumes ``directory`` in a fresh process; asserts it ends bit for bit as an uninterrupted run. Returns its epoch.
+
+    Both kill tests resume to 40 epochs, so they share one uninterrupted run.
+    """
+    epoch = checkpoint.load(directory)[0]["epoch"]
+    epochs = max(40, epoch + 3)
+    result = subprocess.run([*RUN, str(directory), str(epochs), "--resume"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (got_meta, got), (want_meta, want) = checkpoint.load(directory), checkpoint.load(straight(epochs))
+    assert got_meta["epoch"] == want_meta["epoch"] == epochs
+    assert got.keys() == want.keys() == {"state", "best"}
+    for tree in want:
+        assert got[tree].keys() == want[tree].keys()
+        for path, value in want[tree].items():
+            assert got[tree][path].dtype == value.dtype and got[tree][path].tobytes() == value.tobytes(), (tree, path)
+    assert got_meta["history"]["epochs"] == want_meta["history"]["epochs"]  # every metric, to the last bit
+    assert got_meta["history"]["best_epoch"] == want_meta["history"]["best_epoch"]
+    return epoch
+
+
+def test_sigint_saves_and_the_resumed_run_is_bit_identical(tmp_path, straight):
+    process = _start(tmp_path, every=3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    epoch = checkpoint.load(tmp_path)[0]["epoch"]
+    assert f"saved a checkpoint of epoch {epoch} in" in stderr
+    assert _resume_matches_straight_run(tmp_path, straight) >= 3
+
+
+def test_sigkill_part_way_then_the_resumed_run_is_bit_identical(tmp_path, straight):
+    process = _start(tmp_path, every=1)
+    time.sleep(0.05)  # a few more epochs, and their checkpoints, so the kill may land in a write
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert _resume_matches_straight_run(tmp_path, straight) >= 1
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """The folder of a finished 2-epoch run's checkpoint."""
+    directory = tmp_path_factory.mktemp("saved")
+    resumable_run.run(directory, 2)
+    return directory
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint to resume from: {tmp_path}/checkpoint.msgpack"):
+        resumable_run.run(tmp_path, 3, resume=True)
+    with pytest.raises(ValueError, match="resume needs a checkpoint_dir"):
+        resumable_run.run(None, 3, resume=True)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_checkpoint_names_the_file(saved, tmp_path, damage):
+    data = checkpoint.file(saved).read_bytes()
+    damaged = {"garbage": b"\x93not a checkpoint", "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    checkpoint.file(tmp_path).write_bytes(damaged)
+    with pytest.raises(ValueError, match=f"{tmp_path}/checkpoint.msgpack is not a readable jgd checkpoint"):
+        resumable_run.run(tmp_path, 3, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hidden": (8,)}, r"model.hidden: \[16\] in the checkpoint, \[8\] now; "),
+        ({"learning_rate": 0.02}, r"optimizer.learning_rate: 0.01 in the checkpoint, 0.02 now"),
+        ({"seed": 3}, r"key: \[0, 1\] in the checkpoint, \[0, 3\] now"),
+    ],
+    ids=["model", "optimizer", "key"],
+)
+def test_resuming_another_run_names_what_differs(saved, change, message):
+    with pytest.raises(ValueError, match=f"{saved}/checkpoint.msgpack was saved by a different run: .*{message}"):
+        resumable_run.run(saved, 3, resume=True, **change)
+
+
+def test_resuming_past_the_requested_epochs_is_refused(saved):
+    with pytest.raises(ValueError, match=r"is at epoch 2, past epochs=1"):
+        resumable_run.run(saved, 1, resume=True)
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    checkpoint.save(tmp_path, {"state": {"w": jnp.arange(3.0)}}, {"epoch": 1})
+
+    def fail(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(tmp_path, {"state": {"w": jnp.full(3, np.nan)}}, {"epoch": 2})
+    meta, arrays = checkpoint.load(tmp_path)
+    assert meta == {"epoch": 1}
+    np.testing.assert_array_equal(arrays["state"]["['w']"], [0.0, 1.0, 2.0])
+
+
+def test_restore_keeps_dtypes_and_names_a_mismatched_array():
+    tree = {"w": jnp.ones((2, 3), jnp.bfloat16), "count": jnp.int32(7), "ok": jnp.bool_(True)}
+    arrays = {"['w']": np.asarray(tree["w"]), "['count']": np.int32(7), "['ok']": np.bool_(True)}
+    restored = checkpoint.restore(arrays, tree)
+    assert jax.tree.map(lambda a: a.dtype, restored) == jax.tree.map(lambda a: a.dtype, tree)
+    with pytest.raises(ValueError, match=r"checkpoint array \['w'\] is bfloat16\[2, 3\], expected bfloat16\[3, 2\]"):
+        checkpoint.restore(arrays, {**tree, "w": jnp.ones((3, 2), jnp.bfloat16)})
+    with pytest.raises(ValueError, match=r"checkpoint array \['extra'\] is missing"):
+        checkpoint.restore(arrays, {**tree, "extra": jnp.zeros(1)})
+
+
+def test_checkpoint_config():
+    assert parse_config({}).training.checkpoint is None
+    assert parse_config({"training": {"checkpoint": {}}}).training.checkpoint == CheckpointConfig(every=1, dir=None)
+    config = parse_config({"training": {"checkpoint": {"every": 5, "dir": "ck"}}})
+    assert config.training.checkpoint == CheckpointConfig(every=5, dir="ck")
+    for raw, message in [
+        ({"every": 0}, "training.checkpoint.every must be an integer >= 1, got 0"),
+        ({"dir": 3}, "training.checkpoint.dir must be a string, got 3"),
+        ({"often": 1}, "training.checkpoint.often is not a known field"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_config({"training": {"checkpoint": raw}})

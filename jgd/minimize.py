@@ -63,7 +63,8 @@ def minimize(
     elif not (callable(getattr(method, "init", None)) and callable(getattr(method, "update", None))):
         raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
     if not isinstance(maxiter, jax.core.Tracer):
-        if not isinstance(maxiter, (int, np.integer)) or isinstance(maxiter, bool) or maxiter < 1:
+        count = np.asarray(maxiter)
+        if count.shape != () or not np.issubdtype(count.dtype, np.integer) or count < 1:
             raise ValueError(f"maxiter must be a positive int, got {maxiter!r}")
     if not isinstance(tol, jax.core.Tracer) and not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be finite and >= 0, got {tol!r}")

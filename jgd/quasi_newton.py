@@ -121,7 +121,7 @@ def _quasi_newton(
         # Skip the pair unless sᵀy > 0 (beyond rounding), which keeps H positive definite (N&W §6.1).
         accept = sy > jnp.finfo(x.dtype).eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)
         new_state = QuasiNewtonState(
-            common=common._replace(count=common.count + 1, scheduled=evaluate(schedules, common.count + 1)),
+            common=common._replace(count=common.count + 1, scheduled=evaluate(schedules, common.count + 1, hp)),
             memory=add_pair(state.memory, s, y, sy, accept),
             value=found.value,
             grad=unravel(found.grad),

@@ -359,6 +359,15 @@ def test_hyperparameters_live_in_the_state(x64):
         jgd.set_hyperparams(state, c3=0.1)
 
 
+def test_scheduled_hyperparameter(x64):
+    # c2 tightens from 0.9 to 0.1 over the first steps; its current value is kept in the state.
+    tx = jgd.lbfgs(linesearch=jgd.zoom_linesearch(c1=1e-4, c2=lambda t: jnp.maximum(0.1, 0.9 - 0.2 * t)))
+    *_, state = history(tx, rosenbrock, jnp.array([-1.2, 1.0]), 3)[-1]
+    np.testing.assert_allclose(jgd.hyperparams(state)["c2"], 0.3)
+    result = jgd.minimize(rosenbrock, jnp.array([-1.2, 1.0]), tx)
+    assert bool(result.success)
+
+
 def test_vmap_over_c1_through_the_constructor(x64):
     def run(c1):
         tx = jgd.lbfgs(linesearch=jgd.backtracking_linesearch(c1=c1))
@@ -413,6 +422,7 @@ def test_float32_minimize():
         (lambda: jgd.minimize(rosenbrock, jnp.zeros(2), 3), "method"),
         (lambda: jgd.minimize(rosenbrock, jnp.zeros(2), maxiter=0), "maxiter"),
         (lambda: jgd.minimize(rosenbrock, jnp.zeros(2), maxiter=10.0), "maxiter"),
+        (lambda: jgd.minimize(rosenbrock, jnp.zeros(2), maxiter=True), "maxiter"),
         (lambda: jgd.minimize(rosenbrock, jnp.zeros(2), tol=-1.0), "tol"),
         (lambda: jgd.minimize(rosenbrock, jnp.zeros(2, jnp.int32)), "x0"),
     ],

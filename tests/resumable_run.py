@@ -30,7 +30,7 @@ def data() -> Dataset:
     return Dataset("toy", *split(), *split(), *split(), 3)
 
 
-def run(directory, epochs, every=1, resume=False, hidden=(16,), learning_rate=0.01, seed=1):
+def run(directory, epochs, every=1, resume=False, hidden=(16,), learning_rate=0.01, seed=1, mesh=None):
     """Trains for ``epochs`` with checkpoints in ``directory``; returns fit's ``(state, history)``."""
     model = MLP(hidden, 3, dropout=0.2, batch_norm=True)
     variables = init_variables(model, jax.random.key(0), 6)
@@ -48,6 +48,7 @@ def run(directory, epochs, every=1, resume=False, hidden=(16,), learning_rate=0.
         checkpoint_dir=directory,
         checkpoint_every=every,
         resume=resume,
+        mesh=mesh,
     )
 
 

@@ -1,14 +1,21 @@
-"""fit(..., mesh=...): 8 host devices equal one device; mesh axes from the config, checked."""
+"""fit(..., mesh=...): 8 host devices, in one process or two, equal one device; mesh axes from the config, checked."""
 
+import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
+from jgd import checkpoint
 from jgd.config import parse_config
 from jgd.sharding import make_mesh
+from tests import resumable_run
 
 
 def test_fit_on_a_mesh_of_8_host_devices_matches_one_device():
@@ -41,3 +48,49 @@ def test_mesh_config():
     ]:
         with pytest.raises(ValueError, match=message):
             parse_config({"training": {"mesh": raw}})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _processes(directory, epochs, *flags):
+    """Starts the two processes of tests/multi_process_run.py on a fresh port."""
+    port = str(_free_port())
+    command = [sys.executable, str(Path(__file__).with_name("multi_process_run.py"))]
+    return [
+        subprocess.Popen(
+            [*command, str(i), port, str(directory), str(epochs), *flags], stdout=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_stop_together_and_resume_like_one_device(tmp_path):
+    # SIGINT to the second process alone: both save (process 0 writes) and stop, as a pod's hosts must.
+    first, second = _processes(tmp_path / "run", 10**6)
+    deadline = time.monotonic() + 300
+    while not checkpoint.file(tmp_path / "run").exists():
+        assert first.poll() is None and second.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second.send_signal(signal.SIGINT)
+    assert [p.wait(timeout=120) for p in (first, second)] == [130, 130]
+    epochs = checkpoint.load(tmp_path / "run")[0]["epoch"] + 2
+
+    resumed = _processes(tmp_path / "run", epochs, "--resume")
+    outputs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in resumed]
+    assert [p.returncode for p in resumed] == [0, 0]
+    assert [o["process"] for o in outputs] == [0, 1] and outputs[0]["last"] == outputs[1]["last"]
+
+    # The same run on one device, straight through, agrees to rounding.
+    resumable_run.run(tmp_path / "one", epochs)
+    (_, got), (meta, want) = checkpoint.load(tmp_path / "run"), checkpoint.load(tmp_path / "one")
+    for tree in want:
+        for path, value in want[tree].items():
+            np.testing.assert_allclose(got[tree][path], value, rtol=1e-6, atol=1e-6, err_msg=f"{tree} {path}")
+    last = meta["history"]["epochs"][-1]
+    assert outputs[0]["last"]["epoch"] == last["epoch"] == epochs
+    assert outputs[0]["last"]["train_loss"] == pytest.approx(last["train_loss"], rel=1e-6)

@@ -1,4 +1,4 @@
-"""The ``jgd`` command line: ``jgd train CONFIG`` and ``jgd compare CONFIG``.
+"""The ``jgd`` command line: ``jgd train CONFIG``, ``jgd compare CONFIG`` and ``jgd sweep CONFIG``.
 
 Each subcommand writes its results (metrics as JSON and CSV, plots, the
 resolved config) into a temporary folder that becomes the output folder only
@@ -9,6 +9,7 @@ error ends the command with a non-zero exit and one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import jax
+import numpy as np
 import yaml
 from rich import box
 from rich.console import Console
@@ -25,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from jgd import config as cfg
-from jgd import plots
+from jgd import plots, sweep
 from jgd.data import Dataset, load_dataset
 from jgd.models import MLP, init_variables
 from jgd.training import History, fit, write_csv, write_json
@@ -149,12 +151,12 @@ _COLUMNS = (
 )
 
 
-def _table(title: str, rows: Sequence[dict[str, object]]) -> Table:
+def _table(title: str, rows: Sequence[dict[str, object]], columns: Sequence[tuple[str, str, str]] = _COLUMNS) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    for header, _, _ in _COLUMNS:
+    for header, _, _ in columns:
         table.add_column(header, justify="left" if header == "method" else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*(fmt.format(row[key]) for _, key, fmt in _COLUMNS))
+        table.add_row(*(fmt.format(row[key]) for _, key, fmt in columns))
     return table
 
 
@@ -223,13 +225,101 @@ def _compare(args: argparse.Namespace) -> Path:
     return out
 
 
+# Columns of the sweep's table after the method and its batch size and best hyperparameters (means over seeds).
+_SWEEP_COLUMNS = (
+    ("final loss", "final_train_loss", "{:.3g}"),
+    ("val loss", "val_loss", "{:.3g}"),
+    ("val acc", "val_accuracy", "{:.2%}"),
+    ("test acc", "test_accuracy", "{:.2%}"),
+    ("diverged", "diverged", "{}"),
+    ("time s", "seconds", "{:.1f}"),
+)
+
+
+def _finite(value: object) -> object:
+    """JSON has no NaN or Infinity: non-finite numbers become null (the divergence flags say why)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _sweep_summary_row(result: sweep.SweepResult, batch_size: int | None, select: str) -> dict[str, object]:
+    chosen = sweep.best(result, select) or {k: math.nan for k in sweep.final_metrics(result)}
+    return {
+        "method": result.label,
+        "batch_size": _batch(batch_size),
+        **{name: chosen.get(name, math.nan) for name in result.hyperparameters},
+        "seeds": len(np.unique(result.settings["seed"])),
+        **{k: chosen[k] for k in sweep.final_metrics(result)},
+        "diverged": f"{result.diverged.sum()}/{len(result.diverged)}",
+        "compile_seconds": round(result.compile_seconds, 3),
+        "train_seconds": round(result.train_seconds, 3),
+        "seconds": round(result.compile_seconds + result.train_seconds, 3),
+    }
+
+
+def _sweep(args: argparse.Namespace) -> Path:
+    config = cfg.load_config(args.config, args.set)
+    if config.sweep is None:
+        raise ValueError(f"{args.config}: jgd sweep needs a sweep section")
+    out = _output_dir(args, config)
+    data, model, _, order_key = _setup(config)
+    methods = cfg.sweep_methods(config)
+    select = config.sweep.select
+    with _staged(out) as staging:
+        started = time.perf_counter()
+        with _progress() as progress:
+            results = sweep.run_sweep(config, model, data, order_key, progress=progress)
+        summary = [_sweep_summary_row(r, m.batch_size, select) for r, (_, m) in zip(results, methods)]
+        metrics = {
+            r.label: {
+                "batch_size": _batch(m.batch_size),
+                "compile_seconds": r.compile_seconds,
+                "train_seconds": r.train_seconds,
+                "best": sweep.best(r, select),
+                "settings": [
+                    {**row, "epochs": {k: curve[i].tolist() for k, curve in r.curves.items()}}
+                    for i, row in enumerate(sweep.rows(r))
+                ],
+            }
+            for r, (_, m) in zip(results, methods)
+        }
+        write_json(
+            staging / "metrics.json",
+            _finite({"select": select, "divergence_factor": config.sweep.divergence_factor, "methods": metrics}),
+        )
+        write_csv(staging / "metrics.csv", [row for r in results for row in sweep.rows(r)])
+        write_csv(staging / "summary.csv", summary)
+        _write_config(config, staging)
+        plots.plot_sweep(results, staging, _describe(model, data), select)
+        seeds = len(config.sweep.seeds)
+        title = (
+            f"{_describe(model, data)}, {config.training.epochs} epochs, {len(results[0].diverged) // seeds} settings"
+            f"{f' × {seeds} seeds' if seeds > 1 else ''}, {time.perf_counter() - started:.0f} s in all\n"
+            f"best setting of each method by {select}{', means over seeds' if seeds > 1 else ''}"
+        )
+        names = results[0].hyperparameters
+        columns = [("method", "method", "{}"), ("batch", "batch_size", "{}"), *((n, n, "{:.3g}") for n in names)]
+        table = _table(title, summary, [*columns, *_SWEEP_COLUMNS])
+        _save_table(table, staging)
+    Console().print(table)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand sets ``run``, so new ones plug in beside these."""
-    parser = argparse.ArgumentParser(prog="jgd", description="Train and compare jgd optimizers from YAML configs.")
+    parser = argparse.ArgumentParser(
+        prog="jgd", description="Train, compare and sweep jgd optimizers from YAML configs."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subcommands: dict[str, tuple[Callable[[argparse.Namespace], Path], str]] = {
         "train": (_train, "train one model with the config's optimizer"),
         "compare": (_compare, "train the same model with every method of the config's methods list"),
+        "sweep": (_sweep, "train every setting of the config's sweep section, one vmapped training per method"),
     }
     for name, (run, text) in subcommands.items():
         sub = commands.add_parser(name, help=text, description=text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ SCHEDULES = ("constant", "exponential", "step", "cosine", "linear_warmup")
 LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")
 _BLOCKS = ("l1", "l2", "clip_value", "clip_norm", "clip_global_norm", "max_norm")
 _GRADIENT_BLOCKS = ("l1", "l2", "clip_value", "clip_norm", "clip_global_norm")
+# Sweeps: random-search distributions, and what "best setting" can mean.
+DISTRIBUTIONS = ("uniform", "log_uniform")
+SELECT = ("val_loss", "val_accuracy", "final_train_loss")
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,37 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    """What ``jgd sweep`` varies and how it runs the settings.
+
+    ``space`` maps each swept name (a hyperparameter, a block such as ``l2``, or
+    ``learning_rate.init_value`` for a schedule's parameter) to its grid values,
+    or, with ``samples``, to a distribution ``("uniform" | "log_uniform", low, high)``
+    or a tuple of values to choose from.
+    """
+
+    space: dict[str, Any]
+    samples: int | None = None
+    sample_seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    chunk: int | None = None
+    mesh: bool = False
+    select: str = "val_loss"
+    divergence_factor: float = 10.0
+
+    @property
+    def path(self) -> str:
+        """The config field that holds ``space``."""
+        return "sweep.grid" if self.samples is None else "sweep.random.space"
+
+
+@dataclass(frozen=True)
 class Config:
-    """A whole experiment. ``jgd train`` needs ``optimizer``; ``jgd compare`` needs ``methods``."""
+    """A whole experiment.
+
+    ``jgd train`` needs ``optimizer``; ``jgd compare`` needs ``methods``; ``jgd sweep`` needs ``sweep``
+    and sweeps ``methods``, else ``optimizer``.
+    """
 
     seed: int = 0
     data: DataConfig = DataConfig()
@@ -114,6 +146,7 @@ class Config:
     training: TrainingConfig = TrainingConfig()
     optimizer: OptimizerConfig | None = None
     methods: tuple[MethodConfig, ...] = ()
+    sweep: SweepConfig | None = None
     output_dir: str | None = None
 
 
@@ -392,16 +425,161 @@ def _methods(raw: Any, default_batch_size: int | None) -> tuple[MethodConfig, ..
     return tuple(methods)
 
 
+def _optimizer_raw(o: OptimizerConfig) -> dict[str, Any]:
+    # Blocks left at their defaults (no penalty, no clipping) are left out.
+    blocks = {k: getattr(o, k) for k in _BLOCKS if getattr(o, k) != getattr(OptimizerConfig, k)}
+    return {"name": o.name, **o.hyperparams, **blocks}
+
+
+def with_values(optimizer: OptimizerConfig, values: Mapping[str, Any]) -> OptimizerConfig:
+    """``optimizer`` with the hyperparameters named in ``values`` replaced, concrete or traced.
+
+    A name is a keyword of the method (``learning_rate``), a block (``l2``,
+    ``clip_global_norm``, ...) or ``name.parameter`` for a parameter of the
+    schedule the method's ``name`` follows (``learning_rate.init_value``).
+    """
+    hyperparams, blocks = dict(optimizer.hyperparams), {}
+    for name, value in values.items():
+        head, _, key = name.partition(".")
+        if head in _BLOCKS:
+            blocks[head] = value
+        elif key:
+            hyperparams[head] = {**hyperparams[head], key: value}
+        else:
+            hyperparams[head] = value
+    return replace(optimizer, hyperparams=hyperparams, **blocks)
+
+
+def sweep_methods(config: Config) -> tuple[tuple[str, MethodConfig], ...]:
+    """The methods ``jgd sweep`` runs, each with its optimizer's field path: ``methods``, else ``optimizer``."""
+    if config.methods:
+        return tuple((f"{_join('methods', i)}.optimizer", m) for i, m in enumerate(config.methods))
+    if config.optimizer is not None:
+        return (("optimizer", MethodConfig(config.optimizer.name, config.optimizer, config.training.batch_size)),)
+    return ()
+
+
+def _float_parameters(fn: Callable) -> list[str]:
+    return [n for n, p in inspect.signature(fn).parameters.items() if "float" in str(p.annotation)]
+
+
+def _space_values(value: Any, path: str, random: bool) -> tuple:
+    if isinstance(value, Mapping):
+        kind, bounds = next(iter(value.items()))
+        if not random:
+            raise ValueError(f"{path}: a grid lists values; {kind} belongs in sweep.random.space")
+        where = f"{path}.{kind}"
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise ValueError(f"{where} must be [low, high], got {bounds!r}")
+        low, high = (float(_number(b, _join(where, i))) for i, b in enumerate(bounds))
+        if not low < high or (kind == "log_uniform" and low <= 0):
+            raise ValueError(f"{where} must have {'0 < ' if kind == 'log_uniform' else ''}low < high, got {bounds!r}")
+        return (kind, low, high)
+    if not isinstance(value, list) or not value:
+        shape = "a non-empty list of values" + (" or {uniform | log_uniform: [low, high]}" if random else "")
+        raise ValueError(f"{path} must be {shape}, got {value!r}")
+    return tuple(float(_number(v, _join(path, i))) for i, v in enumerate(value))
+
+
+def _space(raw: Any, path: str, random: bool, prefix: str = "") -> dict[str, tuple]:
+    """Swept names and their values; nested mappings become dotted names (``learning_rate.init_value``)."""
+    raw = _mapping(raw, path)
+    if not raw:
+        raise ValueError(f"{path} is empty: name at least one hyperparameter and its values")
+    space = {}
+    for key, value in raw.items():
+        where, name = _join(path, str(key)), f"{prefix}{key}"
+        distribution = isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
+        if isinstance(value, Mapping) and not distribution:
+            space.update(_space(value, where, random, f"{name}."))
+        else:
+            space[name] = _space_values(value, where, random)
+    return space
+
+
+def _check_swept(path: str, optimizer: OptimizerConfig, sweep: SweepConfig) -> None:
+    """Checks that every swept name is a float hyperparameter of ``optimizer`` and every value valid for it."""
+    if optimizer.name in LINE_SEARCH:
+        raise ValueError(
+            f"{path}.name {optimizer.name} cannot be swept: "
+            "full-batch second-order methods are out of scope for jgd sweep"
+        )
+    floats = [*_float_parameters(_factory(optimizer.name, f"{path}.name")), *_BLOCKS]
+    for name, spec in sweep.space.items():
+        where = _join(sweep.path, name)
+        head, _, key = name.partition(".")
+        if head not in floats:
+            raise ValueError(
+                f"{_join(sweep.path, head)} is not a float hyperparameter of {optimizer.name}; "
+                f"expected one of: {', '.join(floats)}"
+            )
+        if key:
+            schedule = optimizer.hyperparams.get(head)
+            if not isinstance(schedule, Mapping):
+                raise ValueError(f"{where} is a schedule parameter, but {path}.{head} does not follow a schedule")
+            allowed = _float_parameters(getattr(jgd.schedules, schedule["schedule"]))
+            if key not in allowed:
+                raise ValueError(
+                    f"{where} is not a float parameter of the {schedule['schedule']} schedule; "
+                    f"expected one of: {', '.join(allowed)}"
+                )
+        # Each value (a distribution's bounds) goes through the optimizer's own checks, named by the sweep field.
+        for value in spec[1:] if isinstance(spec[0], str) else spec:
+            _optimizer(_optimizer_raw(with_values(optimizer, {name: value})), sweep.path)
+
+
+def _sweep(raw: Any, config: Config) -> SweepConfig:
+    raw = _mapping(raw, "sweep")
+    _check_keys(raw, ("grid", "random", "seeds", "chunk", "mesh", "select", "divergence_factor"), "sweep")
+    if ("grid" in raw) == ("random" in raw):
+        raise ValueError("sweep needs one of grid (every combination of values) or random (sampled settings)")
+    space_config: dict[str, Any] = {}
+    if "grid" in raw:
+        space_config["space"] = _space(raw["grid"], "sweep.grid", random=False)
+    else:
+        random = _mapping(raw["random"], "sweep.random")
+        _check_keys(random, ("samples", "seed", "space"), "sweep.random")
+        if "samples" not in random:
+            raise ValueError("sweep.random.samples is required")
+        space_config = {
+            "space": _space(random.get("space"), "sweep.random.space", random=True),
+            "samples": _int(random["samples"], "sweep.random.samples", 1),
+            "sample_seed": _int(random.get("seed", 0), "sweep.random.seed", 0),
+        }
+    seeds = raw.get("seeds", [config.seed])
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"sweep.seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    seeds = tuple(_int(s, _join("sweep.seeds", i), 0) for i, s in enumerate(seeds))
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"sweep.seeds repeats a seed: {list(seeds)}")
+    sweep = SweepConfig(
+        **space_config,
+        seeds=seeds,
+        chunk=_optional(raw.get("chunk"), lambda v: _int(v, "sweep.chunk", 1)),
+        mesh=_bool(raw.get("mesh", False), "sweep.mesh"),
+        select=_choice(raw.get("select", "val_loss"), "sweep.select", SELECT),
+        divergence_factor=_float(raw.get("divergence_factor", 10.0), "sweep.divergence_factor", 1.0, open_low=True),
+    )
+    if config.training.early_stopping is not None:
+        raise ValueError("training.early_stopping cannot be used with a sweep: every setting trains all its epochs")
+    methods = sweep_methods(config)
+    if not methods:
+        raise ValueError("sweep needs a methods list or an optimizer to sweep")
+    for path, method in methods:
+        _check_swept(path, method.optimizer, sweep)
+    return sweep
+
+
 def parse_config(raw: Any) -> Config:
     """Validates a config mapping (as read from YAML) into a :class:`Config`."""
     raw = _mapping(raw, "the config")
-    _check_keys(raw, ("seed", "data", "model", "training", "optimizer", "methods", "output"), "")
+    _check_keys(raw, ("seed", "data", "model", "training", "optimizer", "methods", "sweep", "output"), "")
     output = _mapping(raw.get("output"), "output")
     _check_keys(output, ("dir",), "output")
     if output.get("dir") is not None and not isinstance(output["dir"], str):
         raise ValueError(f"output.dir must be a string, got {output['dir']!r}")
     training = _training(raw.get("training"))
-    return Config(
+    config = Config(
         seed=_int(raw.get("seed", 0), "seed", 0),
         data=_data(raw.get("data")),
         model=_model(raw.get("model")),
@@ -410,6 +588,7 @@ def parse_config(raw: Any) -> Config:
         methods=_methods(raw.get("methods"), training.batch_size),
         output_dir=output.get("dir"),
     )
+    return config if raw.get("sweep") is None else replace(config, sweep=_sweep(raw["sweep"], config))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -490,7 +669,8 @@ def build_optimizer(config: OptimizerConfig, path: str = "optimizer") -> jgd.Gra
             raise ValueError(_prefixed(_join(path, key), e, value)) from None
     parts = []
     for key, block in (("l1", jgd.l1_penalty), ("l2", jgd.l2_penalty)):
-        if getattr(config, key):
+        # A concrete zero leaves the penalty out; a traced rate (a sweep) keeps it.
+        if isinstance(getattr(config, key), jax.Array) or getattr(config, key):
             parts.append(optax.masked(block(getattr(config, key)), _kernels))
     for key, block in (
         ("clip_value", jgd.clip_by_value),
@@ -508,11 +688,27 @@ def build_optimizer(config: OptimizerConfig, path: str = "optimizer") -> jgd.Gra
     return parts[0] if len(parts) == 1 else jgd.chain(*parts)
 
 
+def _sweep_dict(s: SweepConfig) -> dict[str, Any]:
+    space = {
+        name: {spec[0]: list(spec[1:])} if isinstance(spec[0], str) else list(spec) for name, spec in s.space.items()
+    }
+    search = (
+        {"grid": space}
+        if s.samples is None
+        else {"random": {"samples": s.samples, "seed": s.sample_seed, "space": space}}
+    )
+    return {
+        **search,
+        "seeds": list(s.seeds),
+        "chunk": s.chunk,
+        "mesh": s.mesh,
+        "select": s.select,
+        "divergence_factor": s.divergence_factor,
+    }
+
+
 def to_dict(config: Config) -> dict[str, Any]:
     """The config as a YAML-ready mapping that :func:`parse_config` reads back to an equal config."""
-
-    def optimizer(o: OptimizerConfig) -> dict[str, Any]:
-        return {"name": o.name, **o.hyperparams, **{k: getattr(o, k) for k in _BLOCKS if getattr(o, k)}}
 
     def batch(size: int | None) -> int | str:
         return "full" if size is None else size
@@ -525,10 +721,12 @@ def to_dict(config: Config) -> dict[str, Any]:
         "output": {"dir": config.output_dir},
     }
     if config.optimizer is not None:
-        out["optimizer"] = optimizer(config.optimizer)
+        out["optimizer"] = _optimizer_raw(config.optimizer)
     if config.methods:
         out["methods"] = [
-            {"label": m.label, "optimizer": optimizer(m.optimizer), "batch_size": batch(m.batch_size)}
+            {"label": m.label, "optimizer": _optimizer_raw(m.optimizer), "batch_size": batch(m.batch_size)}
             for m in config.methods
         ]
+    if config.sweep is not None:
+        out["sweep"] = _sweep_dict(config.sweep)
     return out

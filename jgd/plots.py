@@ -1,4 +1,4 @@
-"""PNG figures of training histories, drawn with matplotlib's Agg canvas.
+"""PNG figures of training histories and sweeps, drawn with matplotlib's Agg canvas.
 
 Figures are built with ``matplotlib.figure.Figure`` rather than pyplot, so
 plotting needs no display and leaves the caller's backend alone.
@@ -6,11 +6,15 @@ plotting needs no display and leaves the caller's backend alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from jgd.sweep import SweepResult, best, describe, over_seeds
 from jgd.training import History
 
 _STYLES = ("-", "--", "-.", ":")
@@ -120,3 +124,131 @@ def _settled_floor(histories: Iterable[History], key: str) -> float:
         return 0.0
     low = min(values)
     return max(0.0, low - 0.1 * (1.0 - low) - 0.01)
+
+
+def _swept_axis(result: SweepResult) -> str:
+    names = result.hyperparameters
+    return "learning_rate" if "learning_rate" in names else names[0]
+
+
+def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: str) -> None:
+    """Final training loss against the learning rate (else the first swept name), one line per method.
+
+    Each point is the mean over seeds, the lowest over the other swept
+    hyperparameters; values where every setting diverged are drawn as ``×`` on
+    the top edge, so they are seen rather than dropped. The x axis is
+    logarithmic when every value is positive.
+    """
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    x_name = _swept_axis(results[0])
+    for i, result in enumerate(results):
+        table, _ = over_seeds(result)
+        x, loss, ok = table[x_name], table["final_train_loss"], table["diverged"] == 0
+        xs = np.unique(x)
+        ys = np.array([loss[(x == v) & ok].min() if ((x == v) & ok).any() else np.nan for v in xs])
+        style = {"color": f"C{i % 10}", "linestyle": _STYLES[i % len(_STYLES)]}
+        ax.plot(xs, ys, marker="o", markersize=4, label=result.label, linewidth=1.6, **style)
+        lost = np.isnan(ys)
+        # Blended transform (data x, axes y): diverged values sit in a band at the top whatever the loss range,
+        # one row per method so that coinciding ones stay visible.
+        top = np.full(lost.sum(), 0.975 - 0.025 * i)
+        ax.plot(xs[lost], top, "x", color=style["color"], transform=ax.get_xaxis_transform())
+    ax.plot([], [], "x", color="0.3", label="all diverged")
+    if (np.concatenate([r.settings[x_name] for r in results]) > 0).all():
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    others = len(results[0].hyperparameters) > 1
+    seeds = len(np.unique(results[0].settings["seed"]))
+    notes = ", ".join(
+        ([f"mean over {seeds} seeds"] if seeds > 1 else [])
+        + (["lowest over the other hyperparameters"] if others else [])
+    )
+    ax.set(title=title, xlabel=x_name, ylabel="final training loss (log scale)" + (f"\n{notes}" if notes else ""))
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.savefig(path, dpi=120)
+
+
+def _grid_2d(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(rows, columns, final loss)`` of a full grid over two hyperparameters (NaN where diverged), else ``None``."""
+    if len(result.hyperparameters) != 2:
+        return None
+    table, _ = over_seeds(result)
+    a, b = (np.unique(table[name]) for name in result.hyperparameters)
+    if len(table["seeds"]) != len(a) * len(b):
+        return None  # sampled settings, not a grid
+    # over_seeds sorts the settings by (first, second), so the table is the grid in row-major order.
+    loss = np.where(table["diverged"] == 0, table["final_train_loss"], np.nan)
+    return a, b, loss.reshape(len(a), len(b))
+
+
+def plot_sweep_heatmap(results: Sequence[SweepResult], path: str | Path, *, title: str) -> bool:
+    """One heat map per method of the final training loss over a 2-D grid; returns whether any was drawn.
+
+    Colors share one logarithmic scale across methods; diverged cells are grey with a ``×``.
+    """
+    grids = {r.label: g for r in results if (g := _grid_2d(r)) is not None}
+    if not grids:
+        return False
+    finite = np.concatenate([loss[np.isfinite(loss)] for _, _, loss in grids.values()])
+    norm = LogNorm(*(np.percentile(finite, [0, 100]) if finite.size else (1e-3, 1.0)))
+    cmap = colormaps["viridis"].with_extremes(bad="0.85")
+    columns = min(3, len(grids))
+    rows = -(-len(grids) // columns)
+    fig = Figure(figsize=(4.2 * columns + 1, 3.6 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    names = results[0].hyperparameters
+    for ax, (label, (a, b, loss)) in zip(axes, grids.items()):
+        image = ax.imshow(loss, norm=norm, cmap=cmap, origin="lower", aspect="auto")
+        for (i, j), value in np.ndenumerate(loss):
+            dark = not np.isnan(value) and norm(value) < 0.6  # viridis is dark at the low end
+            text = "×" if np.isnan(value) else f"{value:.2g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "0.1")
+        ax.set_xticks(range(len(b)), [f"{v:.3g}" for v in b], rotation=45, fontsize=8)
+        ax.set_yticks(range(len(a)), [f"{v:.3g}" for v in a], fontsize=8)
+        ax.set(title=label, xlabel=names[1], ylabel=names[0])
+    for ax in axes[len(grids) :]:
+        ax.set_axis_off()
+    fig.colorbar(image, ax=axes.tolist(), label="final training loss (log scale; × diverged)")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def plot_sweep(
+    results: Sequence[SweepResult], directory: str | Path, name: str = "", select: str = "val_loss"
+) -> list[Path]:
+    """The figures of a sweep; returns the files written.
+
+    ``final_loss.png``: :func:`plot_sweep_loss`. ``heatmap.png``, for 2-D
+    grids: :func:`plot_sweep_heatmap`. ``best_loss.png``: the training loss per
+    epoch (mean over seeds) of each method's best setting by ``select``.
+    """
+    directory = Path(directory)
+    suffix = f" — {name}" if name else ""
+    written = []
+    if results[0].hyperparameters:
+        written.append(directory / "final_loss.png")
+        plot_sweep_loss(results, written[-1], title=f"Final training loss against {_swept_axis(results[0])}{suffix}")
+        heatmap = directory / "heatmap.png"
+        if plot_sweep_heatmap(results, heatmap, title=f"Final training loss over the grid{suffix}"):
+            written.append(heatmap)
+    curves = {}
+    for result in results:
+        chosen = best(result, select)
+        if chosen is not None:
+            loss = result.curves["train_loss"][chosen["rows"]].mean(axis=0)
+            label = f"{result.label} ({describe(chosen, result.hyperparameters)})"
+            curves[label] = (list(range(len(loss))), loss.tolist())
+    if curves:
+        written.append(directory / "best_loss.png")
+        plot_curves(
+            curves,
+            written[-1],
+            title=f"Training loss of each method's best setting (by {select})" + (f"\n{name}" if name else ""),
+            xlabel="epoch",
+            ylabel="training loss (log scale)",
+            log_y=True,
+        )
+    return written

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
@@ -89,7 +90,7 @@ def restore(arrays: Mapping[str, np.ndarray], template: PyTree, shardings: PyTre
         if value is None or np.shape(value) != np.shape(like) or np.dtype(value.dtype) != like.dtype:
             found = "missing" if value is None else f"{value.dtype}{list(np.shape(value))}"
             raise ValueError(f"checkpoint array {name} is {found}, expected {like.dtype}{list(np.shape(like))}")
-        leaves.append(jax.numpy.asarray(value) if placement is None else sharding.place(value, placement))
+        leaves.append(jnp.asarray(value) if placement is None else sharding.place(value, placement))
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

@@ -55,6 +55,8 @@ def minimize(
     It runs in one ``lax.while_loop`` compiled with ``jax.jit`` (once per ``fun`` and ``method``;
     ``maxiter`` and ``tol`` are data), works under ``jax.vmap``, and ``x0`` may be any pytree.
     The quasi-Newton methods reuse the ``f`` and ``∇f`` their line search computed at the new point.
+    The result carries the fields ``x, fun, nit, nfev, success`` of scipy's ``OptimizeResult``
+    (``scipy.optimize.minimize``), with the same meaning, and ``grad_norm``.
     """
     if isinstance(method, str):
         if method not in _METHODS:

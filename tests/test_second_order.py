@@ -285,6 +285,17 @@ def test_negative_curvature_pair_is_skipped(x64, make):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("make", [jgd.bfgs, jgd.lbfgs])
+def test_non_descent_updates_fall_back_to_steepest_descent(x64, make):
+    # Updates pointing uphill (as an upstream transform might produce) give d = -H u with ∇fᵀd > 0.
+    tx, x = make(), jnp.array([-1.2, 1.0])
+    value, grad = jax.value_and_grad(rosenbrock)(x)
+    updates, state = tx.update(-grad, tx.init(x), x, value=value, grad=grad, value_fn=rosenbrock)
+    assert float(grad @ updates) < 0
+    np.testing.assert_allclose(updates / jnp.linalg.norm(updates), -grad / jnp.linalg.norm(grad), rtol=1e-12)
+    assert float(state.value) < float(value) and bool(state.linesearch_ok)
+
+
 def history(tx, fun, x, count):
     """The points, gradients and states of ``count`` updates, starting with the initial ones."""
 

@@ -18,6 +18,8 @@ from jgd.sweep import SweepResult, best, describe, over_seeds
 from jgd.training import History
 
 _STYLES = ("-", "--", "-.", ":")
+# Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.
+_LOSS_FLOOR = 1e-7
 
 
 def plot_curves(
@@ -135,9 +137,9 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
     """Final training loss against the learning rate (else the first swept name), one line per method.
 
     Each point is the mean over seeds, the lowest over the other swept
-    hyperparameters; values where every setting diverged are drawn as ``×`` on
-    the top edge, so they are seen rather than dropped. The x axis is
-    logarithmic when every value is positive.
+    hyperparameters, floored at 1e-7; values where every setting diverged are
+    drawn as ``×`` at the top, so they are seen rather than dropped. The x axis
+    is logarithmic when every value is positive.
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
@@ -147,6 +149,7 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
         x, loss, ok = table[x_name], table["final_train_loss"], table["diverged"] == 0
         xs = np.unique(x)
         ys = np.array([loss[(x == v) & ok].min() if ((x == v) & ok).any() else np.nan for v in xs])
+        ys = np.maximum(ys, _LOSS_FLOOR)
         style = {"color": f"C{i % 10}", "linestyle": _STYLES[i % len(_STYLES)]}
         ax.plot(xs, ys, marker="o", markersize=4, label=result.label, linewidth=1.6, **style)
         lost = np.isnan(ys)
@@ -164,14 +167,18 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
         ([f"mean over {seeds} seeds"] if seeds > 1 else [])
         + (["lowest over the other hyperparameters"] if others else [])
     )
-    ax.set(title=title, xlabel=x_name, ylabel="final training loss (log scale)" + (f"\n{notes}" if notes else ""))
+    ylabel = f"final training loss (log scale, floored at {_LOSS_FLOOR:g})" + (f"\n{notes}" if notes else "")
+    ax.set(title=title, xlabel=x_name, ylabel=ylabel)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.savefig(path, dpi=120)
 
 
 def _grid_2d(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(rows, columns, final loss)`` of a full grid over two hyperparameters (NaN where diverged), else ``None``."""
+    """``(rows, columns, final loss)`` of a full grid over two hyperparameters, else ``None``.
+
+    The loss is the mean over seeds, floored at 1e-7, and NaN where a seed diverged.
+    """
     if len(result.hyperparameters) != 2:
         return None
     table, _ = over_seeds(result)
@@ -179,7 +186,7 @@ def _grid_2d(result: SweepResult) -> tuple[np.ndarray, np.ndarray, np.ndarray] |
     if len(table["seeds"]) != len(a) * len(b):
         return None  # sampled settings, not a grid
     # over_seeds sorts the settings by (first, second), so the table is the grid in row-major order.
-    loss = np.where(table["diverged"] == 0, table["final_train_loss"], np.nan)
+    loss = np.where(table["diverged"] == 0, np.maximum(table["final_train_loss"], _LOSS_FLOOR), np.nan)
     return a, b, loss.reshape(len(a), len(b))
 
 

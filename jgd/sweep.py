@@ -113,8 +113,10 @@ class SweepResult:
     leading settings axis; ``chunks`` how many vmapped calls ran them and
     ``devices`` how many devices each call spread them over. Hyperparameter values are those trained with, in the float
     dtype of the run. A setting is ``nonfinite`` when a loss was NaN or
-    Inf and ``exploded`` when its final training loss is more than
-    ``divergence_factor`` times its initial one; either makes it ``diverged``.
+    Inf and ``exploded`` when its final training or validation loss is more
+    than ``divergence_factor`` times its initial one (a net that memorizes
+    the training set with exploding weights has a training loss near zero and
+    an exploding validation loss); either makes it ``diverged``.
     """
 
     label: str
@@ -141,10 +143,11 @@ class SweepResult:
 
     @property
     def exploded(self) -> np.ndarray:
-        """Finite settings whose final training loss exceeds ``divergence_factor`` times the initial one."""
-        loss = self.curves["train_loss"]
-        with np.errstate(invalid="ignore"):
-            return ~self.nonfinite & (loss[:, -1] > self.divergence_factor * loss[:, 0])
+        """Finite settings whose final training or validation loss exceeds ``divergence_factor`` times the initial."""
+        grown = [
+            self.curves[k][:, -1] > self.divergence_factor * self.curves[k][:, 0] for k in ("train_loss", "val_loss")
+        ]
+        return ~self.nonfinite & np.logical_or(*grown)
 
     @property
     def diverged(self) -> np.ndarray:

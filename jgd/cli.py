@@ -236,17 +236,6 @@ _SWEEP_COLUMNS = (
 )
 
 
-def _finite(value: object) -> object:
-    """JSON has no NaN or Infinity: non-finite numbers become null (the divergence flags say why)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _sweep_summary_row(result: sweep.SweepResult, batch_size: int | None, select: str) -> dict[str, object]:
     chosen = sweep.best(result, select) or {k: math.nan for k in sweep.final_metrics(result)}
     return {
@@ -276,21 +265,12 @@ def _sweep(args: argparse.Namespace) -> Path:
             results = sweep.run_sweep(config, model, data, order_key, progress=progress)
         summary = [_sweep_summary_row(r, m.batch_size, select) for r, (_, m) in zip(results, methods)]
         metrics = {
-            r.label: {
-                "batch_size": _batch(m.batch_size),
-                "compile_seconds": r.compile_seconds,
-                "train_seconds": r.train_seconds,
-                "best": sweep.best(r, select),
-                "settings": [
-                    {**row, "epochs": {k: curve[i].tolist() for k, curve in r.curves.items()}}
-                    for i, row in enumerate(sweep.rows(r))
-                ],
-            }
+            r.label: {"batch_size": _batch(m.batch_size), **sweep.report(r, select)}
             for r, (_, m) in zip(results, methods)
         }
         write_json(
             staging / "metrics.json",
-            _finite({"select": select, "divergence_factor": config.sweep.divergence_factor, "methods": metrics}),
+            {"select": select, "divergence_factor": config.sweep.divergence_factor, "methods": metrics},
         )
         write_csv(staging / "metrics.csv", [row for r in results for row in sweep.rows(r)])
         write_csv(staging / "summary.csv", summary)

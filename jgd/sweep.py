@@ -78,6 +78,8 @@ def grid(**axes: Sequence[float]) -> Settings:
 
 def uniform(low: float, high: float) -> Distribution:
     """Values drawn uniformly from ``[low, high)``."""
+    if not low < high:
+        raise ValueError(f"uniform needs low < high, got {low} and {high}")
     return lambda rng, n: rng.uniform(low, high, n)
 
 
@@ -106,17 +108,19 @@ def random_search(samples: int, seed: int = 0, **space: Distribution | Sequence[
 class SweepResult:
     """What a sweep of one method measured; entry ``i`` of every array belongs to setting ``i``.
 
-    ``settings`` holds the hyperparameter columns and ``seed``; ``curves`` the
+    ``settings`` holds the hyperparameter columns, with the values trained
+    with (in the run's float dtype), and ``seed``. ``curves`` holds the
     per-epoch metrics (:data:`CURVES`, shape ``[settings, epochs + 1]``, epoch 0
-    being the initial weights); ``test`` the test ``loss`` and ``accuracy`` of
-    the final parameters; ``params`` the final parameters, each leaf with a
-    leading settings axis; ``chunks`` how many vmapped calls ran them and
-    ``devices`` how many devices each call spread them over. Hyperparameter values are those trained with, in the float
-    dtype of the run. A setting is ``nonfinite`` when a loss was NaN or
-    Inf and ``exploded`` when its final training or validation loss is more
-    than ``divergence_factor`` times its initial one (a net that memorizes
-    the training set with exploding weights has a training loss near zero and
-    an exploding validation loss); either makes it ``diverged``.
+    being the initial weights), ``test`` the test ``loss`` and ``accuracy`` of
+    the final parameters, ``params`` the final parameters, each leaf with a
+    leading settings axis. ``chunks`` is how many vmapped calls ran the
+    settings and ``devices`` how many devices each call spread them over.
+
+    A setting is ``nonfinite`` when a loss was NaN or Inf, and ``exploded``
+    when its final training or validation loss is more than
+    ``divergence_factor`` times its initial one (a net that memorizes the
+    training set with exploding weights has a training loss near zero and an
+    exploding validation loss); either makes it ``diverged``.
     """
 
     label: str
@@ -223,7 +227,8 @@ def sweep(
     ``seed: s`` (seed 0 without a ``seed`` column); ``order_key`` fixes the
     batches of every epoch (epoch ``e`` uses ``fold_in(order_key, e)``) as
     :func:`jgd.training.fit` does, so each setting ends with the parameters
-    ``fit`` would reach with the same transform.
+    ``fit`` reaches with the same transform, up to rounding: batched and
+    single matrix products sum in different orders, and large steps amplify that.
 
     ``chunk`` runs at most that many settings per call; with a ``mesh`` the
     settings axis is sharded over all its devices (chunks are rounded up to a
@@ -416,6 +421,37 @@ def best(result: SweepResult, select: str = "val_loss") -> dict[str, Any] | None
         return None
     g = int(np.nanargmax(score) if select.endswith("accuracy") else np.nanargmin(score))
     return {"method": result.label, **{k: v[g].item() for k, v in table.items()}, "rows": runs[g].tolist()}
+
+
+def _json_ready(value: Any) -> Any:
+    # JSON has no NaN or Infinity: non-finite numbers become null (the divergence flags say why).
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def report(result: SweepResult, select: str = "val_loss") -> dict[str, Any]:
+    """A JSON-ready account of a sweep: timings, the :func:`best` setting and every setting.
+
+    Each setting is its row of :func:`rows` with its per-epoch curves under
+    ``epochs``; non-finite numbers are ``None``.
+    """
+    settings = [
+        {**row, "epochs": {k: curve[i].tolist() for k, curve in result.curves.items()}}
+        for i, row in enumerate(rows(result))
+    ]
+    return _json_ready(
+        {
+            "compile_seconds": result.compile_seconds,
+            "train_seconds": result.train_seconds,
+            "best": best(result, select),
+            "settings": settings,
+        }
+    )
 
 
 def describe(values: Mapping[str, Any], names: Sequence[str]) -> str:

@@ -31,9 +31,9 @@ def assert_strong_wolfe(f, x, d, result, c1, c2):
     assert float(result.step) > 0
     assert new_value <= value + c1 * result.step * (grad @ d)
     assert abs(new_grad @ d) <= c2 * abs(grad @ d)
-    # The value and gradient handed back are those at the accepted point.
-    np.testing.assert_allclose(result.value, new_value, rtol=1e-12)
-    np.testing.assert_allclose(result.grad, new_grad, rtol=1e-12, atol=1e-300)
+    # The value and gradient handed back are those at the accepted point (up to rounding, jit vs eager).
+    np.testing.assert_allclose(result.value, new_value, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(result.grad, new_grad, rtol=0, atol=1e-10 * float(jnp.linalg.norm(new_grad)))
 
 
 @pytest.mark.parametrize(

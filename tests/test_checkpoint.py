@@ -33,6 +33,10 @@ def _start(directory: Path, every: int) -> subprocess.Popen:
     return process
 
 
+def _epoch(directory: Path) -> int:
+    return checkpoint.load(directory)[0]["epoch"]
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """``straight(epochs)``: the checkpoint folder of an uninterrupted run of ``epochs``, made once per length."""
@@ -52,7 +56,7 @@ def _resume_matches_straight_run(directory: Path, straight) -> int:
 
     Both kill tests resume to 40 epochs, so they share one uninterrupted run.
     """
-    epoch = checkpoint.load(directory)[0]["epoch"]
+    epoch = _epoch(directory)
     epochs = max(40, epoch + 3)
     result = subprocess.run([*RUN, str(directory), str(epochs), "--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -73,7 +77,7 @@ def test_sigint_saves_and_the_resumed_run_is_bit_identical(tmp_path, straight):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    epoch = checkpoint.load(tmp_path)[0]["epoch"]
+    epoch = _epoch(tmp_path)
     assert f"saved a checkpoint of epoch {epoch} in" in stderr
     assert _resume_matches_straight_run(tmp_path, straight) >= 3
 
@@ -85,6 +89,26 @@ def test_sigkill_part_way_then_the_resumed_run_is_bit_identical(tmp_path, straig
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     assert _resume_matches_straight_run(tmp_path, straight) >= 1
+
+
+@pytest.mark.slow
+def test_repeated_sigkills_lose_nothing(tmp_path, straight):
+    # Eight runs killed at random moments of training (some while writing a checkpoint), one more while starting.
+    rng = np.random.default_rng(0)
+    process = _start(tmp_path, every=1)
+    for _ in range(8):
+        reached = _epoch(tmp_path)
+        while _epoch(tmp_path) == reached:  # this run has resumed and saved an epoch of its own
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
+        process.kill()
+        process.communicate(timeout=60)
+        process = subprocess.Popen([*RUN, str(tmp_path), FOREVER, "--resume"], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    process.kill()
+    process.communicate(timeout=60)
+    _resume_matches_straight_run(tmp_path, straight)
 
 
 @pytest.fixture(scope="module")

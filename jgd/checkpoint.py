@@ -78,8 +78,9 @@ def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, np.
 def restore(arrays: Mapping[str, np.ndarray], template: PyTree, shardings: PyTree | None = None) -> PyTree:
     """``template`` with its leaves replaced by the saved ``arrays`` of the same tree paths.
 
-    Each leaf gets the template's dtype, and ``shardings`` (a tree like the
-    template) where given; a missing or differently shaped array is a ``ValueError`` naming its path.
+    Each array must have its template leaf's shape and dtype (else a
+    ``ValueError`` names its path) and is placed by ``shardings``, a tree like
+    the template, where given.
     """
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
     placements = [None] * len(paths) if shardings is None else jax.tree.leaves(shardings)

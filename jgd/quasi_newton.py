@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from jgd import trees
 from jgd.base import GradientTransformation, PyTree
-from jgd.hyperparams import TransformState, evaluate, split
+from jgd.hyperparams import TransformState, evaluate, fresh, split
 from jgd.linesearch import LineSearch, zoom_linesearch
 
 
@@ -80,7 +80,7 @@ def _quasi_newton(
         x, _ = ravel_pytree(params)
         count = jnp.zeros((), jnp.int32)
         return QuasiNewtonState(
-            common=TransformState(count, dict(constants), evaluate(schedules, count), {}, {}),
+            common=TransformState(count, fresh(constants), evaluate(schedules, count), {}, {}),
             memory=init_memory(x.size, x.dtype),
             value=jnp.asarray(jnp.inf, x.dtype),
             grad=jax.tree.map(jnp.zeros_like, params),

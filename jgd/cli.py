@@ -65,6 +65,11 @@ def _staged(out: Path) -> Iterator[Path]:
 
     The folder sits beside ``out`` (in its nearest existing ancestor), so publishing is a rename.
     """
+    if jax.process_index() != 0:
+        # With several processes (hosts) all compute the same results; only process 0 publishes them.
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch)
+        return
     staging = Path(tempfile.mkdtemp(prefix=".jgd-staging-", dir=_nearest_existing(out.parent)))
     try:
         yield staging
@@ -110,6 +115,10 @@ def _train(args: argparse.Namespace) -> Path:
     data, model, variables, order_key = _setup(config)
     tx = cfg.build_optimizer(config.optimizer)
     t = config.training
+    checkpoint_dir = None
+    if t.checkpoint is not None or args.resume:
+        # Beside the output folder, not in it: the output folder is replaced only when the run succeeds.
+        checkpoint_dir = Path(t.checkpoint.dir) if t.checkpoint and t.checkpoint.dir else Path(f"{out}.checkpoint")
     with _staged(out) as staging:
         with _progress() as progress:
             _, history = fit(
@@ -122,6 +131,12 @@ def _train(args: argparse.Namespace) -> Path:
                 batch_size=t.batch_size,
                 loss=t.loss,
                 early_stopping=t.early_stopping,
+                skip_nonfinite=t.skip_nonfinite,
+                max_consecutive_nonfinite=t.max_consecutive_nonfinite,
+                mesh=t.mesh,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=t.checkpoint.every if t.checkpoint else 1,
+                resume=args.resume,
                 progress=progress,
                 description=config.optimizer.name,
             )
@@ -206,6 +221,9 @@ def _compare(args: argparse.Namespace) -> Path:
                     batch_size=method.batch_size,
                     loss=t.loss,
                     early_stopping=t.early_stopping,
+                    skip_nonfinite=t.skip_nonfinite,
+                    max_consecutive_nonfinite=t.max_consecutive_nonfinite,
+                    mesh=t.mesh,
                     progress=progress,
                     description=method.label,
                 )
@@ -312,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config field, e.g. --set optimizer.learning_rate=0.01 (repeatable)",
         )
         sub.add_argument("--out", help="output folder (default: the config's output.dir, else runs/CONFIG_NAME)")
+        if name == "train":
+            sub.add_argument(
+                "--resume", action="store_true", help="continue from the run's checkpoint (see training.checkpoint)"
+            )
         sub.set_defaults(run=run)
     return parser
 
@@ -321,8 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = args.run(args)
-    except KeyboardInterrupt:
-        print("jgd: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"jgd: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # every failure becomes one line and a non-zero exit
         message = " ".join(str(e).split())

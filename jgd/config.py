@@ -560,8 +560,17 @@ def _sweep(raw: Any, config: Config) -> SweepConfig:
         select=_choice(raw.get("select", "val_loss"), "sweep.select", SELECT),
         divergence_factor=_float(raw.get("divergence_factor", 10.0), "sweep.divergence_factor", 1.0, open_low=True),
     )
-    if config.training.early_stopping is not None:
-        raise ValueError("training.early_stopping cannot be used with a sweep: every setting trains all its epochs")
+    # What fit does per run has no per-setting meaning in one vmapped program.
+    t = config.training
+    unsupported = {
+        "early_stopping": (t.early_stopping is not None, "every setting trains all its epochs"),
+        "skip_nonfinite": (t.skip_nonfinite, "a diverging setting is reported as diverged"),
+        "mesh": (t.mesh is not None, "sweep.mesh shards the settings instead"),
+        "checkpoint": (t.checkpoint is not None, "a sweep is not checkpointed"),
+    }
+    for key, (used, why) in unsupported.items():
+        if used:
+            raise ValueError(f"training.{key} cannot be used with a sweep: {why}")
     methods = sweep_methods(config)
     if not methods:
         raise ValueError("sweep needs a methods list or an optimizer to sweep")

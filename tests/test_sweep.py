@@ -415,6 +415,9 @@ COSINE = {"schedule": "cosine", "init_value": 0.1, "decay_steps": 10}
             {"training": {"epochs": 2, "early_stopping": {"patience": 2}}},
             "training.early_stopping cannot be used with a sweep",
         ),
+        ({"training": {"skip_nonfinite": True}}, "training.skip_nonfinite cannot be used with a sweep"),
+        ({"training": {"mesh": {"data": 1}}}, "training.mesh cannot be used with a sweep: sweep.mesh shards"),
+        ({"training": {"checkpoint": {"every": 1}}}, "training.checkpoint cannot be used with a sweep"),
         (
             {
                 "methods": [{"optimizer": {"name": "sgd", "learning_rate": COSINE}}],
@@ -424,7 +427,17 @@ COSINE = {"schedule": "cosine", "init_value": 0.1, "decay_steps": 10}
         ),
         ({"methods": [{"optimizer": {"name": "rmsprop"}}], "sweep": {"grid": {"centered": [0, 1]}}}, "centered is not"),
     ],
-    ids=["second-order", "no-sweep", "nothing-to-sweep", "early-stopping", "integer-schedule-parameter", "flag"],
+    ids=[
+        "second-order",
+        "no-sweep",
+        "nothing-to-sweep",
+        "early-stopping",
+        "skip-nonfinite",
+        "training-mesh",
+        "checkpoint",
+        "integer-schedule-parameter",
+        "flag",
+    ],
 )
 def test_sweep_command_rejects_what_it_cannot_sweep(tmp_path, staging, capsys, change, expected):
     out = tmp_path / "out"

@@ -144,6 +144,7 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
     x_name = _swept_axis(results[0])
+    results = [r for r in results if x_name in r.settings]  # methods swept over other names have no line here
     for i, result in enumerate(results):
         table, _ = over_seeds(result)
         x, loss, ok = table[x_name], table["final_train_loss"], table["diverged"] == 0

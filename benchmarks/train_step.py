@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +21,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 import jgd
+from jgd.models import MLP, init_variables
 
 METHODS = {
     "sgd": (lambda: jgd.sgd(1e-2), lambda: optax.sgd(1e-2)),
@@ -30,16 +30,6 @@ METHODS = {
     "adadelta": (lambda: jgd.adadelta(1.0, rho=0.9), lambda: optax.adadelta(1.0)),
     "adam": (lambda: jgd.adam(1e-3), lambda: optax.adam(1e-3)),
 }
-
-
-class MLP(nn.Module):
-    widths: tuple[int, ...]
-
-    @nn.compact
-    def __call__(self, x):
-        for w in self.widths[:-1]:
-            x = nn.relu(nn.Dense(w)(x))
-        return nn.Dense(self.widths[-1])(x)
 
 
 def make_step(model, tx, flat_unravel=None):
@@ -57,10 +47,10 @@ def make_step(model, tx, flat_unravel=None):
 
 
 def measure(widths, method, repeats, flat):
-    model = MLP(widths)
+    model = MLP(widths[:-1], widths[-1])
     x = jax.random.normal(jax.random.key(0), (128, 64))
     y = jax.random.randint(jax.random.key(1), (128,), 0, widths[-1])
-    params = model.init(jax.random.key(2), x)
+    params = init_variables(model, jax.random.key(2), 64)
     make_jgd, make_optax = METHODS[method]
     contenders = {"jgd": (make_jgd(), None), "optax": (make_optax(), None)}
     if flat:

@@ -124,7 +124,8 @@ def _is_state(x) -> bool:
     return isinstance(x, TransformState)
 
 
-def _states(state: PyTree) -> list[TransformState]:
+def transform_states(state: PyTree) -> list[TransformState]:
+    """Every :class:`TransformState` inside ``state`` (a chain's tuple, a wrapper's NamedTuple, ...), in order."""
     return [s for s in jax.tree.leaves(state, is_leaf=_is_state) if _is_state(s)]
 
 
@@ -135,7 +136,7 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array | tuple[jax.Array, ...]]:
     values, in chain order.
     """
     found: dict[str, list] = {}
-    for s in _states(state):
+    for s in transform_states(state):
         for name, value in {**s.hyperparams, **s.scheduled}.items():
             found.setdefault(name, []).append(value)
     return {name: v[0] if len(v) == 1 else tuple(v) for name, v in found.items()}
@@ -148,7 +149,7 @@ def set_hyperparams(state: PyTree, **values: Any) -> PyTree:
     Raises ``ValueError`` for an unknown name, a name that follows a schedule,
     or an invalid concrete value.
     """
-    states = _states(state)
+    states = transform_states(state)
     settable = {name for s in states for name in s.hyperparams}
     for name, value in values.items():
         if name not in settable:

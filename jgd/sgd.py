@@ -7,7 +7,7 @@ from typing import Any, Literal
 import jax
 
 from jgd.base import GradientTransformation, PyTree
-from jgd.hyperparams import TransformState
+from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
 
 
@@ -82,11 +82,7 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
     evaluating the gradient at ``look_ahead(θ, state)`` and applying the
     momentum update to ``θ`` is Nesterov's method as the seeds write it.
     """
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, TransformState))
-        if isinstance(s, TransformState) and "velocity" in s.slots and "momentum" in s.hyperparams
-    ]
+    found = [s for s in transform_states(state) if "velocity" in s.slots and "momentum" in s.hyperparams]
     if not found:
         raise ValueError("look_ahead needs the state of a momentum transform")
     gamma, velocity = found[0].hyperparams["momentum"], found[0].slots["velocity"]

@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jgd
+from jgd.hyperparams import transform_states
 
 METHODS = {
     "sgd": lambda: jgd.sgd(0.1),
@@ -58,8 +59,7 @@ def train(tx, params, x, y, steps=10):
 
 
 def slots(state):
-    found = jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, jgd.TransformState))
-    return [s.slots for s in found if isinstance(s, jgd.TransformState) and s.slots]
+    return [s.slots for s in transform_states(state) if s.slots]
 
 
 def main():

@@ -10,7 +10,7 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
-from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs
+from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
@@ -59,6 +59,7 @@ __all__ = [
     "set_hyperparams",
     "sgd",
     "trace",
+    "value_and_grad_from_state",
     "weight_decay",
     "with_extra_args",
     "zoom_linesearch",

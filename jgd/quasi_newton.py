@@ -219,3 +219,40 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
         )
 
     return _quasi_newton("lbfgs", linesearch, init_memory, _two_loop, add_pair)
+
+
+def value_and_grad_from_state(fun: Callable[[PyTree], jax.Array]) -> Callable[[PyTree, Any], tuple[jax.Array, PyTree]]:
+    """``(params, state) -> (f(params), ∇f(params))`` for a loop around :func:`bfgs` or :func:`lbfgs`.
+
+    Before the first update it evaluates ``jax.value_and_grad(fun)``; after it, it reads ``f`` and
+    ``∇f`` from the :class:`QuasiNewtonState` in ``state``, where the line search left them at the new
+    params, so each iteration evaluates ``f`` only inside the line search. It holds as long as the
+    params are moved by exactly the transform's updates. A step called from Python is fastest with its
+    buffers donated::
+
+        value_and_grad = jgd.value_and_grad_from_state(f)
+
+        @functools.partial(jax.jit, donate_argnums=(0, 1))
+        def step(params, state):
+            value, grad = value_and_grad(params, state)
+            updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=f)
+            return jgd.apply_updates(params, updates), state
+    """
+
+    def value_and_grad(params, state):
+        found = [
+            s
+            for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, QuasiNewtonState))
+            if isinstance(s, QuasiNewtonState)
+        ]
+        if len(found) != 1:
+            raise ValueError(f"state must hold one QuasiNewtonState (from jgd.bfgs or jgd.lbfgs), found {len(found)}")
+        (qn,) = found
+
+        def evaluate_here():
+            value, grad = jax.value_and_grad(fun)(params)
+            return jnp.asarray(value, qn.value.dtype), grad
+
+        return jax.lax.cond(qn.common.count == 0, evaluate_here, lambda: (qn.value, qn.grad))
+
+    return value_and_grad

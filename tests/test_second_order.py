@@ -402,6 +402,35 @@ def test_lbfgs_inside_a_chain(x64):
     np.testing.assert_allclose(result.x, jgd.minimize(rosenbrock, jnp.array([-1.2, 1.0])).x, atol=1e-12)
 
 
+@pytest.mark.parametrize("wrap", [lambda tx: tx, jgd.chain], ids=["alone", "in-chain"])
+def test_python_loop_with_value_and_grad_from_state_equals_minimize(x64, wrap):
+    """The README's loop: a donated, jitted step called from Python, f and ∇f read from the state."""
+    tx, fun = wrap(jgd.lbfgs()), jgd.value_and_grad_from_state(rosenbrock)
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(x, state):
+        value, grad = fun(x, state)
+        updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
+        return jgd.apply_updates(x, updates), state
+
+    x = jnp.array([-1.2, 1.0, -1.2, 1.0])
+    expected = jgd.minimize(rosenbrock, x, maxiter=20)
+    state = tx.init(x)
+    for _ in range(20):
+        x, state = step(x, state)
+    np.testing.assert_allclose(x, expected.x, rtol=1e-12)
+    value, grad = fun(x, state)
+    np.testing.assert_allclose(value, rosenbrock(x), rtol=1e-14)
+    np.testing.assert_allclose(grad, jax.grad(rosenbrock)(x), rtol=1e-12)
+
+
+def test_value_and_grad_from_state_needs_a_quasi_newton_state():
+    fun = jgd.value_and_grad_from_state(rosenbrock)
+    x = jnp.array([-1.2, 1.0])
+    with pytest.raises(ValueError, match="QuasiNewtonState"):
+        fun(x, jgd.adam(0.1).init(x))
+
+
 def test_maxiter_and_tol_are_data(x64):
     x0 = jnp.array([-1.2, 1.0])
     short = jgd.minimize(rosenbrock, x0, maxiter=5)

@@ -122,7 +122,7 @@ def jgd_python_loop(n: int, repeats: int) -> dict:
         while grad_norm > TOL and nit < MAXITER:
             x, state, norm = step(x, state)
             nit, grad_norm = nit + 1, float(norm)
-        return nit, int(state.nfev), grad_norm
+        return nit, int(state.nfev) + 1, grad_norm  # + the evaluation before the first step
 
     first, t, (nit, nfev, grad_norm) = timed(run, repeats)
     assert grad_norm <= TOL

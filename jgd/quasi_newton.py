@@ -119,7 +119,7 @@ def _quasi_newton(
         s, y = found.step * d, found.grad - g
         sy = s @ y
         # Skip the pair unless sᵀy > 0 (beyond rounding), which keeps H positive definite (N&W §6.1).
-        accept = sy > jnp.finfo(x.dtype).eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+        accept = sy > jnp.finfo(x.dtype).eps * jnp.sqrt((s @ s) * (y @ y))
         new_state = QuasiNewtonState(
             common=common._replace(count=common.count + 1, scheduled=evaluate(schedules, common.count + 1, hp)),
             memory=add_pair(state.memory, s, y, sy, accept),

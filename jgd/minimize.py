@@ -100,22 +100,32 @@ def _loop(fun, tx, x0, maxiter, tol, *, reuse: bool) -> MinimizeResult:
     value_and_grad = jax.value_and_grad(fun)
     value, grad = value_and_grad(x0)
     tol = jnp.asarray(tol, jnp.result_type(value))
+    state = tx.init(x0)
+    if reuse:
+        # f and ∇f live in the quasi-Newton state alone: a second copy in the carry costs a copy per iteration.
+        state, value, grad = state._replace(value=jnp.asarray(value, state.value.dtype), grad=grad), None, None
+
+    def current(c):
+        return (c.state.value, c.state.grad) if reuse else (c.value, c.grad)
 
     def cond(c):
-        return (c.nit < maxiter) & (c.grad_norm > tol) & jnp.isfinite(c.value) & c.moved
+        return (c.nit < maxiter) & (c.grad_norm > tol) & jnp.isfinite(current(c)[0]) & c.moved
 
     def body(c):
-        updates, state = tx.update(c.grad, c.state, c.x, value=c.value, grad=c.grad, value_fn=fun)
+        value, grad = current(c)
+        updates, state = tx.update(grad, c.state, c.x, value=value, grad=grad, value_fn=fun)
         x = apply_updates(c.x, updates)
         if reuse:
-            value, grad, nfev = state.value, state.grad, 1 + state.nfev
+            value, grad, nfev, grad_norm = None, None, 1 + state.nfev, global_norm(state.grad)
         else:
             (value, grad), nfev = value_and_grad(x), c.nfev + 1
+            grad_norm = global_norm(grad)
         moved = jax.tree.reduce(jnp.logical_or, jax.tree.map(lambda u: jnp.any(u != 0), updates), False)
-        return _Carry(x, value, grad, global_norm(grad), state, c.nit + 1, nfev, moved)
+        return _Carry(x, value, grad, grad_norm, state, c.nit + 1, nfev, moved)
 
     zero = jnp.zeros((), jnp.int32)
-    start = _Carry(x0, value, grad, global_norm(grad), tx.init(x0), zero, zero + 1, jnp.array(True))
+    start = _Carry(x0, value, grad, global_norm(state.grad if reuse else grad), state, zero, zero + 1, jnp.array(True))
     end = jax.lax.while_loop(cond, body, start)
-    success = (end.grad_norm <= tol) & jnp.isfinite(end.value)
-    return MinimizeResult(end.x, end.value, end.grad_norm, end.nit, jnp.asarray(end.nfev, jnp.int32), success)
+    value = current(end)[0]
+    success = (end.grad_norm <= tol) & jnp.isfinite(value)
+    return MinimizeResult(end.x, value, end.grad_norm, end.nit, jnp.asarray(end.nfev, jnp.int32), success)

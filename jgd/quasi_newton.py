@@ -171,22 +171,20 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
 def _two_loop(memory: LBFGSMemory, g: jax.Array) -> jax.Array:
     """``H g`` by the two-loop recursion over the circular buffers (N&W Alg. 7.4)."""
     m = memory.rho.shape[0]
-    newest = memory.pairs - 1
+    oldest_first = (memory.pairs + jnp.arange(m)) % m
 
-    def newest_first(i, carry):
-        q, alpha = carry
-        j = (newest - i) % m
+    def back(q, j):
         a = memory.rho[j] * (memory.s[j] @ q)
-        return q - a * memory.y[j], alpha.at[j].set(a)
+        return q - a * memory.y[j], a
 
-    def oldest_first(i, r):
-        j = (newest - (m - 1 - i)) % m
+    def forward(r, j_and_a):
+        j, a = j_and_a
         b = memory.rho[j] * (memory.y[j] @ r)
-        return r + (alpha[j] - b) * memory.s[j]
+        return r + (a - b) * memory.s[j], None
 
     # Empty slots have ρ = 0 and zero vectors, so they leave q and r unchanged.
-    q, alpha = jax.lax.fori_loop(0, m, newest_first, (g, jnp.zeros((m,), g.dtype)))
-    return jax.lax.fori_loop(0, m, oldest_first, memory.gamma * q)
+    q, alphas = jax.lax.scan(back, g, oldest_first, reverse=True)
+    return jax.lax.scan(forward, memory.gamma * q, (oldest_first, alphas))[0]
 
 
 def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> GradientTransformation:

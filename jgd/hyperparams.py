@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgd import trees
 from jgd.base import PyTree
 
 
@@ -126,7 +127,7 @@ def _is_state(x) -> bool:
 
 def transform_states(state: PyTree) -> list[TransformState]:
     """Every :class:`TransformState` inside ``state`` (a chain's tuple, a wrapper's NamedTuple, ...), in order."""
-    return [s for s in jax.tree.leaves(state, is_leaf=_is_state) if _is_state(s)]
+    return trees.instances(state, TransformState)
 
 
 def hyperparams(state: PyTree) -> dict[str, jax.Array | tuple[jax.Array, ...]]:

@@ -238,11 +238,7 @@ def value_and_grad_from_state(fun: Callable[[PyTree], jax.Array]) -> Callable[[P
     """
 
     def value_and_grad(params, state):
-        found = [
-            s
-            for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, QuasiNewtonState))
-            if isinstance(s, QuasiNewtonState)
-        ]
+        found = trees.instances(state, QuasiNewtonState)
         if len(found) != 1:
             raise ValueError(f"state must hold one QuasiNewtonState (from jgd.bfgs or jgd.lbfgs), found {len(found)}")
         (qn,) = found

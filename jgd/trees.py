@@ -1,4 +1,4 @@
-"""Checks on the trees handed to a transform, with errors that name the tree path."""
+"""The trees handed to a transform: checks with errors that name the tree path, and finding states inside them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import jax
 import jax.numpy as jnp
 
 PyTree = Any
+
+
+def instances(tree: PyTree, cls: type) -> list:
+    """Every node of ``tree`` that is a ``cls`` (a state in a chain's tuple, a wrapper's NamedTuple, ...), in order."""
+    return [node for node in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, cls)) if isinstance(node, cls)]
 
 
 def _paths(tree: PyTree) -> dict[str, object]:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jgd import trees
-from jgd.trees import PyTree
+from jgd.types import PyTree
 
 
 class GradientTransformation(NamedTuple):

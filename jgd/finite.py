@@ -7,7 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jgd.base import GradientTransformation, PyTree, with_extra_args
+from jgd.base import GradientTransformation, with_extra_args
+from jgd.types import PyTree
 
 
 class ApplyIfFiniteState(NamedTuple):

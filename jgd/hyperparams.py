@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgd import trees
-from jgd.base import PyTree
+from jgd.types import PyTree
 
 
 class TransformState(NamedTuple):

@@ -12,9 +12,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jgd import trees
-from jgd.base import GradientTransformation, PyTree, apply_updates, with_extra_args
+from jgd.base import GradientTransformation, apply_updates, with_extra_args
 from jgd.clipping import global_norm
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs
+from jgd.types import PyTree
 
 
 class MinimizeResult(NamedTuple):

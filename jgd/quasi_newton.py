@@ -19,9 +19,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jgd import trees
-from jgd.base import GradientTransformation, PyTree
+from jgd.base import GradientTransformation
 from jgd.hyperparams import TransformState, evaluate, fresh, split
 from jgd.linesearch import LineSearch, zoom_linesearch
+from jgd.types import PyTree
 
 
 class BFGSMemory(NamedTuple):

@@ -7,12 +7,11 @@ tracers, so a sweep over a schedule's parameters is a ``jax.vmap`` too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 
-Schedule = Callable[[jax.Array], jax.Array]
+from jgd.types import Schedule
 
 
 def _positive_int(name: str, value: int) -> None:

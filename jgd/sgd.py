@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 import jax
 
-from jgd.base import GradientTransformation, PyTree
+from jgd.base import GradientTransformation
 from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
+from jgd.types import PyTree
 
 
 def sgd(learning_rate: float = 0.01) -> GradientTransformation:

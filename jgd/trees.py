@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from jgd.types import PyTree
 
 
 def instances(tree: PyTree, cls: type) -> list:

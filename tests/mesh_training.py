@@ -20,9 +20,9 @@ from jax.sharding import PartitionSpec as P
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jgd
-from jgd import sharding
-from jgd.models import MLP, init_variables
-from jgd.training import TrainState, fit, make_train_step
+from jgd.experiment import sharding
+from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.training import TrainState, fit, make_train_step
 from tests.resumable_run import data
 
 MODEL = MLP((16,), 3, dropout=0.2, batch_norm=True)

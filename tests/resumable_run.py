@@ -14,9 +14,9 @@ import jax
 import numpy as np
 
 import jgd
-from jgd.data import Dataset
-from jgd.models import MLP, init_variables
-from jgd.training import EarlyStopping, fit
+from jgd.experiment.data import Dataset
+from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.training import EarlyStopping, fit
 
 
 def data() -> Dataset:

@@ -13,9 +13,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 import jgd
-from jgd.data import Dataset
-from jgd.models import MLP
-from jgd.sweep import grid, sweep
+from jgd.experiment.data import Dataset
+from jgd.experiment.models import MLP
+from jgd.experiment.sweep import grid, sweep
 
 
 def main():

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgd import checkpoint
-from jgd.config import CheckpointConfig, parse_config
+from jgd.experiment import checkpoint
+from jgd.experiment.config import CheckpointConfig, parse_config
 from tests import resumable_run
 
 RUN = [sys.executable, str(Path(__file__).with_name("resumable_run.py"))]

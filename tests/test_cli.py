@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from jgd import cli
+from jgd.experiment import cli
 
 TINY = {
     "seed": 0,
@@ -163,7 +163,9 @@ def test_commands_needing_their_section(tmp_path, staging, capsys):
 
 def test_module_entry_point(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "jgd", "train", str(tmp_path / "missing.yaml")], capture_output=True, text=True
+        [sys.executable, "-m", "jgd.experiment", "train", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"jgd: error: config file not found: {tmp_path / 'missing.yaml'}"]

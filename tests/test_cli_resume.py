@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from jgd import checkpoint
+from jgd.experiment import checkpoint
 
 CONFIG = {
     "seed": 0,
@@ -24,7 +24,7 @@ CONFIG = {
 def test_train_resume_after_a_kill(tmp_path, kill):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    jgd = [sys.executable, "-m", "jgd", "train", str(config)]
+    jgd = [sys.executable, "-m", "jgd.experiment", "train", str(config)]
     process = subprocess.Popen([*jgd, "--out", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
     while not checkpoint.file(tmp_path / "run.checkpoint").exists():
         assert process.poll() is None, process.stderr.read()

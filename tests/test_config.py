@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.config import (
+from jgd.experiment.config import (
     OptimizerConfig,
     apply_overrides,
     build_optimizer,

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 import jgd
-from jgd import cli
-from jgd import config as cfg
-from jgd.data import Dataset
-from jgd.models import MLP, init_variables
-from jgd.sweep import (
+from jgd.experiment import cli
+from jgd.experiment import config as cfg
+from jgd.experiment.data import Dataset
+from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.sweep import (
     SweepResult,
     best,
     config_settings,
@@ -32,7 +32,7 @@ from jgd.sweep import (
     sweep,
     uniform,
 )
-from jgd.training import fit
+from jgd.experiment.training import fit
 
 ORDER = jax.random.key(7)
 
@@ -52,7 +52,7 @@ def _task(n=90, dtype=np.float32):
 
 
 def _alone(model, tx, data, seed, epochs, batch_size):
-    """The setting trained on its own by jgd.training.fit, from the weights `jgd train` draws with this seed."""
+    """The setting trained on its own by `training.fit`, from the weights `jgd train` draws with this seed."""
     variables = init_variables(model, jax.random.split(jax.random.key(seed))[0], data.num_features)
     return fit(model, variables, tx, data, ORDER, epochs=epochs, batch_size=batch_size)
 

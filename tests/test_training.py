@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 import jgd
-from jgd.data import Dataset
-from jgd.losses import LOSSES, accuracy, masked_mean
-from jgd.models import MLP, init_variables
-from jgd.training import EarlyStopping, TrainState, fit, make_epoch, make_objective, write_csv, write_json
+from jgd.experiment.data import Dataset
+from jgd.experiment.losses import LOSSES, accuracy, masked_mean
+from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.training import EarlyStopping, TrainState, fit, make_epoch, make_objective, write_csv, write_json
 
 
 def _task(n=60, noise=0.0, seed=0):

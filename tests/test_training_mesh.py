@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from jgd import checkpoint
-from jgd.config import parse_config
-from jgd.sharding import make_mesh
+from jgd.experiment import checkpoint
+from jgd.experiment.config import parse_config
+from jgd.experiment.sharding import make_mesh
 from tests import resumable_run
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd import batching
-from jgd.config import parse_config
-from jgd.data import Dataset
-from jgd.models import MLP, init_variables
-from jgd.training import fit
+from jgd.experiment import batching
+from jgd.experiment.config import parse_config
+from jgd.experiment.data import Dataset
+from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.training import fit
 from tests.resumable_run import data as clean_data
 
 BATCH, EPOCHS = 8, 4

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from jgd import sharding
+from jgd.experiment import sharding
+from jgd.types import PyTree
 
-PyTree = Any
 FILE = "checkpoint.msgpack"
 _FORMAT = "jgd-checkpoint/1"
 

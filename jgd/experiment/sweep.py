@@ -31,14 +31,14 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from rich.progress import Progress
 
-from jgd import batching
-from jgd import config as cfg
 from jgd.base import GradientTransformation
-from jgd.data import Dataset
-from jgd.models import init_variables
-from jgd.training import TrainState, make_epoch, make_evaluate
+from jgd.experiment import batching
+from jgd.experiment import config as cfg
+from jgd.experiment.data import Dataset
+from jgd.experiment.models import init_variables
+from jgd.experiment.training import TrainState, make_epoch, make_evaluate
+from jgd.types import PyTree
 
-PyTree = Any
 Settings = dict[str, np.ndarray]
 Distribution = Callable[[np.random.Generator, int], np.ndarray]
 

@@ -36,11 +36,10 @@ from jax.sharding import Mesh, NamedSharding
 from rich.progress import Progress, TaskID
 
 import jgd
-from jgd import batching, checkpoint, sharding
-from jgd.data import Dataset
-from jgd.losses import LOSSES, accuracy, masked_mean
-
-PyTree = Any
+from jgd.experiment import batching, checkpoint, sharding
+from jgd.experiment.data import Dataset
+from jgd.experiment.losses import LOSSES, accuracy, masked_mean
+from jgd.types import PyTree
 
 
 class TrainState(NamedTuple):

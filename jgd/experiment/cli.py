@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jgd import config as cfg
-from jgd import plots, sweep
-from jgd.data import Dataset, load_dataset
-from jgd.models import MLP, init_variables
-from jgd.training import History, fit, write_csv, write_json
+from jgd.experiment import config as cfg
+from jgd.experiment import plots, sweep
+from jgd.experiment.data import Dataset, load_dataset
+from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.training import History, fit, write_csv, write_json
 
 
 def _progress() -> Progress:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 
+from jgd.types import PyTree
+
 Carry = TypeVar("Carry")
-PyTree = Any
 
 
 def resolve_batch_size(batch_size: int | None, num_examples: int) -> int:

@@ -14,8 +14,8 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from jgd.sweep import SweepResult, best, describe, over_seeds
-from jgd.training import History
+from jgd.experiment.sweep import SweepResult, best, describe, over_seeds
+from jgd.experiment.training import History
 
 _STYLES = ("-", "--", "-.", ":")
 # Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.

@@ -19,11 +19,11 @@ import optax
 import yaml
 
 import jgd
-from jgd.data import DATASETS
-from jgd.losses import LOSSES
-from jgd.models import ACTIVATIONS, INITIALIZERS
-from jgd.sharding import AXES
-from jgd.training import EarlyStopping
+from jgd.experiment.data import DATASETS
+from jgd.experiment.losses import LOSSES
+from jgd.experiment.models import ACTIVATIONS, INITIALIZERS
+from jgd.experiment.sharding import AXES
+from jgd.experiment.training import EarlyStopping
 
 METHODS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "lbfgs", "bfgs")
 SCHEDULES = ("constant", "exponential", "step", "cosine", "linear_warmup")

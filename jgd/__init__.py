@@ -4,7 +4,7 @@ from jgd import schedules
 from jgd.adam import adam, adamax, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
-from jgd.base import GradientTransformation, apply_updates, chain, with_extra_args
+from jgd.base import GradientTransformation, apply_updates, chain, named, with_extra_args
 from jgd.clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
 from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
@@ -50,6 +50,7 @@ __all__ = [
     "minimize",
     "momentum",
     "nadam",
+    "named",
     "nesterov",
     "rmsprop",
     "scale",

@@ -67,6 +67,34 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(init_fn, update_fn)
 
 
+def named(label: str, tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` with its state under ``label``: ``{label: state}``.
+
+    :func:`jgd.hyperparams` and :func:`jgd.set_hyperparams` key a name that several transforms
+    use by such labels (``"encoder/learning_rate"``), so one member of a chain can be read and set
+    alone. The state is a plain dict, so the label survives ``optax.chain``, ``optax.masked``,
+    ``optax.partition``, Flax's ``TrainState`` and ``nnx.Optimizer``, and checkpoints.
+
+    Args:
+      label: a non-empty string without ``/``.
+      tx: any gradient transformation (jgd's or optax's).
+    """
+    if not isinstance(label, str) or not label or "/" in label:
+        raise ValueError(f"label must be a non-empty string without '/', got {label!r}")
+    inner = with_extra_args(tx)
+
+    def init_fn(params):
+        return {label: inner.init(params)}
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if not isinstance(state, dict) or set(state) != {label}:
+            raise ValueError(f"the state of named({label!r}, ...) must be {{{label!r}: state}}, got {type(state)}")
+        updates, inner_state = inner.update(updates, state[label], params, **extra_args)
+        return updates, {label: inner_state}
+
+    return GradientTransformation(init_fn, update_fn)
+
+
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """Returns ``params + updates``, each leaf keeping the dtype of its param."""
     trees.check_matching("updates", updates, "params", params)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jgd import trees
 from jgd.base import GradientTransformation
-from jgd.hyperparams import TransformState, evaluate, fresh, split
+from jgd.hyperparams import resolve, split, start
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
 
@@ -57,11 +57,9 @@ def leafwise(
         def zeros(p):  # zeros_like keeps the param's sharding
             return jnp.zeros_like(p, dtype=state_dtype or jnp.result_type(p))
 
-        count = jnp.zeros((), jnp.int32)
-        return TransformState(
-            count=count,
-            hyperparams=fresh(constants),
-            scheduled=evaluate(schedules, count),
+        return start(
+            constants,
+            schedules,
             slots={s: jax.tree.map(zeros, params) for s in slots},
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
@@ -73,11 +71,11 @@ def leafwise(
         trees.check_floating("updates", updates)
         for s in slots:
             trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
+            trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
         if params is not None and with_params:
             trees.check_matching("updates", updates, "params", params)
             trees.check_shapes("updates", updates, "params", params)
-        scheduled = evaluate(schedules, state.count, state.scheduled)
-        hp = {**state.hyperparams, **scheduled}
+        hp, state = resolve(constants, schedules, state)
         t = state.count + 1
         prepared, new_carry = prepare(updates, t, state.carry, **hp) if prepare else ({}, state.carry)
 
@@ -97,12 +95,8 @@ def leafwise(
             out_u.append(u.astype(g.dtype))
             for acc, old, value in zip(out_slots, rest, new):
                 acc.append(value.astype(old.dtype))
-        new_state = TransformState(
-            count=t,
-            hyperparams=state.hyperparams,
-            scheduled=scheduled,
-            slots={s: treedef.unflatten(v) for s, v in zip(slots, out_slots)},
-            carry=new_carry,
+        new_state = state._replace(
+            count=t, slots={s: treedef.unflatten(v) for s, v in zip(slots, out_slots)}, carry=new_carry
         )
         return treedef.unflatten(out_u), new_state
 

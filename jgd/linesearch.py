@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgd.hyperparams import split
+
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
@@ -47,15 +49,10 @@ class LineSearch(NamedTuple):
     search: Callable[..., LineSearchResult]
 
 
-def _check_open(name: str, value: Any, low: float, high: float) -> None:
-    """Raises ``ValueError`` unless a concrete ``value`` lies in ``(low, high)``; tracers and schedules pass."""
-    if isinstance(value, jax.core.Tracer) or callable(value):
-        return
-    if jnp.shape(value) != ():
-        raise ValueError(f"{name} must be a scalar (vmap over a batch of values), got shape {jnp.shape(value)}")
-    v = float(np.asarray(value))
-    if not low < v < high:
-        raise ValueError(f"{name} must be in ({low}, {high}), got {value!r}")
+def _check(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """Validates a line search's hyperparameters by the one range table (schedules by their first value)."""
+    split(hyperparams)
+    return hyperparams
 
 
 def _check_max_steps(max_steps: int) -> None:
@@ -104,11 +101,7 @@ def zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, max_steps: int = 20) -> LineS
     After ``max_steps`` evaluations without a Wolfe point it returns the trial of lowest value with
     sufficient decrease, or ``α = 0``.
     """
-    _check_open("c1", c1, 0.0, 1.0)
-    _check_open("c2", c2, 0.0, 1.0)
-    concrete = not any(isinstance(v, jax.core.Tracer) or callable(v) for v in (c1, c2))
-    if concrete and not float(np.asarray(c1)) < float(np.asarray(c2)):
-        raise ValueError(f"c1 must be smaller than c2, got c1={c1!r}, c2={c2!r}")
+    hyperparams = _check({"c1": c1, "c2": c2})
     _check_max_steps(max_steps)
 
     def search(value_and_grad, x, value, grad, direction, step, *, c1, c2):
@@ -171,7 +164,7 @@ def zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, max_steps: int = 20) -> LineS
         end = jax.lax.while_loop(cond, body, body(start))
         return LineSearchResult(end.best[0], end.best[1], end.best_grad, end.nfev, end.done)
 
-    return LineSearch({"c1": c1, "c2": c2}, search)
+    return LineSearch(hyperparams, search)
 
 
 class _Backtrack(NamedTuple):
@@ -190,8 +183,7 @@ def backtracking_linesearch(c1: Any = 1e-4, shrink: Any = 0.5, max_steps: int = 
     the gradient too, so the caller gets ``∇f`` at the accepted point. After ``max_steps``
     trials without sufficient decrease it returns ``α = 0``.
     """
-    _check_open("c1", c1, 0.0, 1.0)
-    _check_open("shrink", shrink, 0.0, 1.0)
+    hyperparams = _check({"c1": c1, "shrink": shrink})
     _check_max_steps(max_steps)
 
     def search(value_and_grad, x, value, grad, direction, step, *, c1, shrink):
@@ -218,4 +210,4 @@ def backtracking_linesearch(c1: Any = 1e-4, shrink: Any = 0.5, max_steps: int = 
         end = jax.lax.while_loop(cond, body, body(start))  # the first trial outside the loop, as in the zoom
         return LineSearchResult(jnp.where(end.done, end.step, 0), end.value, end.grad, end.nfev, end.done)
 
-    return LineSearch({"c1": c1, "shrink": shrink}, search)
+    return LineSearch(hyperparams, search)

@@ -34,8 +34,9 @@ _METHODS: dict[str, Callable[[], GradientTransformation]] = {"lbfgs": lbfgs, "bf
 
 
 @functools.cache
-def _named(method: str) -> GradientTransformation:
-    # One instance per name, so the jitted loop is compiled once per objective.
+def _named(method: str, x64: bool) -> GradientTransformation:
+    # One instance per name, so the jitted loop is compiled once per objective; one per float width,
+    # since the line search's constants are made in the default float dtype.
     return _METHODS[method]()
 
 
@@ -62,7 +63,7 @@ def minimize(
     if isinstance(method, str):
         if method not in _METHODS:
             raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
-        method = _named(method)
+        method = _named(method, bool(jax.config.jax_enable_x64))
     elif not (callable(getattr(method, "init", None)) and callable(getattr(method, "update", None))):
         raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
     if not isinstance(maxiter, jax.core.Tracer):

@@ -20,7 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from jgd import trees
 from jgd.base import GradientTransformation
-from jgd.hyperparams import TransformState, evaluate, fresh, split
+from jgd.hyperparams import TransformState, evaluate, resolve, split, start
 from jgd.linesearch import LineSearch, zoom_linesearch
 from jgd.types import PyTree
 
@@ -79,9 +79,8 @@ def _quasi_newton(
     def init_fn(params):
         trees.check_floating("params", params)
         x, _ = ravel_pytree(params)
-        count = jnp.zeros((), jnp.int32)
         return QuasiNewtonState(
-            common=TransformState(count, fresh(constants), evaluate(schedules, count), {}, {}),
+            common=start(constants, schedules),
             memory=init_memory(x.size, x.dtype),
             value=jnp.asarray(jnp.inf, x.dtype),
             grad=jax.tree.map(jnp.zeros_like, params),
@@ -107,8 +106,7 @@ def _quasi_newton(
             f, gz = jax.value_and_grad(value_fn)(unravel(z))
             return f, ravel_pytree(gz)[0].astype(x.dtype)
 
-        common = state.common
-        hp = {**common.hyperparams, **evaluate(schedules, common.count, common.scheduled)}
+        hp, common = resolve(constants, schedules, state.common)
         # Before any curvature pair, H = I is scaled to a first step of length at most 1 (as optax, scipy).
         first = jnp.minimum(1, 1 / jnp.linalg.norm(u))
         d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pairs == 0, first, 1)

@@ -198,4 +198,5 @@ def test_built_chain_order_and_schedule():
     np.testing.assert_allclose(first["w"], -0.1, rtol=1e-6)  # clipped to 0.1, rate 1
     np.testing.assert_allclose(second["w"], -0.05, rtol=1e-6)  # rate halved after one step
     # Chain order: clip_by_value (0.1), then the method, then max_norm (10).
-    np.testing.assert_allclose(jgd.hyperparams(state)["max_value"], (0.1, 10.0), rtol=1e-6)
+    hp = jgd.hyperparams(state)
+    np.testing.assert_allclose((hp["0/max_value"], hp["2/max_value"]), (0.1, 10.0), rtol=1e-6)

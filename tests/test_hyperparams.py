@@ -73,12 +73,15 @@ def test_hyperparams_read_through_nested_chains():
     )
     state = tx.init({"w": jnp.ones(3)})
     hp = jgd.hyperparams(state)
-    assert set(hp) == {"max_norm", "decay", "learning_rate"}
-    np.testing.assert_allclose(hp["decay"], (0.9, 0.8))  # one name in two transforms: a tuple in chain order
+    # a name used by two transforms is keyed by their positions in the inner chain
+    assert set(hp) == {"max_norm", "0/decay", "1/decay", "learning_rate"}
+    np.testing.assert_allclose((hp["0/decay"], hp["1/decay"]), (0.9, 0.8))
     np.testing.assert_allclose(hp["learning_rate"], 0.0)  # a schedule's value at step 0
     state = jgd.set_hyperparams(state, max_norm=2.0, decay=0.5)
     np.testing.assert_allclose(jgd.hyperparams(state)["max_norm"], 2.0)
-    np.testing.assert_allclose(jgd.hyperparams(state)["decay"], (0.5, 0.5))
+    np.testing.assert_allclose([jgd.hyperparams(state)[k] for k in ("0/decay", "1/decay")], (0.5, 0.5))
+    state = jgd.set_hyperparams(state, {"1/decay": 0.25})  # one of them, by its key
+    np.testing.assert_allclose([jgd.hyperparams(state)[k] for k in ("0/decay", "1/decay")], (0.5, 0.25))
     for _ in range(2):
         _, state = tx.update({"w": jnp.ones(3)}, state)
     np.testing.assert_allclose(jgd.hyperparams(state)["learning_rate"], 0.1)  # the value the last update used
@@ -145,7 +148,8 @@ def test_vmap_over_learning_rates_equals_a_loop(name):
     swept = jax.jit(jax.vmap(lambda lr: _train(make, lr)))(lrs)
     for i, lr in enumerate(lrs):
         alone = jax.jit(lambda lr: _train(make, lr))(lr)
-        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-6), swept, alone)
+        # float32 after 20 steps: the batched program rounds in another order (measured 4e-6 for nadam)
+        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=1e-6), swept, alone)
 
 
 def test_vmap_over_a_state_with_set_hyperparams():

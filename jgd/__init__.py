@@ -1,6 +1,7 @@
 """jgd: every classic deep-learning optimization method as a pure gradient transformation."""
 
 from jgd import schedules
+from jgd.accumulate import AccumulateState, accumulate
 from jgd.adam import adam, adamax, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
@@ -18,6 +19,7 @@ from jgd.sgd import look_ahead, momentum, nesterov, sgd
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccumulateState",
     "ApplyIfFiniteState",
     "GradientTransformation",
     "LineSearch",
@@ -25,6 +27,7 @@ __all__ = [
     "MinimizeResult",
     "QuasiNewtonState",
     "TransformState",
+    "accumulate",
     "adadelta",
     "adagrad",
     "adam",

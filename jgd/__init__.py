@@ -1,6 +1,6 @@
 """jgd: every classic deep-learning optimization method as a pure gradient transformation."""
 
-from jgd import schedules
+from jgd import masks, schedules
 from jgd.accumulate import AccumulateState, accumulate
 from jgd.adam import adam, adamax, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
@@ -11,6 +11,7 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
+from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
@@ -25,6 +26,7 @@ __all__ = [
     "LineSearch",
     "LineSearchResult",
     "MinimizeResult",
+    "PartitionState",
     "QuasiNewtonState",
     "TransformState",
     "accumulate",
@@ -43,17 +45,21 @@ __all__ = [
     "clip_by_norm",
     "clip_by_value",
     "ema",
+    "freeze",
     "global_norm",
     "hyperparams",
     "l1_penalty",
     "l2_penalty",
     "lbfgs",
     "look_ahead",
+    "masked",
+    "masks",
     "max_norm",
     "minimize",
     "momentum",
     "nadam",
     "nesterov",
+    "partition",
     "rmsprop",
     "scale",
     "scale_by_learning_rate",

@@ -69,6 +69,7 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "max_norm": (_positive, "> 0"),
     "rate": (_nonnegative, ">= 0"),
     "factor": (_real, "finite"),
+    "multiplier": (_nonnegative, ">= 0"),
 }
 
 

@@ -15,6 +15,7 @@ from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
+from jgd.spikes import SkipSpikesState, skip_spikes
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "MinimizeResult",
     "PartitionState",
     "QuasiNewtonState",
+    "SkipSpikesState",
     "TransformState",
     "accumulate",
     "adadelta",
@@ -67,6 +69,7 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "skip_spikes",
     "trace",
     "value_and_grad_from_state",
     "weight_decay",

@@ -70,6 +70,7 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "rate": (_nonnegative, ">= 0"),
     "factor": (_real, "finite"),
     "multiplier": (_nonnegative, ">= 0"),
+    "threshold": (_nonnegative, ">= 0"),
 }
 
 

@@ -15,8 +15,8 @@ from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
-from jgd.spikes import SkipSpikesState, skip_spikes
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.spikes import SkipSpikesState, skip_spikes
 
 __version__ = "0.1.0"
 

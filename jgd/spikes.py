@@ -57,7 +57,9 @@ def _record(history, recorded, row, value, accept):
     return history, recorded.at[row].add(accept.astype(recorded.dtype))
 
 
-def skip_spikes(tx: GradientTransformation, window: int = 128, threshold: ScalarOrSchedule = 6.0) -> GradientTransformation:
+def skip_spikes(
+    tx: GradientTransformation, window: int = 128, threshold: ScalarOrSchedule = 6.0
+) -> GradientTransformation:
     """Runs ``tx``, except on steps whose gradient norm or loss is a spike: then zero updates, state unchanged.
 
     A value ``x_t`` is a spike when ``x_t - μ > threshold · σ``, with ``μ`` and

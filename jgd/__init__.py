@@ -11,6 +11,7 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
+from jgd.monitor import MonitorState, monitor, statistics
 from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
@@ -27,6 +28,7 @@ __all__ = [
     "LineSearch",
     "LineSearchResult",
     "MinimizeResult",
+    "MonitorState",
     "PartitionState",
     "QuasiNewtonState",
     "SkipSpikesState",
@@ -59,6 +61,7 @@ __all__ = [
     "max_norm",
     "minimize",
     "momentum",
+    "monitor",
     "nadam",
     "nesterov",
     "partition",
@@ -70,6 +73,7 @@ __all__ = [
     "set_hyperparams",
     "sgd",
     "skip_spikes",
+    "statistics",
     "trace",
     "value_and_grad_from_state",
     "weight_decay",

@@ -1,6 +1,7 @@
 """jgd: every classic deep-learning optimization method as a pure gradient transformation."""
 
-from jgd import schedules
+from jgd import masks, schedules
+from jgd.accumulate import AccumulateState, accumulate
 from jgd.adam import adam, adamax, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
@@ -10,21 +11,29 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
+from jgd.monitor import MonitorState, monitor, statistics
+from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.spikes import SkipSpikesState, skip_spikes
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccumulateState",
     "ApplyIfFiniteState",
     "GradientTransformation",
     "LineSearch",
     "LineSearchResult",
     "MinimizeResult",
+    "MonitorState",
+    "PartitionState",
     "QuasiNewtonState",
+    "SkipSpikesState",
     "TransformState",
+    "accumulate",
     "adadelta",
     "adagrad",
     "adam",
@@ -40,18 +49,23 @@ __all__ = [
     "clip_by_norm",
     "clip_by_value",
     "ema",
+    "freeze",
     "global_norm",
     "hyperparams",
     "l1_penalty",
     "l2_penalty",
     "lbfgs",
     "look_ahead",
+    "masked",
+    "masks",
     "max_norm",
     "minimize",
     "momentum",
+    "monitor",
     "nadam",
     "named",
     "nesterov",
+    "partition",
     "rmsprop",
     "scale",
     "scale_by_learning_rate",
@@ -59,6 +73,8 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "skip_spikes",
+    "statistics",
     "trace",
     "value_and_grad_from_state",
     "weight_decay",

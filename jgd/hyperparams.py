@@ -96,6 +96,8 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "c1": (_open_unit, "in (0, 1)"),
     "c2": (_open_unit, "in (0, 1)"),
     "shrink": (_open_unit, "in (0, 1)"),
+    "multiplier": (_nonnegative, ">= 0"),
+    "threshold": (_nonnegative, ">= 0"),
 }
 
 # Pairs of names whose values must be ordered (smaller, larger) wherever both are concrete.

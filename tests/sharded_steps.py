@@ -28,6 +28,11 @@ METHODS = {
     "adamax": lambda: jgd.adamax(0.01),
     "nadam": lambda: jgd.nadam(0.01),
     "clipped_adam_wd": lambda: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(0.01), jgd.weight_decay(1e-3)),
+    "accumulate_adam": lambda: jgd.accumulate(jgd.adam(0.01), every=2),
+    "partition": lambda: jgd.partition(
+        {"w1": ("w1", jgd.adam(0.01)), "b": ("b.*", 0.5), "w2": ("w2", jgd.freeze())}, jgd.momentum(0.05)
+    ),
+    "monitor_skip_spikes": lambda: jgd.monitor(jgd.skip_spikes(jgd.adam(0.01), window=4)),
 }
 
 rng = np.random.default_rng(0)
@@ -81,9 +86,14 @@ def main():
             got, state = train(make(), params, x, y)
             error = max(float(np.abs(np.asarray(got[k]) - np.asarray(want[k])).max()) for k in PARAMS)
             placed = all(
-                tree[k].sharding.is_equivalent_to(shardings[k], tree[k].ndim)
+                tree[k] is None or tree[k].sharding.is_equivalent_to(shardings[k], tree[k].ndim)
                 for s in slots(first_state) + slots(state)
                 for tree in s.values()
+                for k in PARAMS
+            )
+            placed = placed and all(  # the accumulation buffer too
+                s.gradient_sum[k].sharding.is_equivalent_to(shardings[k], PARAMS[k].ndim)
+                for s in jgd.trees.instances(state, jgd.AccumulateState)
                 for k in PARAMS
             )
             failures += not (error <= 1e-6 and placed)

@@ -1,0 +1,57 @@
+"""Parameter paths, and the masks built from them (``True`` where a transform applies).
+
+A leaf's path is the ``/``-joined names of the keys leading to it: dict keys,
+attribute names, and sequence indices as numbers, e.g. ``"encoder/layers/0/kernel"``
+for ``params["encoder"]["layers"][0]["kernel"]``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+
+from jgd.types import PyTree
+
+# Key names of normalisation layers' parameters (Flax LayerNorm/BatchNorm/RMSNorm, Keras, PyTorch ports).
+_NORMALISATION = re.compile(r"(^|/)([^/]*norm[^/]*|(ln|bn)(_\w+|\d+)?)(/|$)|(^|/)(scale|gamma|beta)$", re.IGNORECASE)
+
+
+def _key_name(key) -> str:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def path_name(path: tuple) -> str:
+    """The ``/``-joined form of a key path from ``jax.tree_util.tree_flatten_with_path``."""
+    return "/".join(_key_name(key) for key in path)
+
+
+def paths(tree: PyTree) -> PyTree:
+    """A tree shaped like ``tree`` holding each leaf's path, e.g. ``"encoder/0/kernel"``."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: path_name(path), tree)
+
+
+def by_path(params: PyTree, pattern: str) -> PyTree:
+    """``True`` where the leaf's path (``/``-joined) fully matches the regular expression ``pattern``."""
+    compiled = re.compile(pattern)
+    return jax.tree_util.tree_map_with_path(lambda path, _: compiled.fullmatch(path_name(path)) is not None, params)
+
+
+def decayed(params: PyTree) -> PyTree:
+    """The usual weight-decay mask: ``True`` for weight matrices and kernels, ``False`` for the rest.
+
+    A leaf is excluded when it has fewer than two dimensions (biases, the scales
+    and offsets of normalisation layers) or when its path names a normalisation
+    layer (a key containing ``norm``, or ``ln``/``bn`` alone or followed by ``_...`` or digits) or ends in ``scale``,
+    ``gamma`` or ``beta``. Pass it as a ``mask``:
+    ``jgd.masked(jgd.weight_decay(1e-4), jgd.masks.decayed(params))``.
+    """
+
+    def decay(path, leaf):
+        return jnp.ndim(leaf) >= 2 and _NORMALISATION.search(path_name(path)) is None
+
+    return jax.tree_util.tree_map_with_path(decay, params)

@@ -1,0 +1,120 @@
+"""Skip steps whose loss or gradient norm is far above its recent values."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jgd.base import GradientTransformation, with_extra_args
+from jgd.clipping import global_norm
+from jgd.hyperparams import hyperparams as current_hyperparams
+from jgd.leafwise import leafwise
+from jgd.types import PyTree, ScalarOrSchedule
+
+_GRAD_NORM, _LOSS = 0, 1
+
+
+class SkipSpikesState(NamedTuple):
+    """inner: the wrapped transform's state, unchanged by a skipped step.
+    settings: the state holding ``threshold`` as data (read and set with ``jgd.hyperparams``).
+    history: ``float32[2, window]``, the gradient norms (row 0) and losses (row 1) of the last accepted steps.
+    recorded: ``int32[2]``, values written to each row so far (the next goes to ``recorded % window``).
+    seen: steps seen. skipped: steps skipped.
+    """
+
+    inner: PyTree
+    settings: PyTree
+    history: jax.Array
+    recorded: jax.Array
+    seen: jax.Array
+    skipped: jax.Array
+
+
+def hyperparameter_holder(name: str, values: dict[str, ScalarOrSchedule]) -> GradientTransformation:
+    """A transform of no parameters whose state holds ``values`` as hyperparameters.
+
+    ``init({})`` gives the state; ``update({}, state)`` advances its count and
+    evaluates the schedules, after which ``jgd.hyperparams(state)`` gives this step's values.
+    """
+    return leafwise(name, lambda g, *, t, **_: (g, ()), values)
+
+
+def _is_spike(history, recorded, row, value, threshold):
+    """``value - mean > threshold · std`` over a full window; non-finite values are never spikes."""
+    window = history.shape[1]
+    mean = jnp.mean(history[row])
+    std = jnp.std(history[row])
+    return (recorded[row] >= window) & jnp.isfinite(value) & (value - mean > threshold * std)
+
+
+def _record(history, recorded, row, value, accept):
+    """Writes a finite ``value`` of an accepted step into its row of the ring buffer."""
+    accept = accept & jnp.isfinite(value)
+    position = recorded[row] % history.shape[1]
+    history = history.at[row, position].set(jnp.where(accept, value, history[row, position]))
+    return history, recorded.at[row].add(accept.astype(recorded.dtype))
+
+
+def skip_spikes(
+    tx: GradientTransformation, window: int = 128, threshold: ScalarOrSchedule = 6.0
+) -> GradientTransformation:
+    """Runs ``tx``, except on steps whose gradient norm or loss is a spike: then zero updates, state unchanged.
+
+    A value ``x_t`` is a spike when ``x_t - μ > threshold · σ``, with ``μ`` and
+    ``σ`` the mean and (population) standard deviation of that quantity over the
+    last ``window`` accepted steps (the rule of OLMo 2, Team OLMo 2024, and MaxText).
+    The global gradient norm ``‖g_t‖₂`` is always watched; the loss too on the
+    steps that pass it as ``update(..., loss=...)``, and a step is skipped when
+    either is a spike. Nothing is skipped until a quantity's window has filled;
+    a skipped step enters neither window. A skipped step leaves ``tx``'s state
+    bit-identical, as if it had not happened, and ``tx``'s count does not move.
+
+    Non-finite values are neither spikes nor recorded: wrap ``tx`` in
+    ``jgd.apply_if_finite`` (``skip_spikes(apply_if_finite(tx))``) to skip those.
+
+    Args:
+      tx: the transform to run on accepted steps; it receives the extra keyword
+        arguments, ``loss`` included.
+      window: accepted steps the mean and deviation are taken over, an int ``>= 2``.
+      threshold: standard deviations above the mean that make a spike (a float,
+        an array or a schedule of the steps seen, data like any hyperparameter);
+        default 6.0, OLMo 2's.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ValueError(f"window must be an int >= 2, got {window!r}")
+    tx = with_extra_args(tx)
+    settings = hyperparameter_holder("skip_spikes", {"threshold": threshold})
+
+    def init_fn(params):
+        zero = jnp.zeros((), jnp.int32)
+        history = jnp.zeros((2, window), jnp.float32)
+        return SkipSpikesState(tx.init(params), settings.init({}), history, jnp.zeros(2, jnp.int32), zero, zero)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        _, new_settings = settings.update({}, state.settings)
+        threshold = jnp.asarray(current_hyperparams(new_settings)["threshold"], jnp.float32)
+        norm = global_norm(updates)
+        spike = _is_spike(state.history, state.recorded, _GRAD_NORM, norm, threshold)
+        loss = extra_args.get("loss")
+        if loss is not None:
+            loss = jnp.asarray(loss, jnp.float32)
+            spike = spike | _is_spike(state.history, state.recorded, _LOSS, loss, threshold)
+
+        def skip(inner):
+            return jax.tree.map(jnp.zeros_like, updates), inner
+
+        def step(inner):
+            return tx.update(updates, inner, params, **extra_args)
+
+        new_updates, inner = jax.lax.cond(spike, skip, step, state.inner)
+        history, recorded = _record(state.history, state.recorded, _GRAD_NORM, norm, ~spike)
+        if loss is not None:
+            history, recorded = _record(history, recorded, _LOSS, loss, ~spike)
+        new_state = SkipSpikesState(
+            inner, new_settings, history, recorded, state.seen + 1, state.skipped + spike.astype(jnp.int32)
+        )
+        return new_updates, new_state
+
+    return GradientTransformation(init_fn, update_fn)

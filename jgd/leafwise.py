@@ -72,7 +72,7 @@ def leafwise(
         for s in slots:
             trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
             trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
-        if params is not None and with_params:
+        if params is not None:
             trees.check_matching("updates", updates, "params", params)
             trees.check_shapes("updates", updates, "params", params)
         hp, state = resolve(constants, schedules, state)

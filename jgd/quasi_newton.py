@@ -6,6 +6,10 @@ and ``grad`` default to ``value_fn(params)`` and ``grads``. The state keeps ``f`
 new params (``state.value``, ``state.grad``), so a loop need not evaluate them again.
 Both methods flatten the params with ``ravel_pytree`` and keep fixed-shape arrays, so they run
 under ``jit``, ``lax.while_loop`` and ``vmap``.
+
+Inside ``optax.chain``, wrap them as ``optax.GradientTransformationExtraArgs(*jgd.lbfgs())``:
+optax hands ``value``, ``grad`` and ``value_fn`` only to transforms of that type, and without
+them ``update`` raises a ``ValueError`` asking for the objective. ``jgd.chain`` needs no wrapper.
 """
 
 from __future__ import annotations

@@ -7,10 +7,15 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.types import PyTree, ScalarOrSchedule
 
 
-def clip_by_value(max_value: float) -> GradientTransformation:
-    """``u = clip(g, -c, c)`` element by element. Seed 003: ``[0.9, 100.0] -> [0.9, 1.0]`` for c = 1."""
+def clip_by_value(max_value: ScalarOrSchedule) -> GradientTransformation:
+    """``u = clip(g, -c, c)`` element by element. Seed 003: ``[0.9, 100.0] -> [0.9, 1.0]`` for c = 1.
+
+    Args:
+      max_value: ``c > 0``, a float, an array or a schedule (Keras ``clipvalue``).
+    """
 
     def rule(g, *, t, max_value):
         return jnp.clip(g, -max_value, max_value), ()
@@ -18,8 +23,12 @@ def clip_by_value(max_value: float) -> GradientTransformation:
     return leafwise("clip_by_value", rule, {"max_value": max_value})
 
 
-def clip_by_norm(max_norm: float) -> GradientTransformation:
-    """Per tensor, ``u = g · c / max(‖g‖₂, c)``. Seed 003: ``[0.9, 100.0] -> [0.00899964, 0.9999595]``."""
+def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
+    """Per tensor, ``u = g · c / max(‖g‖₂, c)``. Seed 003: ``[0.9, 100.0] -> [0.00899964, 0.9999595]``.
+
+    Args:
+      max_norm: ``c > 0``, a float, an array or a schedule (Keras ``clipnorm``).
+    """
 
     def rule(g, *, t, max_norm):
         return g * (max_norm / jnp.maximum(jnp.linalg.norm(g), max_norm)), ()
@@ -27,18 +36,21 @@ def clip_by_norm(max_norm: float) -> GradientTransformation:
     return leafwise("clip_by_norm", rule, {"max_norm": max_norm})
 
 
-def global_norm(tree) -> jax.Array:
+def global_norm(tree: PyTree) -> jax.Array:
     """``√(Σ_leaves Σ g²)``, accumulated in at least float32."""
     leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
     squares = [jnp.sum(jnp.square(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
     return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
 
 
-def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     """``u = g · c / max(‖G‖₂, c)`` with ``‖G‖₂`` the norm of all leaves together.
 
     Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
     networks", ICML 2013.
+
+    Args:
+      max_norm: ``c > 0``, a float, an array or a schedule (Keras ``global_clipnorm``).
     """
 
     def prepare(updates, t, carry, *, max_norm):

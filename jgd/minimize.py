@@ -17,10 +17,20 @@ from jgd.clipping import global_norm
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs
 from jgd.types import PyTree
 
+# Why the loop stopped, indexed by ``MinimizeResult.status`` (0 is success, as in scipy).
+STATUS_MESSAGES = (
+    "converged: the gradient norm is at most tol",
+    "stopped after maxiter iterations",
+    "stopped: f is not finite",
+    "stopped: the step left x unchanged (the line search found no decrease)",
+)
+
 
 class MinimizeResult(NamedTuple):
     """x: the last iterate (shaped like ``x0``); fun: ``f(x)``; grad_norm: ``‖∇f(x)‖₂``;
-    nit: iterations made; nfev: evaluations of ``f`` and ``∇f``; success: ``grad_norm ≤ tol``."""
+    nit: iterations made; nfev: evaluations of ``f`` and ``∇f``; success: ``grad_norm ≤ tol``;
+    status: why the loop stopped, an index into :data:`STATUS_MESSAGES` (0 is success);
+    ``message`` gives its text."""
 
     x: PyTree
     fun: jax.Array
@@ -28,6 +38,13 @@ class MinimizeResult(NamedTuple):
     nit: jax.Array
     nfev: jax.Array
     success: jax.Array
+    status: jax.Array
+
+    @property
+    def message(self) -> str | list[str]:
+        """The reason for ``status``; a list of reasons for a batch of results (``jax.vmap``)."""
+        status = np.asarray(self.status)
+        return STATUS_MESSAGES[int(status)] if status.ndim == 0 else [STATUS_MESSAGES[int(s)] for s in status.flat]
 
 
 _METHODS: dict[str, Callable[[], GradientTransformation]] = {"lbfgs": lbfgs, "bfgs": bfgs}
@@ -57,7 +74,7 @@ def minimize(
     It runs in one ``lax.while_loop`` compiled with ``jax.jit`` (once per ``fun`` and ``method``;
     ``maxiter`` and ``tol`` are data), works under ``jax.vmap``, and ``x0`` may be any pytree.
     The quasi-Newton methods reuse the ``f`` and ``∇f`` their line search computed at the new point.
-    The result carries the fields ``x, fun, nit, nfev, success`` of scipy's ``OptimizeResult``
+    The result carries the fields ``x, fun, nit, nfev, success, status, message`` of scipy's ``OptimizeResult``
     (``scipy.optimize.minimize``), with the same meaning, and ``grad_norm``.
     """
     if isinstance(method, str):
@@ -130,4 +147,7 @@ def _loop(fun, tx, x0, maxiter, tol, *, reuse: bool) -> MinimizeResult:
     end = jax.lax.while_loop(cond, body, start)
     value = current(end)[0]
     success = (end.grad_norm <= tol) & jnp.isfinite(value)
-    return MinimizeResult(end.x, value, end.grad_norm, end.nit, jnp.asarray(end.nfev, jnp.int32), success)
+    # The first reason that holds, in the order of STATUS_MESSAGES.
+    status = jnp.select([success, end.nit >= maxiter, ~jnp.isfinite(value)], [0, 1, 2], 3).astype(jnp.int32)
+    nfev = jnp.asarray(end.nfev, jnp.int32)
+    return MinimizeResult(end.x, value, end.grad_norm, end.nit, nfev, success, status)

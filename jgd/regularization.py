@@ -6,10 +6,15 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.types import ScalarOrSchedule
 
 
-def l1_penalty(rate: float) -> GradientTransformation:
-    """Adds the gradient of ``λ Σ|w|``: ``u = g + λ sign(w)`` (Keras ``regularizers.l1``)."""
+def l1_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
+    """Adds the gradient of ``λ Σ|w|``: ``u = g + λ sign(w)`` (Keras ``regularizers.l1``).
+
+    Args:
+      rate: ``λ ≥ 0``, a float, an array or a schedule.
+    """
 
     def rule(g, p, *, t, rate):
         return g + rate * jnp.sign(p), ()
@@ -17,10 +22,14 @@ def l1_penalty(rate: float) -> GradientTransformation:
     return leafwise("l1_penalty", rule, {"rate": rate}, with_params=True)
 
 
-def l2_penalty(rate: float) -> GradientTransformation:
+def l2_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
     """Adds the gradient of ``λ Σw²``: ``u = g + 2λw`` (Keras ``regularizers.l2``).
 
-    Place it before an adaptive method, whose preconditioner then scales it too.
+    Place it before an adaptive method, whose preconditioner then scales it too. torch's
+    ``weight_decay=wd`` (coupled, added to the gradient as ``wd·w``) is ``l2_penalty(wd / 2)``.
+
+    Args:
+      rate: ``λ ≥ 0``, a float, an array or a schedule.
     """
 
     def rule(g, p, *, t, rate):
@@ -29,11 +38,14 @@ def l2_penalty(rate: float) -> GradientTransformation:
     return leafwise("l2_penalty", rule, {"rate": rate}, with_params=True)
 
 
-def weight_decay(rate: float) -> GradientTransformation:
+def weight_decay(rate: ScalarOrSchedule) -> GradientTransformation:
     """Decoupled weight decay ``u = g - λw``, placed after the method's step.
 
     ``chain(adam(η), weight_decay(η·λ))`` is AdamW with a constant learning rate.
     Loshchilov & Hutter, "Decoupled weight decay regularization", ICLR 2019.
+
+    Args:
+      rate: ``λ ≥ 0``, a float, an array or a schedule; it does not follow the learning rate.
     """
 
     def rule(g, p, *, t, rate):
@@ -42,7 +54,7 @@ def weight_decay(rate: float) -> GradientTransformation:
     return leafwise("weight_decay", rule, {"rate": rate}, with_params=True)
 
 
-def max_norm(max_value: float, axis: int = 0) -> GradientTransformation:
+def max_norm(max_value: ScalarOrSchedule, axis: int = 0) -> GradientTransformation:
     """Max-norm constraint, applied to the parameters the step produces.
 
     For each unit ``j``, with ``w = θ + u`` and ``‖w_j‖₂`` taken along ``axis``
@@ -51,6 +63,10 @@ def max_norm(max_value: float, axis: int = 0) -> GradientTransformation:
     Leaves of fewer than two dimensions (biases, scales) are left alone.
     Srivastava et al., "Dropout: a simple way to prevent neural networks from
     overfitting", JMLR 2014, §5.1.
+
+    Args:
+      max_value: ``r > 0``, a float, an array or a schedule (Keras ``max_norm``'s ``max_value``, default 2 there).
+      axis: the axis the norm is taken along, an int.
     """
 
     def rule(u, p, *, t, max_value):

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.types import ScalarOrSchedule
 
 
-def scale(factor: float) -> GradientTransformation:
-    """``u = factor · g``."""
+def scale(factor: ScalarOrSchedule) -> GradientTransformation:
+    """``u = factor · g``.
+
+    Args:
+      factor: any finite float, array or schedule; ``scale(-1.0)`` first in a chain maximizes.
+    """
     return leafwise("scale", lambda g, *, t, factor: (factor * g, ()), {"factor": factor})
 
 
-def scale_by_learning_rate(learning_rate: float) -> GradientTransformation:
-    """``u = -η · g``: the step of gradient descent, and the last block of most chains."""
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransformation:
+    """``u = -η · g``: the step of gradient descent, and the last block of most chains.
+
+    Args:
+      learning_rate: ``η ≥ 0``, a float, an array or a schedule (so a scheduled rate multiplies
+        a momentum buffer from outside, as optax's and torch's SGD do).
+    """
 
     def rule(g, *, t, learning_rate):
         return -learning_rate * g, ()

@@ -539,3 +539,16 @@ def test_flax_nnx_optimizer_with_lbfgs():
     for _ in range(30):
         step(model, optimizer)
     assert float(loss(model)) < 0.2 * initial
+
+
+def test_minimize_says_why_it_stopped():
+    done = jgd.minimize(rosenbrock, jnp.array([-1.2, 1.0]), tol=1e-3)
+    assert int(done.status) == 0 and done.message.startswith("converged")
+    short = jgd.minimize(rosenbrock, jnp.array([-1.2, 1.0]), maxiter=3, tol=1e-3)
+    assert int(short.status) == 1 and "maxiter" in short.message and not bool(short.success)
+    blown = jgd.minimize(lambda x: jnp.sum(x**2) * jnp.inf, jnp.ones(2), jgd.sgd(0.1))
+    assert int(blown.status) == 2 and "not finite" in blown.message
+    batch = jax.vmap(lambda n: jgd.minimize(rosenbrock, jnp.array([-1.2, 1.0]), maxiter=n, tol=1e-3))(
+        jnp.asarray([3, 500])
+    )
+    assert [m.split(":")[0] for m in batch.message] == ["stopped after maxiter iterations", "converged"]

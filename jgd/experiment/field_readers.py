@@ -61,9 +61,14 @@ def real(value: Any, path: str, low: float | None = None, high: float | None = N
     return x
 
 
+def _is_integer(value: Any) -> bool:
+    # YAML's true is not an integer here, though Python says it is.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def integer(value: Any, path: str, low: int) -> int:
-    """An int ``>= low`` (``true`` is not an int here, though Python says it is)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    """An int ``>= low``."""
+    if not _is_integer(value) or value < low:
         raise ValueError(f"{path} must be an integer >= {low}, got {value!r}")
     return value
 
@@ -100,7 +105,7 @@ def batch_size(value: Any, path: str) -> int | None:
     """A batch size: an int ``>= 1``, or ``full`` (``None``), the whole training set."""
     if value == "full":
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not _is_integer(value) or value < 1:
         raise ValueError(f"{path} must be an integer >= 1 or 'full', got {value!r}")
     return value
 
@@ -119,7 +124,7 @@ def mesh(value: Any, path: str) -> dict[str, int] | None:
     if not sizes:
         raise ValueError(f"{path} must give the size of at least one axis: {', '.join(AXES)}")
     for axis, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or (size < 1 and size != -1):
+        if not _is_integer(size) or (size < 1 and size != -1):
             raise ValueError(f"{path}.{axis} must be an integer >= 1, or -1 for all remaining devices, got {size!r}")
     if list(sizes.values()).count(-1) > 1:
         raise ValueError(f"{path}: only one axis size may be -1")

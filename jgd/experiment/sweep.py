@@ -166,6 +166,14 @@ class _Lanes:
         return jax.device_put((lane_values, lane_variables), self.spread)
 
 
+def _progress_display(progress: Progress | None, label: str, n: int, width: int) -> Callable[[int], None]:
+    """``show(done)``: a bar of the ``n`` settings under ``label`` (nothing without ``progress``)."""
+    if progress is None:
+        return lambda done: None
+    task = progress.add_task(label, total=n, status="compiling")
+    return lambda done: progress.update(task, completed=done, status=f"settings, {width} at a time")
+
+
 def sweep(
     make_tx: Callable[..., GradientTransformation],
     settings: Mapping[str, Any],
@@ -212,7 +220,7 @@ def sweep(
     num_examples = len(data.x_train)
     train = _trainer(model, loss, make_tx, batching.resolve_batch_size(batch_size, num_examples), num_examples, epochs)
     run = jax.jit(jax.vmap(train, in_axes=(0, 0, None, None)), out_shardings=lanes.spread)
-    task = progress.add_task(label, total=n, status="compiling") if progress is not None else None
+    show = _progress_display(progress, label, n, lanes.width)
     started = time.perf_counter()
     compiled = run.lower(*lanes.inputs(0), *shared).compile()
     compile_seconds = time.perf_counter() - started
@@ -224,8 +232,7 @@ def sweep(
         out = compiled(*lanes.inputs(start), *shared)
         devices_used = len(jax.tree.leaves(out)[0].sharding.device_set)
         outputs.append(jax.tree.map(lambda a, real=real: np.asarray(a)[:real], out))
-        if task is not None:
-            progress.update(task, completed=start + real, status=f"settings, {lanes.width} at a time")
+        show(start + real)
     params, curves, test = jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
     return SweepResult(
         label=label,

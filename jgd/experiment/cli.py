@@ -115,8 +115,11 @@ def _save_table(table: Table, directory: Path) -> None:
 
 
 def _checkpoint(checkpoint: CheckpointConfig | None, out: Path, resume: bool) -> CheckpointConfig | None:
-    """The checkpoint settings of ``jgd train``, with their folder: by default beside the output folder, not in it,
-    since the output folder is replaced only when the run succeeds."""
+    """The checkpoint settings of ``jgd train`` (``--resume`` needs them), with their folder filled in.
+
+    The default folder is beside the output folder, not in it: the output folder is replaced only when the run
+    succeeds.
+    """
     if checkpoint is None and not resume:
         return None
     checkpoint = checkpoint or CheckpointConfig()

@@ -57,8 +57,8 @@ def _read_list(item: Any, value: Any, path: str, rule: Rule) -> tuple:
     if not isinstance(value, list) or (rule.nonempty and not value):
         raise ValueError(f"{path} must be a {'non-empty ' if rule.nonempty else ''}list, got {value!r}")
     items = tuple(_read_value(item, v, join(path, i), rule) for i, v in enumerate(value))
-    if rule.distinct and len(set(items)) < len(items):
-        raise ValueError(f"{path} repeats a value: {list(items)}")
+    if rule.distinct is not None and len(set(items)) < len(items):
+        raise ValueError(f"{path} repeats a {rule.distinct}: {list(items)}")
     return items
 
 
@@ -84,6 +84,8 @@ def read_section(cls: type, raw: Any, path: str) -> Any:
     names = [f.name for f in fields]
     if not any(_rule(f).rest for f in fields):
         read.check_keys(raw, names, path)
+    if cls in _BEFORE_READING:
+        _BEFORE_READING[cls](raw, path)
     values = {}
     for f in fields:
         where, rule = join(path, f.name), _rule(f)
@@ -111,6 +113,13 @@ def _check_data(data: DataConfig, path: str) -> None:
         raise ValueError(f"{path}.path is required for {data.name}: a directory of IDX files or an .npz file")
 
 
+def _one_search(raw: dict[str, Any], path: str) -> None:
+    if (raw.get("grid") is None) == (raw.get("random") is None):
+        raise ValueError(f"{path} needs one of grid (every combination of values) or random (sampled settings)")
+
+
+# Checks of a section's keys as a whole, run before its fields are read.
+_BEFORE_READING: dict[type, Callable[[dict[str, Any], str], None]] = {SweepConfig: _one_search}
 # Checks of a section as a whole, run once its fields are read.
 _SECTION_CHECKS: dict[type, Callable[[Any, str], None]] = {DataConfig: _check_data, OptimizerConfig: check_optimizer}
 
@@ -140,7 +149,7 @@ def _check_swept(path: str, optimizer: OptimizerConfig, sweep: SweepConfig) -> N
         head, _, key = name.partition(".")
         if head not in allowed:
             raise ValueError(
-                f"{join(sweep.path, head)} is not a hyperparameter of {optimizer.name} that can be swept; "
+                f"{join(sweep.path, head)} is not a float hyperparameter of {optimizer.name}; "
                 f"expected one of: {', '.join(allowed)}"
             )
         if key:
@@ -152,8 +161,8 @@ def _check_swept(path: str, optimizer: OptimizerConfig, sweep: SweepConfig) -> N
             parameters = sweepable_schedule_parameters(schedule)
             if key not in parameters:
                 raise ValueError(
-                    f"{join(sweep.path, name)} is not a parameter of the {schedule['schedule']} schedule that can be "
-                    f"swept; expected one of: {', '.join(parameters)}"
+                    f"{join(sweep.path, name)} is not a float parameter of the {schedule['schedule']} schedule; "
+                    f"expected one of: {', '.join(parameters)}"
                 )
         # Each value (a distribution's bounds) goes through the optimizer's own checks, named by the sweep field.
         for value in spec[1:] if isinstance(spec[0], str) else spec:
@@ -172,8 +181,6 @@ _NOT_SWEPT = {
 def _check_sweep(config: Config) -> Config:
     """``config`` with its sweep's seeds resolved, once the sweep is known to fit its methods and training options."""
     sweep = config.sweep
-    if (sweep.grid is None) == (sweep.random is None):
-        raise ValueError("sweep needs one of grid (every combination of values) or random (sampled settings)")
     for option, why in _NOT_SWEPT.items():
         if getattr(config.training, option) not in (None, False):
             raise ValueError(f"training.{option} cannot be used with a sweep: {why}")

@@ -26,7 +26,8 @@ class Rule:
     """How a field's YAML value is checked beyond its type.
 
     ``low``/``high``/``open_low``: a number's range, ``[low, high)`` or ``(low, high)`` (for the items of a list
-    too); ``choices``: the words a string may be; ``nonempty``/``distinct``: of a list; ``read(value, path)`` and
+    too); ``choices``: the words a string may be; ``nonempty``: of a list; ``distinct``: what a list's items are
+    called, when none may repeat; ``read(value, path)`` and
     ``write(value)``: a field with its own YAML spelling; ``rest``: the field collects the section's keys that are
     no other field; ``omit_default``: left out of the written config when it holds its default.
     """
@@ -36,7 +37,7 @@ class Rule:
     open_low: bool = False
     choices: tuple[str, ...] | None = None
     nonempty: bool = False
-    distinct: bool = False
+    distinct: str | None = None
     read: Callable[[Any, str], Any] | None = None
     write: Callable[[Any], Any] | None = None
     rest: bool = False
@@ -164,7 +165,7 @@ class SweepConfig:
         default=None, metadata=rule(read=field_readers.grid_space, write=field_readers.write_space, omit_default=True)
     )
     random: RandomSearchConfig | None = field(default=None, metadata=rule(omit_default=True))
-    seeds: tuple[int, ...] | None = field(default=None, metadata=rule(low=0, nonempty=True, distinct=True))
+    seeds: tuple[int, ...] | None = field(default=None, metadata=rule(low=0, nonempty=True, distinct="seed"))
     chunk: int | None = field(default=None, metadata=rule(low=1))
     mesh: bool = False
     select: str = field(default="val_loss", metadata=rule(choices=SELECT))

@@ -73,11 +73,15 @@ def integer(value: Any, path: str, low: int) -> int:
     return value
 
 
+def _of_type(value: Any, path: str, kind: type, described: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValueError(f"{path} must be {described}, got {value!r}")
+    return value
+
+
 def boolean(value: Any, path: str) -> bool:
     """``true`` or ``false``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{path} must be true or false, got {value!r}")
-    return value
+    return _of_type(value, path, bool, "true or false")
 
 
 def choice(value: Any, path: str, choices: Sequence[str]) -> str:
@@ -89,9 +93,7 @@ def choice(value: Any, path: str, choices: Sequence[str]) -> str:
 
 def string(value: Any, path: str) -> str:
     """A string."""
-    if not isinstance(value, str):
-        raise ValueError(f"{path} must be a string, got {value!r}")
-    return value
+    return _of_type(value, path, str, "a string")
 
 
 def label(value: Any, path: str) -> str:

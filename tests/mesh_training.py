@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jgd
 from jgd.experiment import sharding
 from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.training import TrainState, fit, make_train_step
+from jgd.experiment.schema import CheckpointConfig, TrainingConfig
+from jgd.experiment.steps import RunState, make_train_step
+from jgd.experiment.training import fit
 from tests.resumable_run import data
 
 MODEL = MLP((16,), 3, dropout=0.2, batch_norm=True)
@@ -36,9 +38,11 @@ def check(name: str, ok: bool, detail: str = "") -> None:
     print(f"{name}: {detail} {'ok' if ok else 'FAILED'}", flush=True)
 
 
-def train(epochs=3, **options):
+def train(epochs=3, mesh=None, checkpoint_dir=None, resume=False):
     tx = jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(0.01))
-    return fit(MODEL, VARIABLES, tx, data(), jax.random.key(1), epochs=epochs, batch_size=16, **options)
+    checkpoint = None if checkpoint_dir is None else CheckpointConfig(dir=checkpoint_dir)
+    options = TrainingConfig(epochs=epochs, batch_size=16, mesh=mesh, checkpoint=checkpoint)
+    return fit(MODEL, VARIABLES, tx, data(), jax.random.key(1), options, resume=resume)
 
 
 def max_error(a, b) -> float:
@@ -85,7 +89,7 @@ def main() -> int:
     # The batch really is split: the compiled step sums the gradient over the data axis.
     mesh = sharding.make_mesh({"data": 8})
     tx = jgd.adam(0.01)
-    state = TrainState(VARIABLES["params"], VARIABLES["batch_stats"], tx.init(VARIABLES["params"]))
+    state = RunState(VARIABLES["params"], VARIABLES["batch_stats"], tx.init(VARIABLES["params"]))
     state = sharding.place(state, sharding.state_shardings(state, mesh))
     batch = sharding.place((data().x_train[:16], data().y_train[:16]), sharding.replicated(mesh))
     for split in (True, False):

@@ -16,7 +16,8 @@ import numpy as np
 import jgd
 from jgd.experiment.data import Dataset
 from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.training import EarlyStopping, fit
+from jgd.experiment.schema import CheckpointConfig, EarlyStopping, TrainingConfig
+from jgd.experiment.training import fit
 
 
 def data() -> Dataset:
@@ -35,21 +36,16 @@ def run(directory, epochs, every=1, resume=False, hidden=(16,), learning_rate=0.
     model = MLP(hidden, 3, dropout=0.2, batch_norm=True)
     variables = init_variables(model, jax.random.key(0), 6)
     tx = jgd.adam(jgd.schedules.cosine(learning_rate, 400))
-    return fit(
-        model,
-        variables,
-        tx,
-        data(),
-        jax.random.key(seed),
+    checkpoint = None if directory is None else CheckpointConfig(every=every, dir=str(directory))
+    options = TrainingConfig(
         epochs=epochs,
         batch_size=16,
         early_stopping=EarlyStopping(patience=10**6),
         skip_nonfinite=True,
-        checkpoint_dir=directory,
-        checkpoint_every=every,
-        resume=resume,
         mesh=mesh,
+        checkpoint=checkpoint,
     )
+    return fit(model, variables, tx, data(), jax.random.key(seed), options, resume=resume)
 
 
 def main() -> int:

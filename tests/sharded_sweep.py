@@ -15,7 +15,8 @@ from jax.sharding import Mesh
 import jgd
 from jgd.experiment.data import Dataset
 from jgd.experiment.models import MLP
-from jgd.experiment.sweep import grid, sweep
+from jgd.experiment.settings import grid
+from jgd.experiment.sweep import sweep
 
 
 def main():

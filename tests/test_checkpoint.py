@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from jgd.experiment import checkpoint
-from jgd.experiment.config import CheckpointConfig, parse_config
+from jgd.experiment.config_reader import parse_config
+from jgd.experiment.schema import CheckpointConfig
 from tests import resumable_run
 
 RUN = [sys.executable, str(Path(__file__).with_name("resumable_run.py"))]
@@ -122,7 +123,7 @@ def saved(tmp_path_factory):
 def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint to resume from: {tmp_path}/checkpoint.msgpack"):
         resumable_run.run(tmp_path, 3, resume=True)
-    with pytest.raises(ValueError, match="resume needs a checkpoint_dir"):
+    with pytest.raises(ValueError, match="resume needs a checkpoint directory"):
         resumable_run.run(None, 3, resume=True)
 
 

@@ -15,23 +15,16 @@ import yaml
 
 import jgd
 from jgd.experiment import cli
-from jgd.experiment import config as cfg
+from jgd.experiment.config_reader import load_config, parse_config
+from jgd.experiment.config_writer import to_dict
 from jgd.experiment.data import Dataset
 from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.sweep import (
-    SweepResult,
-    best,
-    config_settings,
-    cross,
-    grid,
-    log_uniform,
-    over_seeds,
-    random_search,
-    rows,
-    run_sweep,
-    sweep,
-    uniform,
-)
+from jgd.experiment.optimizers import build_optimizer, with_values
+from jgd.experiment.schema import TrainingConfig
+from jgd.experiment.settings import cross, grid, log_uniform, random_search, uniform
+from jgd.experiment.sweep import SweepResult, sweep
+from jgd.experiment.sweep_config import config_settings, run_sweep
+from jgd.experiment.sweep_results import best, over_seeds, rows
 from jgd.experiment.training import fit
 
 ORDER = jax.random.key(7)
@@ -54,7 +47,7 @@ def _task(n=90, dtype=np.float32):
 def _alone(model, tx, data, seed, epochs, batch_size):
     """The setting trained on its own by `training.fit`, from the weights `jgd train` draws with this seed."""
     variables = init_variables(model, jax.random.split(jax.random.key(seed))[0], data.num_features)
-    return fit(model, variables, tx, data, ORDER, epochs=epochs, batch_size=batch_size)
+    return fit(model, variables, tx, data, ORDER, TrainingConfig(epochs=epochs, batch_size=batch_size))
 
 
 def _assert_matches_alone(result, i, state, history, atol):
@@ -148,7 +141,7 @@ def _config(**sweep_section):
         "clip_global_norm": 1.0,
         "l2": 1e-3,
     }
-    return cfg.parse_config(
+    return parse_config(
         {
             "seed": 1,
             "training": {"epochs": 3, "batch_size": 32},
@@ -174,7 +167,7 @@ def test_config_sweep_of_schedule_clip_and_penalty_equals_each_run_alone():
     method = config.methods[0].optimizer
     for i in range(3):
         values = {name: result.settings[name][i].item() for name in result.hyperparameters}
-        tx = cfg.build_optimizer(cfg.with_values(method, values))
+        tx = build_optimizer(with_values(method, values))
         state, history = _alone(model, tx, data, 1, 3, 32)
         _assert_matches_alone(result, i, state, history, atol=1e-6)
     assert len(set(result.curves["train_loss"][:, -1].tolist())) == 3
@@ -263,24 +256,24 @@ def test_config_settings_and_round_trip():
     settings = config_settings(config.sweep)
     assert settings["learning_rate.init_value"].tolist() == [0.01, 0.01, 0.1, 0.1]
     assert settings["seed"].tolist() == [3, 4, 3, 4]
-    assert cfg.parse_config(cfg.to_dict(config)) == config
+    assert parse_config(to_dict(config)) == config
     assert _config(grid={"l2": [0.0, 0.1]}).sweep.seeds == (1,)  # the config's seed by default
 
     space = {"learning_rate.init_value": {"log_uniform": [1e-3, 1.0]}, "clip_global_norm": [1.0, 2.0]}
     random = _config(random={"samples": 5, "seed": 2, "space": space})
     assert random.sweep.space["learning_rate.init_value"] == ("log_uniform", 1e-3, 1.0)
-    assert cfg.parse_config(cfg.to_dict(random)) == random
+    assert parse_config(to_dict(random)) == random
     drawn = config_settings(random.sweep)
     assert len(drawn["seed"]) == 5 and set(drawn["clip_global_norm"].tolist()) <= {1.0, 2.0}
     assert np.array_equal(drawn["learning_rate.init_value"], config_settings(random.sweep)["learning_rate.init_value"])
 
 
 def test_sweep_digits_config_covers_every_first_order_method():
-    config = cfg.load_config(Path(__file__).resolve().parents[1] / "configs" / "sweep_digits.yaml")
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "sweep_digits.yaml")
     names = [m.optimizer.name for m in config.methods]
     assert names == ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam"]
     assert list(config.sweep.space) == ["learning_rate"] and len(config.sweep.space["learning_rate"]) >= 8
-    assert cfg.parse_config(cfg.to_dict(config)) == config
+    assert parse_config(to_dict(config)) == config
 
 
 # --- the command line ---------------------------------------------------------------------------------
@@ -336,7 +329,7 @@ def test_sweep_command_writes_everything(tmp_path, staging, capsys):
     assert lines[0].startswith("method,learning_rate,clip_global_norm,seed,initial_train_loss")
     for png in ("final_loss.png", "heatmap.png", "best_loss.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert cfg.parse_config(yaml.safe_load((out / "config.yaml").read_text())).sweep.seeds == (0, 1)
+    assert parse_config(yaml.safe_load((out / "config.yaml").read_text())).sweep.seeds == (0, 1)
     table = (out / "summary.txt").read_text()
     assert all(text in table for text in ("Momentum", "Adam", "learning_rate", "4/12", "means over seeds"))
     assert "best setting of each method" in capsys.readouterr().out  # the same table, in the terminal

@@ -16,7 +16,10 @@ import jgd
 from jgd.experiment.data import Dataset
 from jgd.experiment.losses import LOSSES, accuracy, masked_mean
 from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.training import EarlyStopping, TrainState, fit, make_epoch, make_objective, write_csv, write_json
+from jgd.experiment.output_files import write_csv, write_json
+from jgd.experiment.schema import EarlyStopping, TrainingConfig
+from jgd.experiment.steps import RunState, make_epoch, make_objective
+from jgd.experiment.training import fit
 
 
 def _task(n=60, noise=0.0, seed=0):
@@ -76,7 +79,7 @@ def test_full_batch_epoch_is_one_gradient_step():
     params = variables["params"]
     tx = jgd.sgd(0.1)
     epoch = jax.jit(make_epoch(model, "cross_entropy", tx, len(x), len(x)))
-    state, losses = epoch(TrainState(params, {}, tx.init(params)), x, y, jax.random.key(0))
+    state, losses = epoch(RunState(params, {}, tx.init(params)), x, y, jax.random.key(0))
     objective = make_objective(model, "cross_entropy")
     grads = jax.grad(lambda p: objective(p, {}, x, y, None, jax.random.key(0))[0])(params)
     expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
@@ -96,7 +99,7 @@ def test_full_batch_epoch_is_one_gradient_step():
 )
 def test_fit_lowers_the_training_loss(tx, batch_size):
     model, variables = _model_and_variables()
-    _, history = fit(model, variables, tx, _task(), jax.random.key(1), epochs=5, batch_size=batch_size)
+    _, history = fit(model, variables, tx, _task(), jax.random.key(1), TrainingConfig(epochs=5, batch_size=batch_size))
     losses = [row["train_loss"] for row in history.epochs]
     assert len(history.epochs) == 6 and history.epochs[0]["epoch"] == 0
     assert losses[-1] < 0.7 * losses[0]
@@ -107,7 +110,7 @@ def test_fit_lowers_the_training_loss(tx, batch_size):
 def test_jgd_quasi_newton_full_batch(method):
     model, variables = _model_and_variables()
     tx = getattr(jgd, method)()
-    _, history = fit(model, variables, tx, _task(), jax.random.key(1), epochs=5)
+    _, history = fit(model, variables, tx, _task(), jax.random.key(1), TrainingConfig(epochs=5, batch_size=None))
     losses = [row["train_loss"] for row in history.epochs]
     assert losses[-1] < 0.7 * losses[0]
 
@@ -115,10 +118,11 @@ def test_jgd_quasi_newton_full_batch(method):
 def test_same_key_same_metrics_with_dropout_and_batch_norm():
     model, variables = _model_and_variables(dropout=0.3, batch_norm=True)
     runs = [
-        fit(model, variables, jgd.adam(1e-2), _task(), jax.random.key(4), epochs=3, batch_size=7)[1] for _ in range(2)
+        fit(model, variables, jgd.adam(1e-2), _task(), jax.random.key(4), TrainingConfig(epochs=3, batch_size=7))[1]
+        for _ in range(2)
     ]
     assert runs[0].epochs == runs[1].epochs and runs[0].test == runs[1].test
-    other = fit(model, variables, jgd.adam(1e-2), _task(), jax.random.key(5), epochs=3, batch_size=7)[1]
+    other = fit(model, variables, jgd.adam(1e-2), _task(), jax.random.key(5), TrainingConfig(epochs=3, batch_size=7))[1]
     assert other.epochs[1:] != runs[0].epochs[1:]
 
 
@@ -133,9 +137,7 @@ def test_early_stopping_restores_the_best_parameters():
         jgd.adam(0.01),
         data,
         jax.random.key(0),
-        epochs=300,
-        batch_size=None,
-        early_stopping=EarlyStopping(patience=patience),
+        TrainingConfig(epochs=300, batch_size=None, early_stopping=EarlyStopping(patience=patience)),
     )
     val = [row["val_loss"] for row in history.epochs]
     assert history.stopped_early
@@ -157,9 +159,7 @@ def test_min_delta_counts_small_gains_as_no_improvement():
         jgd.sgd(1e-3),
         data,
         jax.random.key(0),
-        epochs=50,
-        batch_size=None,
-        early_stopping=EarlyStopping(patience=2, min_delta=10.0),
+        TrainingConfig(epochs=50, batch_size=None, early_stopping=EarlyStopping(patience=2, min_delta=10.0)),
     )
     assert history.stopped_early and history.best_epoch == 0 and len(history.epochs) == 3
 
@@ -167,7 +167,7 @@ def test_min_delta_counts_small_gains_as_no_improvement():
 def test_max_norm_through_the_transform():
     model, variables = _model_and_variables()
     tx = jgd.chain(jgd.adam(1e-2), jgd.max_norm(0.5))
-    state, _ = fit(model, variables, tx, _task(), jax.random.key(0), epochs=2, batch_size=16)
+    state, _ = fit(model, variables, tx, _task(), jax.random.key(0), TrainingConfig(epochs=2, batch_size=16))
     for layer in ("Dense_0", "Dense_1"):
         before = jnp.linalg.norm(variables["params"][layer]["kernel"], axis=0)
         after = jnp.linalg.norm(state.params[layer]["kernel"], axis=0)
@@ -179,7 +179,7 @@ def test_schedule_is_followed_and_recorded():
     steps_per_epoch = 4  # 60 examples in batches of 15
     tx = jgd.sgd(jgd.schedules.exponential(0.1, 0.5, steps_per_epoch))
     model, variables = _model_and_variables()
-    _, history = fit(model, variables, tx, _task(), jax.random.key(0), epochs=3, batch_size=15)
+    _, history = fit(model, variables, tx, _task(), jax.random.key(0), TrainingConfig(epochs=3, batch_size=15))
     # Each row holds the rate of the epoch's last step, step e·4 - 1 (counting from 0).
     expected = [0.1 * 0.5 ** ((e * steps_per_epoch - 1) / steps_per_epoch) for e in (1, 2, 3)]
     np.testing.assert_allclose([row["learning_rate"] for row in history.epochs[1:]], expected, rtol=1e-5)
@@ -188,7 +188,15 @@ def test_schedule_is_followed_and_recorded():
 def test_progress_bar_shows_live_loss():
     model, variables = _model_and_variables()
     with Progress(console=Console(file=io.StringIO(), force_terminal=True)) as progress:
-        fit(model, variables, jgd.adam(1e-2), _task(), jax.random.key(0), epochs=3, progress=progress)
+        fit(
+            model,
+            variables,
+            jgd.adam(1e-2),
+            _task(),
+            jax.random.key(0),
+            TrainingConfig(epochs=3, batch_size=None),
+            progress=progress,
+        )
     (task,) = progress.tasks
     assert task.completed == task.total == 3
     assert task.fields["status"].startswith("loss ")
@@ -196,7 +204,9 @@ def test_progress_bar_shows_live_loss():
 
 def test_metrics_files(tmp_path):
     model, variables = _model_and_variables()
-    _, history = fit(model, variables, jgd.adam(1e-2), _task(), jax.random.key(0), epochs=2)
+    _, history = fit(
+        model, variables, jgd.adam(1e-2), _task(), jax.random.key(0), TrainingConfig(epochs=2, batch_size=None)
+    )
     write_json(tmp_path / "m.json", history.to_dict())
     write_csv(tmp_path / "m.csv", history.epochs)
     assert json.loads((tmp_path / "m.json").read_text())["epochs"] == history.epochs

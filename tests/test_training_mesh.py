@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jgd.experiment import checkpoint
-from jgd.experiment.config import parse_config
+from jgd.experiment.config_reader import parse_config
 from jgd.experiment.sharding import make_mesh
 from tests import resumable_run
 

@@ -8,9 +8,10 @@ import pytest
 
 import jgd
 from jgd.experiment import batching
-from jgd.experiment.config import parse_config
+from jgd.experiment.config_reader import parse_config
 from jgd.experiment.data import Dataset
 from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.schema import TrainingConfig
 from jgd.experiment.training import fit
 from tests.resumable_run import data as clean_data
 
@@ -82,7 +83,7 @@ def _skip_by_hand(tx, bad):
 def _fit(tx, flags, key, **options):
     model = Faulty()
     variables = init_variables(model, jax.random.key(0), 7)
-    return fit(model, variables, tx, _data(flags), key, epochs=EPOCHS, batch_size=BATCH, **options)
+    return fit(model, variables, tx, _data(flags), key, TrainingConfig(epochs=EPOCHS, batch_size=BATCH, **options))
 
 
 def test_injected_nan_and_inf_steps_are_skipped_and_counted():

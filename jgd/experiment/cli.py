@@ -9,6 +9,7 @@ error ends the command with a non-zero exit and one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shutil
 import sys
@@ -26,11 +27,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jgd.experiment import config as cfg
-from jgd.experiment import plots, sweep
+from jgd.experiment import plots, sweep_results
+from jgd.experiment.config_reader import load_config
+from jgd.experiment.config_writer import to_dict
 from jgd.experiment.data import Dataset, load_dataset
 from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.training import History, fit, write_csv, write_json
+from jgd.experiment.optimizers import build_optimizer
+from jgd.experiment.output_files import write_csv, write_json
+from jgd.experiment.schema import CheckpointConfig, Config
+from jgd.experiment.sweep import SweepResult
+from jgd.experiment.sweep_config import run_sweep
+from jgd.experiment.training import History, fit
 
 
 def _progress() -> Progress:
@@ -44,7 +51,7 @@ def _progress() -> Progress:
     )
 
 
-def _output_dir(args: argparse.Namespace, config: cfg.Config) -> Path:
+def _output_dir(args: argparse.Namespace, config: Config) -> Path:
     out = Path(args.out or config.output_dir or Path("runs") / Path(args.config).stem)
     # Only a folder of earlier jgd results (or an empty one) is replaced, never an unrelated one.
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").is_file())):
@@ -84,7 +91,7 @@ def _staged(out: Path) -> Iterator[Path]:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
-def _setup(config: cfg.Config) -> tuple[Dataset, MLP, dict, jax.Array]:
+def _setup(config: Config) -> tuple[Dataset, MLP, dict, jax.Array]:
     """Data, model, initial variables and the key of the batch order, all fixed by the config's seed."""
     d, m = config.data, config.model
     data = load_dataset(d.name, d.path, d.validation_fraction, d.test_fraction, d.standardize, config.seed)
@@ -98,8 +105,8 @@ def _describe(model: MLP, data: Dataset) -> str:
     return f"{widths} MLP on {data.name}"
 
 
-def _write_config(config: cfg.Config, directory: Path) -> None:
-    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(config), sort_keys=False))
+def _write_config(config: Config, directory: Path) -> None:
+    (directory / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def _save_table(table: Table, directory: Path) -> None:
@@ -107,18 +114,26 @@ def _save_table(table: Table, directory: Path) -> None:
         Console(file=f, width=120).print(table)
 
 
+def _checkpoint(checkpoint: CheckpointConfig | None, out: Path, resume: bool) -> CheckpointConfig | None:
+    """The checkpoint settings of ``jgd train`` (``--resume`` needs them), with their folder filled in.
+
+    The default folder is beside the output folder, not in it: the output folder is replaced only when the run
+    succeeds.
+    """
+    if checkpoint is None and not resume:
+        return None
+    checkpoint = checkpoint or CheckpointConfig()
+    return dataclasses.replace(checkpoint, dir=checkpoint.dir or f"{out}.checkpoint")
+
+
 def _train(args: argparse.Namespace) -> Path:
-    config = cfg.load_config(args.config, args.set)
+    config = load_config(args.config, args.set)
     if config.optimizer is None:
         raise ValueError(f"{args.config}: jgd train needs an optimizer section")
     out = _output_dir(args, config)
     data, model, variables, order_key = _setup(config)
-    tx = cfg.build_optimizer(config.optimizer)
-    t = config.training
-    checkpoint_dir = None
-    if t.checkpoint is not None or args.resume:
-        # Beside the output folder, not in it: the output folder is replaced only when the run succeeds.
-        checkpoint_dir = Path(t.checkpoint.dir) if t.checkpoint and t.checkpoint.dir else Path(f"{out}.checkpoint")
+    tx = build_optimizer(config.optimizer)
+    t = dataclasses.replace(config.training, checkpoint=_checkpoint(config.training.checkpoint, out, args.resume))
     with _staged(out) as staging:
         with _progress() as progress:
             _, history = fit(
@@ -127,15 +142,7 @@ def _train(args: argparse.Namespace) -> Path:
                 tx,
                 data,
                 order_key,
-                epochs=t.epochs,
-                batch_size=t.batch_size,
-                loss=t.loss,
-                early_stopping=t.early_stopping,
-                skip_nonfinite=t.skip_nonfinite,
-                max_consecutive_nonfinite=t.max_consecutive_nonfinite,
-                mesh=t.mesh,
-                checkpoint_dir=checkpoint_dir,
-                checkpoint_every=t.checkpoint.every if t.checkpoint else 1,
+                t,
                 resume=args.resume,
                 progress=progress,
                 description=config.optimizer.name,
@@ -196,13 +203,13 @@ def _summary_row(label: str, batch_size: int | None, history: History) -> dict[s
 
 
 def _compare(args: argparse.Namespace) -> Path:
-    config = cfg.load_config(args.config, args.set)
+    config = load_config(args.config, args.set)
     if not config.methods:
         raise ValueError(f"{args.config}: jgd compare needs a methods list")
     out = _output_dir(args, config)
     data, model, variables, order_key = _setup(config)
     transforms = {
-        m.label: cfg.build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, m in enumerate(config.methods)
+        m.label: build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, m in enumerate(config.methods)
     }
     t = config.training
     histories: dict[str, History] = {}
@@ -217,13 +224,7 @@ def _compare(args: argparse.Namespace) -> Path:
                     transforms[method.label],
                     data,
                     order_key,
-                    epochs=t.epochs,
-                    batch_size=method.batch_size,
-                    loss=t.loss,
-                    early_stopping=t.early_stopping,
-                    skip_nonfinite=t.skip_nonfinite,
-                    max_consecutive_nonfinite=t.max_consecutive_nonfinite,
-                    mesh=t.mesh,
+                    dataclasses.replace(t, batch_size=method.batch_size, checkpoint=None),
                     progress=progress,
                     description=method.label,
                 )
@@ -254,14 +255,14 @@ _SWEEP_COLUMNS = (
 )
 
 
-def _sweep_summary_row(result: sweep.SweepResult, batch_size: int | None, select: str) -> dict[str, object]:
-    chosen = sweep.best(result, select) or {k: math.nan for k in sweep.final_metrics(result)}
+def _sweep_summary_row(result: SweepResult, batch_size: int | None, select: str) -> dict[str, object]:
+    chosen = sweep_results.best(result, select) or {k: math.nan for k in sweep_results.final_metrics(result)}
     return {
         "method": result.label,
         "batch_size": _batch(batch_size),
         **{name: chosen.get(name, math.nan) for name in result.hyperparameters},
         "seeds": len(np.unique(result.settings["seed"])),
-        **{k: chosen[k] for k in sweep.final_metrics(result)},
+        **{k: chosen[k] for k in sweep_results.final_metrics(result)},
         "diverged": f"{result.diverged.sum()}/{len(result.diverged)}",
         "compile_seconds": round(result.compile_seconds, 3),
         "train_seconds": round(result.train_seconds, 3),
@@ -270,27 +271,27 @@ def _sweep_summary_row(result: sweep.SweepResult, batch_size: int | None, select
 
 
 def _sweep(args: argparse.Namespace) -> Path:
-    config = cfg.load_config(args.config, args.set)
+    config = load_config(args.config, args.set)
     if config.sweep is None:
         raise ValueError(f"{args.config}: jgd sweep needs a sweep section")
     out = _output_dir(args, config)
     data, model, _, order_key = _setup(config)
-    methods = cfg.sweep_methods(config)
+    methods = config.sweep_methods
     select = config.sweep.select
     with _staged(out) as staging:
         started = time.perf_counter()
         with _progress() as progress:
-            results = sweep.run_sweep(config, model, data, order_key, progress=progress)
+            results = run_sweep(config, model, data, order_key, progress=progress)
         summary = [_sweep_summary_row(r, m.batch_size, select) for r, (_, m) in zip(results, methods)]
         metrics = {
-            r.label: {"batch_size": _batch(m.batch_size), **sweep.report(r, select)}
+            r.label: {"batch_size": _batch(m.batch_size), **sweep_results.report(r, select)}
             for r, (_, m) in zip(results, methods)
         }
         write_json(
             staging / "metrics.json",
             {"select": select, "divergence_factor": config.sweep.divergence_factor, "methods": metrics},
         )
-        write_csv(staging / "metrics.csv", [row for r in results for row in sweep.rows(r)])
+        write_csv(staging / "metrics.csv", [row for r in results for row in sweep_results.rows(r)])
         write_csv(staging / "summary.csv", summary)
         _write_config(config, staging)
         plots.plot_sweep(results, staging, _describe(model, data), select)

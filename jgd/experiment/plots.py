@@ -14,7 +14,8 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from jgd.experiment.sweep import SweepResult, best, describe, over_seeds
+from jgd.experiment.sweep import SweepResult
+from jgd.experiment.sweep_results import best, describe, over_seeds
 from jgd.experiment.training import History
 
 _STYLES = ("-", "--", "-.", ":")

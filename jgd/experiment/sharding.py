@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
@@ -106,3 +108,32 @@ def any_process(flag: bool) -> bool:
     if jax.process_count() == 1:
         return flag
     return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+class RunPlacement(NamedTuple):
+    """Where a training run's arrays live: all on the default device, or spread over a mesh.
+
+    ``state``: the run state's shardings; ``batch``: how a batch is split; ``everywhere``: a whole copy on every
+    device (data, the epoch number, the losses). All ``None`` on one device.
+    """
+
+    state: PyTree | None = None
+    batch: NamedSharding | None = None
+    everywhere: NamedSharding | None = None
+
+    def put(self, tree: PyTree) -> PyTree:
+        """``tree`` (host values) on every device."""
+        return jax.tree.map(jnp.asarray, tree) if self.everywhere is None else place(tree, self.everywhere)
+
+    def place_state(self, state: PyTree) -> PyTree:
+        """``state`` placed by :attr:`state`."""
+        return state if self.state is None else place(state, self.state)
+
+
+def run_placement(mesh: Mesh | Mapping[str, int] | None, state: PyTree) -> RunPlacement:
+    """The placement of a run of ``state`` on ``mesh`` (a ``Mesh``, axis sizes for :func:`make_mesh`, or none)."""
+    if mesh is None:
+        return RunPlacement()
+    if isinstance(mesh, Mapping):
+        mesh = make_mesh(mesh)
+    return RunPlacement(state_shardings(state, mesh), batch_sharding(mesh), replicated(mesh))

@@ -1,0 +1,102 @@
+"""The methods and schedules a config may name, and the reading of their YAML arguments.
+
+``METHODS`` maps a config's ``optimizer.name`` to the jgd function that builds
+the transform: adding a method to the runner is one line there. A name
+``optax.NAME`` builds ``optax.NAME`` instead. A method's keyword arguments are
+its hyperparameters in the config; a hyperparameter is a number, a flag, a word
+option (``form: ema``) or a ``{schedule: NAME, ...}`` mapping of ``SCHEDULES``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optax
+
+import jgd
+from jgd.experiment.field_readers import choice, join, number
+
+METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
+    "sgd": jgd.sgd,
+    "momentum": jgd.momentum,
+    "nesterov": jgd.nesterov,
+    "adagrad": jgd.adagrad,
+    "adadelta": jgd.adadelta,
+    "rmsprop": jgd.rmsprop,
+    "adam": jgd.adam,
+    "adamax": jgd.adamax,
+    "nadam": jgd.nadam,
+    "lbfgs": jgd.lbfgs,
+    "bfgs": jgd.bfgs,
+}
+
+SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
+    "constant": jgd.schedules.constant,
+    "exponential": jgd.schedules.exponential,
+    "step": jgd.schedules.step,
+    "cosine": jgd.schedules.cosine,
+    "linear_warmup": jgd.schedules.linear_warmup,
+}
+
+# Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
+LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")
+
+
+def method_factory(name: Any, path: str) -> Callable[..., Any]:
+    """The function that builds method ``name``; errors name the field ``path``."""
+    if isinstance(name, str) and name.startswith("optax."):
+        factory = getattr(optax, name.removeprefix("optax."), None)
+        if not callable(factory):
+            raise ValueError(f"{path} {name!r} is not an optax optimizer")
+        return factory
+    return METHODS[choice(name, path, tuple(METHODS))]
+
+
+def check_arguments(fn: Callable, raw: Mapping[str, Any], path: str, what: str) -> None:
+    """Checks that ``raw`` names only parameters of ``fn`` and gives all the required ones."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n != "state_dtype"]
+    for key in raw:
+        if key not in allowed:
+            raise ValueError(
+                f"{join(path, key)} is not a hyperparameter of {what}; expected one of: {', '.join(allowed)}"
+            )
+    for n, p in params.items():
+        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in raw:
+            raise ValueError(f"{join(path, n)} is required by {what}")
+
+
+def _hyperparam(value: Any, path: str) -> Any:
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        kind = choice(spec.pop("schedule", None), f"{path}.schedule", tuple(SCHEDULES))
+        check_arguments(SCHEDULES[kind], spec, path, f"the {kind} schedule")
+        return {
+            "schedule": kind,
+            **{k: v if isinstance(v, bool) else number(v, join(path, k)) for k, v in spec.items()},
+        }
+    if isinstance(value, bool):
+        return value
+    try:
+        return number(value, path)
+    except ValueError:
+        if isinstance(value, str):
+            return value  # a word option, such as momentum's form; the method checks it
+        raise
+
+
+def read_hyperparams(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A method's YAML hyperparameters, each a number, flag, word or schedule spec (checked against its schedule)."""
+    return {key: _hyperparam(value, join(path, key)) for key, value in raw.items()}
+
+
+def hyperparam_value(value: Any) -> Any:
+    """What the method receives for a config hyperparameter: a schedule spec becomes the schedule."""
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        return SCHEDULES[spec.pop("schedule")](**spec)
+    return value

@@ -1,0 +1,126 @@
+"""Building the gradient transformation an :class:`~jgd.experiment.schema.OptimizerConfig` describes.
+
+The chain is ``l1, l2, clipping → method → max_norm``: penalties come first so
+the method (and its preconditioner) sees their gradient, as when Keras adds
+them to the loss; max-norm projects the weights the step produces.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import jgd
+from jgd.experiment.field_readers import join
+from jgd.experiment.methods import LINE_SEARCH, SCHEDULES, check_arguments, hyperparam_value, method_factory
+from jgd.experiment.schema import OptimizerConfig
+
+# The blocks around the method, by config field, in chain order.
+PENALTIES = {"l1": jgd.l1_penalty, "l2": jgd.l2_penalty}
+CLIPPING = {"clip_value": jgd.clip_by_value, "clip_norm": jgd.clip_by_norm, "clip_global_norm": jgd.clip_by_global_norm}
+BLOCKS = (*PENALTIES, *CLIPPING, "max_norm")
+
+
+def _kernels(params: Any) -> Any:
+    # Penalties act on the weight matrices only, like Keras' kernel_regularizer.
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def _prefixed(path: str, error: Exception, names: Any) -> str:
+    # jgd's own messages start with the parameter's name; make that the field's full path.
+    message = str(error)
+    return f"{path}.{message}" if message.split(" ")[0] in names else f"{path}: {message}"
+
+
+def build_method(config: OptimizerConfig, path: str = "optimizer") -> jgd.GradientTransformation:
+    """The method alone, without its blocks; errors name the field under ``path``."""
+    hyperparams = {}
+    for key, value in config.hyperparams.items():
+        try:
+            hyperparams[key] = hyperparam_value(value)
+        except ValueError as e:
+            raise ValueError(_prefixed(join(path, key), e, value)) from None
+    try:
+        return method_factory(config.name, f"{path}.name")(**hyperparams)
+    except (TypeError, ValueError) as e:
+        raise ValueError(_prefixed(path, e, hyperparams)) from None
+
+
+def build_optimizer(config: OptimizerConfig, path: str = "optimizer") -> jgd.GradientTransformation:
+    """The transform ``config`` describes: ``l1, l2, clipping → method → max_norm``. Errors name fields under ``path``.
+
+    Values may be traced (a sweep builds the transform inside ``jax.vmap``).
+    """
+    parts = []
+    for key, penalty in PENALTIES.items():
+        # A concrete zero leaves the penalty out; a traced rate (a sweep) keeps it.
+        if isinstance(getattr(config, key), jax.Array) or getattr(config, key):
+            parts.append(optax.masked(penalty(getattr(config, key)), _kernels))
+    parts += [clip(getattr(config, key)) for key, clip in CLIPPING.items() if getattr(config, key) is not None]
+    parts.append(build_method(config, path))
+    if config.max_norm is not None:
+        parts.append(jgd.max_norm(config.max_norm))
+    return parts[0] if len(parts) == 1 else jgd.chain(*parts)
+
+
+def check_optimizer(config: OptimizerConfig, path: str) -> None:
+    """Checks a read optimizer section: its method's arguments, the blocks it allows, and that it builds."""
+    check_arguments(method_factory(config.name, f"{path}.name"), config.hyperparams, path, config.name)
+    if config.name in LINE_SEARCH:
+        for key in (*PENALTIES, *CLIPPING):
+            if getattr(config, key):
+                raise ValueError(
+                    f"{path}.{key} cannot be used with {config.name}: its line search evaluates the plain loss"
+                )
+    build_optimizer(config, path)
+
+
+def with_values(optimizer: OptimizerConfig, values: Mapping[str, Any]) -> OptimizerConfig:
+    """``optimizer`` with the hyperparameters named in ``values`` replaced, concrete or traced.
+
+    A name is a keyword of the method (``learning_rate``), a block (``l2``,
+    ``clip_global_norm``, ...) or ``name.parameter`` for a parameter of the
+    schedule the method's ``name`` follows (``learning_rate.init_value``).
+    """
+    hyperparams, blocks = dict(optimizer.hyperparams), {}
+    for name, value in values.items():
+        head, _, key = name.partition(".")
+        if head in BLOCKS:
+            blocks[head] = value
+        elif key:
+            hyperparams[head] = {**hyperparams[head], key: value}
+        else:
+            hyperparams[head] = value
+    return replace(optimizer, hyperparams=hyperparams, **blocks)
+
+
+def _traces(build: Any) -> bool:
+    # Whether `build(value)` accepts a traced scalar: an integer or flag argument does not.
+    try:
+        jax.eval_shape(build, jax.ShapeDtypeStruct((), jnp.result_type(float)))
+    except TypeError:
+        return False
+    return True
+
+
+def sweepable(optimizer: OptimizerConfig) -> list[str]:
+    """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks."""
+    method = build_method(optimizer)
+    state = jax.eval_shape(method.init, {"w": jax.ShapeDtypeStruct((1,), jnp.result_type(float))})
+    return [*jgd.hyperparams(state), *BLOCKS]
+
+
+def sweepable_schedule_parameters(spec: Mapping[str, Any]) -> list[str]:
+    """The parameters of the schedule ``spec`` (``{schedule: kind, ...}``) that may be traced, so swept."""
+    schedule, arguments = SCHEDULES[spec["schedule"]], {k: v for k, v in spec.items() if k != "schedule"}
+    return [
+        name
+        for name in inspect.signature(schedule).parameters
+        if _traces(lambda value, name=name: schedule(**{**arguments, name: value})(jnp.int32(0)))
+    ]

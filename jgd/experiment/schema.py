@@ -1,0 +1,229 @@
+"""The experiment config schema: frozen dataclasses, one per YAML section, whose fields are the YAML keys.
+
+Each field's type and :func:`rule` are all the generic reader
+(:mod:`jgd.experiment.config_reader`) needs, so a new option is one line here.
+The user's view of the schema is ``configs/README.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jgd.experiment import field_readers
+from jgd.experiment.data import DATASETS
+from jgd.experiment.losses import LOSSES
+from jgd.experiment.methods import read_hyperparams
+from jgd.experiment.models import ACTIVATIONS, INITIALIZERS
+
+# What "best setting" of a sweep can mean.
+SELECT = ("val_loss", "val_accuracy", "final_train_loss")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a field's YAML value is checked beyond its type.
+
+    ``low``/``high``/``open_low``: a number's range, ``[low, high)`` or ``(low, high)`` (for the items of a list
+    too); ``choices``: the words a string may be; ``nonempty``: of a list; ``distinct``: what a list's items are
+    called, when none may repeat; ``read(value, path)`` and
+    ``write(value)``: a field with its own YAML spelling; ``rest``: the field collects the section's keys that are
+    no other field; ``omit_default``: left out of the written config when it holds its default.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    choices: tuple[str, ...] | None = None
+    nonempty: bool = False
+    distinct: str | None = None
+    read: Callable[[Any, str], Any] | None = None
+    write: Callable[[Any], Any] | None = None
+    rest: bool = False
+    omit_default: bool = False
+
+
+def rule(**checks: Any) -> dict[str, Rule]:
+    """A field's metadata holding the :class:`Rule` made of ``checks``."""
+    return {"rule": Rule(**checks)}
+
+
+# A batch size: an int, or ``full`` in YAML (``None``), the whole training set.
+BATCH_SIZE = rule(read=field_readers.batch_size, write=field_readers.write_batch_size)
+# The blocks around a method: a penalty's rate may be 0 (off), a threshold must be positive; unused, they are not
+# written.
+PENALTY = rule(low=0.0, omit_default=True)
+THRESHOLD = rule(low=0.0, open_low=True, omit_default=True)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, and how it is split and scaled (see :func:`jgd.experiment.data.load_dataset`)."""
+
+    name: str = field(default="digits", metadata=rule(choices=DATASETS))
+    path: str | None = None
+    validation_fraction: float = field(default=0.1, metadata=rule(low=0.0, high=1.0, open_low=True))
+    test_fraction: float = field(default=0.2, metadata=rule(low=0.0, high=1.0, open_low=True))
+    standardize: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The :class:`jgd.experiment.models.MLP`'s hidden widths and layer choices."""
+
+    hidden: tuple[int, ...] = field(default=(128,), metadata=rule(low=1))
+    activation: str = field(default="relu", metadata=rule(choices=tuple(ACTIVATIONS)))
+    initializer: str = field(default="he", metadata=rule(choices=tuple(INITIALIZERS)))
+    dropout: float = field(default=0.0, metadata=rule(low=0.0, high=1.0))
+    batch_norm: bool = False
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop once the validation loss has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    patience: int = field(metadata=rule(low=1))
+    min_delta: float = field(default=0.0, metadata=rule(low=0.0))
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Save a checkpoint every ``every`` epochs into ``dir`` (``None``: the output folder's name + ``.checkpoint``)."""
+
+    every: int = field(default=1, metadata=rule(low=1))
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How :func:`jgd.experiment.training.fit` trains: epochs, batch size, loss and the loop's options.
+
+    ``batch_size=None`` is the full training set; ``mesh`` holds axis sizes (see
+    :mod:`jgd.experiment.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
+    after ``max_consecutive_nonfinite`` in a row.
+    """
+
+    epochs: int = field(default=30, metadata=rule(low=1))
+    batch_size: int | None = field(default=32, metadata=BATCH_SIZE)
+    loss: str = field(default="cross_entropy", metadata=rule(choices=tuple(LOSSES)))
+    early_stopping: EarlyStopping | None = None
+    skip_nonfinite: bool = False
+    max_consecutive_nonfinite: int = field(default=10, metadata=rule(low=1))
+    mesh: dict[str, int] | None = field(default=None, metadata=rule(read=field_readers.mesh))
+    checkpoint: CheckpointConfig | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """A method, its hyperparameters (numbers, words or schedule specs), and the blocks chained around it.
+
+    In YAML the hyperparameters sit beside ``name`` and the blocks (``{name: adam, learning_rate: 0.01, l2: 1e-4}``).
+    """
+
+    name: str
+    hyperparams: dict[str, Any] = field(default_factory=dict, metadata=rule(rest=True, read=read_hyperparams))
+    l1: float = field(default=0.0, metadata=PENALTY)
+    l2: float = field(default=0.0, metadata=PENALTY)
+    clip_value: float | None = field(default=None, metadata=THRESHOLD)
+    clip_norm: float | None = field(default=None, metadata=THRESHOLD)
+    clip_global_norm: float | None = field(default=None, metadata=THRESHOLD)
+    max_norm: float | None = field(default=None, metadata=THRESHOLD)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodConfig:
+    """One line of a comparison: a label (by default the optimizer's name), an optimizer and its batch size.
+
+    The batch size is ``training.batch_size`` unless the entry gives its own.
+    """
+
+    label: str | None = field(default=None, metadata=rule(read=field_readers.label))
+    optimizer: OptimizerConfig
+    batch_size: int | None = field(default=None, metadata=BATCH_SIZE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomSearchConfig:
+    """``samples`` settings drawn with ``seed`` from ``space`` (a distribution or values per swept name)."""
+
+    samples: int = field(metadata=rule(low=1))
+    seed: int = field(default=0, metadata=rule(low=0))
+    space: dict[str, tuple] = field(metadata=rule(read=field_readers.random_space, write=field_readers.write_space))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What ``jgd sweep`` varies and how it runs the settings.
+
+    Either ``grid`` (each swept name with its values; every combination runs) or ``random``. A swept name is a
+    hyperparameter, a block such as ``l2``, or ``learning_rate.init_value`` for a schedule's parameter.
+    ``seeds`` (by default the config's ``seed``) are crossed with every setting.
+    """
+
+    grid: dict[str, tuple[float, ...]] | None = field(
+        default=None, metadata=rule(read=field_readers.grid_space, write=field_readers.write_space, omit_default=True)
+    )
+    random: RandomSearchConfig | None = field(default=None, metadata=rule(omit_default=True))
+    seeds: tuple[int, ...] | None = field(default=None, metadata=rule(low=0, nonempty=True, distinct="seed"))
+    chunk: int | None = field(default=None, metadata=rule(low=1))
+    mesh: bool = False
+    select: str = field(default="val_loss", metadata=rule(choices=SELECT))
+    divergence_factor: float = field(default=10.0, metadata=rule(low=1.0, open_low=True))
+
+    @property
+    def space(self) -> dict[str, tuple]:
+        """The swept names and their grid values or random-search distributions."""
+        return self.grid if self.random is None else self.random.space
+
+    @property
+    def samples(self) -> int | None:
+        """How many random settings (``None`` for a grid)."""
+        return None if self.random is None else self.random.samples
+
+    @property
+    def path(self) -> str:
+        """The config field that holds ``space``."""
+        return "sweep.grid" if self.random is None else "sweep.random.space"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go (``None``: ``runs/<config name>``; the command line's ``--out`` wins)."""
+
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment.
+
+    ``jgd train`` needs ``optimizer``; ``jgd compare`` needs ``methods``; ``jgd sweep`` needs ``sweep``
+    and sweeps ``methods``, else ``optimizer``.
+    """
+
+    seed: int = field(default=0, metadata=rule(low=0))
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    output: OutputConfig = OutputConfig()
+    optimizer: OptimizerConfig | None = field(default=None, metadata=rule(omit_default=True))
+    methods: tuple[MethodConfig, ...] = field(default=(), metadata=rule(nonempty=True, omit_default=True))
+    sweep: SweepConfig | None = field(default=None, metadata=rule(omit_default=True))
+
+    @property
+    def output_dir(self) -> str | None:
+        """``output.dir``."""
+        return self.output.dir
+
+    @property
+    def sweep_methods(self) -> tuple[tuple[str, MethodConfig], ...]:
+        """The methods ``jgd sweep`` runs, each with its optimizer's field path: ``methods``, else ``optimizer``."""
+        if self.methods:
+            return tuple((f"methods[{i}].optimizer", m) for i, m in enumerate(self.methods))
+        if self.optimizer is not None:
+            method = MethodConfig(
+                label=self.optimizer.name, optimizer=self.optimizer, batch_size=self.training.batch_size
+            )
+            return (("optimizer", method),)
+        return ()

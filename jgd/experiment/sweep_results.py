@@ -1,0 +1,107 @@
+"""Reading a sweep's results: per-setting rows, means over seeds, the best setting, a JSON report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from jgd.experiment.settings import Settings
+from jgd.experiment.sweep import SweepResult
+
+
+def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
+    """Per setting: the initial and final training loss, the final validation loss and accuracy, the test ones."""
+    c = result.curves
+    return {
+        "initial_train_loss": c["train_loss"][:, 0],
+        "final_train_loss": c["train_loss"][:, -1],
+        "val_loss": c["val_loss"][:, -1],
+        "val_accuracy": c["val_accuracy"][:, -1],
+        "test_loss": result.test["loss"],
+        "test_accuracy": result.test["accuracy"],
+    }
+
+
+def rows(result: SweepResult) -> list[dict[str, Any]]:
+    """One row per setting: method, hyperparameters, seed, :func:`final_metrics` and the divergence flags."""
+    columns = {
+        **result.settings,
+        **final_metrics(result),
+        "nonfinite": result.nonfinite,
+        "exploded": result.exploded,
+        "diverged": result.diverged,
+    }
+    return [
+        {"method": result.label, **{k: v[i].item() for k, v in columns.items()}} for i in range(len(result.diverged))
+    ]
+
+
+def over_seeds(result: SweepResult) -> tuple[Settings, list[np.ndarray]]:
+    """The settings without their seeds, sorted, and the rows of ``result`` each of them ran as.
+
+    The table holds the hyperparameter columns, the mean over seeds of each of
+    :func:`final_metrics`, ``seeds`` (how many) and ``diverged`` (how many of them).
+    """
+    names = result.hyperparameters
+    n = len(result.diverged)
+    keys = np.stack([result.settings[name] for name in names], axis=1) if names else np.zeros((n, 0))
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    count = np.bincount(inverse)
+    table = {name: unique[:, j] for j, name in enumerate(names)}
+    table |= {k: np.bincount(inverse, weights=v) / count for k, v in final_metrics(result).items()}
+    table |= {"seeds": count, "diverged": np.bincount(inverse, weights=result.diverged).astype(int)}
+    return table, [np.flatnonzero(inverse == g) for g in range(len(count))]
+
+
+def best(result: SweepResult, select: str = "val_loss") -> dict[str, Any] | None:
+    """The row of :func:`over_seeds` with the best mean ``select`` among those no seed of which diverged.
+
+    Accuracies are maximized, losses minimized; ``rows`` lists the settings
+    (one per seed) it stands for. ``None`` when every setting diverged.
+    """
+    table, runs = over_seeds(result)
+    score = np.where(table["diverged"] == 0, table[select], np.nan)
+    if np.isnan(score).all():
+        return None
+    g = int(np.nanargmax(score) if select.endswith("accuracy") else np.nanargmin(score))
+    return {"method": result.label, **{k: v[g].item() for k, v in table.items()}, "rows": runs[g].tolist()}
+
+
+def _json_ready(value: Any) -> Any:
+    # JSON has no NaN or Infinity: non-finite numbers become null (the divergence flags say why).
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def report(result: SweepResult, select: str = "val_loss") -> dict[str, Any]:
+    """A JSON-ready account of a sweep: timings, the :func:`best` setting and every setting.
+
+    Each setting is its row of :func:`rows` with its per-epoch curves under
+    ``epochs``; non-finite numbers are ``None``.
+    """
+    settings = [
+        {**row, "epochs": {k: curve[i].tolist() for k, curve in result.curves.items()}}
+        for i, row in enumerate(rows(result))
+    ]
+    return _json_ready(
+        {
+            "compile_seconds": result.compile_seconds,
+            "train_seconds": result.train_seconds,
+            "best": best(result, select),
+            "settings": settings,
+        }
+    )
+
+
+def describe(values: Mapping[str, Any], names: Sequence[str]) -> str:
+    """``"learning_rate=0.003, b1=0.9"``: the ``names`` of a setting and their values."""
+    return ", ".join(f"{name}={values[name]:.3g}" for name in names)

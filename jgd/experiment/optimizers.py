@@ -20,6 +20,7 @@ import jgd
 from jgd.experiment.field_readers import join
 from jgd.experiment.methods import LINE_SEARCH, SCHEDULES, check_arguments, hyperparam_value, method_factory
 from jgd.experiment.schema import OptimizerConfig
+from jgd.hyperparams import transform_states
 
 # The blocks around the method, by config field, in chain order.
 PENALTIES = {"l1": jgd.l1_penalty, "l2": jgd.l2_penalty}
@@ -109,11 +110,16 @@ def _traces(build: Any) -> bool:
     return True
 
 
+def optimizer_hyperparams(state: Any) -> dict[str, jax.Array]:
+    """``jgd.hyperparams(state)``, or ``{}`` for the state of an optax method alone, which holds none."""
+    return jgd.hyperparams(state) if transform_states(state) else {}
+
+
 def sweepable(optimizer: OptimizerConfig) -> list[str]:
     """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks."""
     method = build_method(optimizer)
     state = jax.eval_shape(method.init, {"w": jax.ShapeDtypeStruct((1,), jnp.result_type(float))})
-    return [*jgd.hyperparams(state), *BLOCKS]
+    return [*optimizer_hyperparams(state), *BLOCKS]
 
 
 def sweepable_schedule_parameters(spec: Mapping[str, Any]) -> list[str]:

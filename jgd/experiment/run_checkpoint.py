@@ -21,10 +21,10 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-import jgd
 from jgd.experiment import checkpoint
 from jgd.experiment.data import Dataset
 from jgd.experiment.early_stopping import BestEpoch
+from jgd.experiment.optimizers import optimizer_hyperparams
 from jgd.experiment.schema import TrainingConfig
 from jgd.types import PyTree
 
@@ -43,7 +43,7 @@ def run_spec(
         training["max_consecutive_nonfinite"] = options.max_consecutive_nonfinite
     spec = {
         "model": {"type": type(model).__name__, **fields},
-        "optimizer": jgd.hyperparams(state.opt_state),
+        "optimizer": optimizer_hyperparams(state.opt_state),
         "training": training,
         "data": {"examples": len(data.x_train), "sha256": digest.hexdigest()},
         "key": np.asarray(jax.random.key_data(key)).tolist(),

@@ -25,6 +25,7 @@ import jgd
 from jgd.experiment import batching
 from jgd.experiment.data import Dataset
 from jgd.experiment.early_stopping import BestEpoch
+from jgd.experiment.optimizers import optimizer_hyperparams
 from jgd.experiment.run_checkpoint import RunCheckpoint, interrupts, run_spec
 from jgd.experiment.schema import TrainingConfig
 from jgd.experiment.sharding import RunPlacement, run_placement
@@ -91,8 +92,8 @@ def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Call
 
     def row(epoch: int, state: RunState) -> dict[str, float]:
         curves = {name: float(value) for name, value in measure(state, *splits).items()}
-        rate = jgd.hyperparams(state.opt_state).get("learning_rate")
-        if rate is not None and not isinstance(rate, tuple):
+        rate = optimizer_hyperparams(state.opt_state).get("learning_rate")  # absent where several differ
+        if rate is not None:
             curves["learning_rate"] = float(rate)
         if options.skip_nonfinite:
             curves["skipped_steps"] = int(state.opt_state.skipped)

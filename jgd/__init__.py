@@ -1,7 +1,7 @@
 """jgd: every classic deep-learning optimization method as a pure gradient transformation."""
 
 from jgd import schedules
-from jgd.adam import adam, adamax, nadam
+from jgd.adam import adam, adamax, adamw, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
 from jgd.base import GradientTransformation, apply_updates, chain, with_extra_args
@@ -29,6 +29,7 @@ __all__ = [
     "adagrad",
     "adam",
     "adamax",
+    "adamw",
     "all_finite",
     "apply_if_finite",
     "apply_updates",

@@ -153,14 +153,14 @@ def adamax(
     ``m_t = β1 m_{t-1} + (1 - β1) g_t``, ``u_t = max(β2 u_{t-1}, |g_t|)``,
     ``θ_{t+1} = θ_t - η / (1 - β1^t) · m_t / (u_t + ε)``.
     Kingma & Ba, ICLR 2015, Alg. 2 (η = 0.002); ε guards a zero gradient, as in Keras and optax.
-    ``eps_in_max=True`` is torch's ``Adamax``: ``u_t = max(β2 u_{t-1}, |g_t| + ε)``,
+    ``eps_in_max=True`` is torch's ``Adamax`` and optax's ``adamax``: ``u_t = max(β2 u_{t-1}, |g_t| + ε)``,
     ``θ_{t+1} = θ_t - η / (1 - β1^t) · m_t / u_t``.
 
     Args:
       learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 2e-3 as the paper.
       b1, b2: β1, β2, as for the learning rate; 0.9 and 0.999 as the paper.
       eps: ε, as for the learning rate; 1e-8.
-      eps_in_max: put ε inside the max (torch); default False.
+      eps_in_max: put ε inside the max (torch, optax); default False.
       state_dtype: dtype of the slots; default each param's own dtype.
     """
 

@@ -114,7 +114,14 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
     ``warmup_steps=0`` gives the constant ``peak_value``, as optax's ``linear_schedule``.
     """
     warmup_steps = _steps("warmup_steps", warmup_steps, positive=False)
-    return polynomial(init_value, peak_value, 1.0, warmup_steps) if warmup_steps else constant(peak_value)
+    if warmup_steps == 0:
+        return constant(peak_value)
+
+    def schedule(step):
+        progress = jnp.minimum(_float(step), warmup_steps) / warmup_steps
+        return init_value + (peak_value - init_value) * progress
+
+    return schedule
 
 
 def warmup_cosine_decay(

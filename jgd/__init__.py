@@ -2,7 +2,7 @@
 
 from jgd import masks, schedules
 from jgd.accumulate import AccumulateState, accumulate
-from jgd.adam import adam, adamax, nadam
+from jgd.adam import adam, adamax, adamw, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
 from jgd.base import GradientTransformation, apply_updates, chain, named, with_extra_args
@@ -38,6 +38,7 @@ __all__ = [
     "adagrad",
     "adam",
     "adamax",
+    "adamw",
     "all_finite",
     "apply_if_finite",
     "apply_updates",

@@ -1,22 +1,63 @@
-"""Adam and its variants AdaMax and Nadam (seeds 000, 001, 003)."""
+"""Adam and its variants AMSGrad, AdamW, AdaMax and Nadam (seeds 000, 001, 003)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
+import jax
 import jax.numpy as jnp
 
+from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.types import PyTree, ScalarOrSchedule
+
+
+def _adam_rule(amsgrad: str | None, eps_hat: bool, decoupled: bool):
+    """Adam's per-array rule, with the second moment's running max and ε̂ as asked, and
+    ``- η λ θ`` added when ``decoupled`` (the param is then the rule's last argument)."""
+
+    def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root, weight_decay=None):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        correction2 = 1 - b2**t
+        second, new = v / correction2, (m, v)
+        if amsgrad == "nu":  # torch, Keras: the max of the raw moment, corrected afterwards
+            v_max = jnp.maximum(rest[0], v)
+            second, new = v_max / correction2, (m, v, v_max)
+        elif amsgrad == "nu_hat":  # optax: the max of the corrected moment
+            second = jnp.maximum(rest[0], second)
+            new = (m, v, second)
+        if eps_hat:  # Keras adds ε to √v before the correction: ε / √(1 - β2^t) after it
+            eps = eps / jnp.sqrt(correction2)
+        u = -learning_rate * (m / (1 - b1**t)) / (jnp.sqrt(second + eps_root) + eps)
+        if decoupled:
+            u = u - learning_rate * weight_decay * rest[-1]
+        return u, new
+
+    return rule
+
+
+def _amsgrad_form(amsgrad: bool | str) -> str | None:
+    if amsgrad is False:
+        return None
+    if amsgrad is True:
+        return "nu"
+    if amsgrad not in ("nu", "nu_hat"):
+        raise ValueError(f"amsgrad must be False, True, 'nu' or 'nu_hat', got {amsgrad!r}")
+    return amsgrad
 
 
 def adam(
-    learning_rate: float = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
     *,
+    amsgrad: bool | Literal["nu", "nu_hat"] = False,
+    eps_hat: bool = False,
     state_dtype: Any = None,
 ) -> GradientTransformation:
     """Adam: bias-corrected averages of the gradient and of its square.
@@ -25,31 +66,109 @@ def adam(
     ``m̂_t = m_t / (1 - β1^t)``, ``v̂_t = v_t / (1 - β2^t)``,
     ``θ_{t+1} = θ_t - η m̂_t / (√(v̂_t + ε_root) + ε)``.
     Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015, Alg. 1
-    (ε outside the root). Seeds 000 and 003 write ``√(v̂ + ε)``: ``eps=0, eps_root=ε``.
+    (ε outside the root; optax and torch write it so). Seeds 000 and 003 write
+    ``√(v̂ + ε)``: ``eps=0, eps_root=ε``.
+
+    AMSGrad (Reddi, Kale & Kumar, "On the convergence of Adam and beyond", ICLR 2018)
+    divides by a running maximum instead of ``v̂_t``: ``amsgrad=True`` (or ``"nu"``) takes
+    ``v_max,t = max(v_max,t-1, v_t)`` and divides by ``√(v_max,t / (1 - β2^t))``, as torch's
+    and Keras's ``amsgrad=True``; ``amsgrad="nu_hat"`` takes the max of the corrected
+    ``v̂_t``, as optax's ``amsgrad``. ``eps_hat=True`` reads ε as the paper's ε̂ (before its
+    §2.1), added to ``√v_t`` before the correction: the denominator becomes
+    ``√v̂_t + ε / √(1 - β2^t)``, Keras's ``Adam`` (whose ε is 1e-7).
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 1e-3 as the paper.
+      b1, b2: β1, β2, as for the learning rate; 0.9 and 0.999 as the paper.
+      eps, eps_root: ε outside and inside the root, as for the learning rate; 1e-8 and 0 as the paper.
+      amsgrad: False (default, Adam), True / ``"nu"`` (torch, Keras) or ``"nu_hat"`` (optax).
+      eps_hat: whether ε is ε̂ (Keras); default False.
+      state_dtype: dtype of the moments (optax's ``mu_dtype``); default each param's own dtype.
     """
-
-    def rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
-        return -learning_rate * m_hat / (jnp.sqrt(v_hat + eps_root) + eps), (m, v)
-
+    form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
-    return leafwise("adam", rule, hp, ("mu", "nu"), state_dtype=state_dtype)
+    slots = ("mu", "nu") + (("nu_max",) if form else ())
+    return leafwise("adam", _adam_rule(form, eps_hat, False), hp, slots, state_dtype=state_dtype)
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: PyTree | Callable[[PyTree], PyTree] | None = None,
+    *,
+    amsgrad: bool | Literal["nu", "nu_hat"] = False,
+    eps_hat: bool = False,
+    state_dtype: Any = None,
+) -> GradientTransformation:
+    """AdamW: Adam with decoupled weight decay scaled by the current learning rate.
+
+    ``θ_{t+1} = θ_t - η_t (m̂_t / (√(v̂_t + ε_root) + ε) + λ θ_t)`` with :func:`adam`'s
+    ``m̂_t, v̂_t``. Loshchilov & Hutter, "Decoupled weight decay regularization", ICLR 2019
+    (their schedule multiplier is η_t / η_0 here); the decay is multiplied by the scheduled
+    η_t as in optax's ``adamw`` and torch's ``AdamW`` (``θ ← θ (1 - η_t λ)`` before the step),
+    and Keras's ``AdamW`` (add ``eps_hat=True``, ``eps=1e-7``, ``weight_decay=0.004``).
+
+    Args:
+      learning_rate, b1, b2, eps, eps_root, amsgrad, eps_hat, state_dtype: as :func:`adam`.
+      weight_decay: λ, a float, an array or a schedule; 1e-4 as optax.
+      mask: which leaves decay: a tree of bools shaped like the params, or a function
+        ``params -> tree of bools``; None (default) decays every leaf.
+    """
+    form = _amsgrad_form(amsgrad)
+    hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
+    hp["weight_decay"] = weight_decay
+    slots = ("mu", "nu") + (("nu_max",) if form else ())
+    rule = _adam_rule(form, eps_hat, True)
+    inner = leafwise("adamw", rule, hp, slots, state_dtype=state_dtype, with_params=True)
+    if mask is None:
+        return inner
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if params is None:
+            raise ValueError("adamw needs params: call update(updates, state, params)")
+        decays = mask(params) if callable(mask) else mask
+        trees.check_matching("mask", decays, "params", params)
+        # A leaf that does not decay is seen as zero by the decay term; its Adam step is unchanged.
+        decayed = jax.tree.map(lambda keep, p: p if keep else jnp.zeros_like(p), decays, params)
+        return inner.update(updates, state, decayed, **extra_args)
+
+    return GradientTransformation(inner.init, update_fn)
 
 
 def adamax(
-    learning_rate: float = 2e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, state_dtype: Any = None
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    *,
+    eps_in_max: bool = False,
+    state_dtype: Any = None,
 ) -> GradientTransformation:
     """AdaMax: Adam with the infinity norm.
 
     ``m_t = β1 m_{t-1} + (1 - β1) g_t``, ``u_t = max(β2 u_{t-1}, |g_t|)``,
     ``θ_{t+1} = θ_t - η / (1 - β1^t) · m_t / (u_t + ε)``.
-    Kingma & Ba, ICLR 2015, Alg. 2 (η = 0.002); ε guards a zero gradient, as in Keras.
+    Kingma & Ba, ICLR 2015, Alg. 2 (η = 0.002); ε guards a zero gradient, as in Keras and optax.
+    ``eps_in_max=True`` is torch's ``Adamax`` and optax's ``adamax``: ``u_t = max(β2 u_{t-1}, |g_t| + ε)``,
+    ``θ_{t+1} = θ_t - η / (1 - β1^t) · m_t / u_t``.
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 2e-3 as the paper.
+      b1, b2: β1, β2, as for the learning rate; 0.9 and 0.999 as the paper.
+      eps: ε, as for the learning rate; 1e-8.
+      eps_in_max: put ε inside the max (torch, optax); default False.
+      state_dtype: dtype of the slots; default each param's own dtype.
     """
 
     def rule(g, m, u, *, t, learning_rate, b1, b2, eps):
         m = b1 * m + (1 - b1) * g
+        if eps_in_max:
+            u = jnp.maximum(b2 * u, jnp.abs(g) + eps)
+            return -learning_rate / (1 - b1**t) * m / u, (m, u)
         u = jnp.maximum(b2 * u, jnp.abs(g))
         return -learning_rate / (1 - b1**t) * m / (u + eps), (m, u)
 
@@ -58,13 +177,13 @@ def adamax(
 
 
 def nadam(
-    learning_rate: float = 2e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
     *,
-    form: Literal["dozat", "seed"] = "dozat",
+    form: Literal["dozat", "b1", "seed"] = "dozat",
     momentum_decay: float | None = 0.004,
     state_dtype: Any = None,
 ) -> GradientTransformation:
@@ -78,12 +197,27 @@ def nadam(
     ``m̄_t = μ_{t+1} m_t / (1 - Π_{i≤t+1} μ_i) + (1 - μ_t) g_t / (1 - Π_{i≤t} μ_i)``,
     ``θ_{t+1} = θ_t - η m̄_t / (√(v_t / (1 - β2^t) + ε_root) + ε)``.
 
+    ``form="b1"`` averages the first moment with the constant β1,
+    ``m_t = β1 m_{t-1} + (1 - β1) g_t``, and uses the μ schedule in ``m̄_t`` only, as
+    Keras 3 and torch do. torch's ``NAdam`` is ``form="b1"`` (ψ = 0.004, ε = 1e-8);
+    Keras's ``Nadam`` computes ``μ_t = β1 (1 - ½ · 0.96^t)``, i.e.
+    ``form="b1", momentum_decay=1.0, eps=1e-7``. With ``momentum_decay=None`` this form is
+    optax's ``nadam``.
+
     ``form="seed"`` (seed 000): ``θ_{t+1} = θ_t - η (β1 m̂_t + (1 - β1) g_t / (1 - β1^t)) / √(v̂_t + ε)``
     with Adam's ``m̂_t, v̂_t``; write its ``√(v̂ + ε)`` as ``eps=0, eps_root=ε``.
     ``momentum_decay`` is unused in this form.
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 2e-3 as Dozat.
+      b1, b2: β1, β2, as for the learning rate; 0.9 (Dozat's μ) and 0.999.
+      eps, eps_root: ε outside and inside the root, as for the learning rate; 1e-8 and 0.
+      form: ``"dozat"`` (default), ``"b1"`` (Keras, torch) or ``"seed"``.
+      momentum_decay: ψ, as for the learning rate; 0.004 as Dozat (his 0.96^(t/250)); None for μ_t = β1.
+      state_dtype: dtype of the moments; default each param's own dtype.
     """
-    if form not in ("dozat", "seed"):
-        raise ValueError(f"form must be 'dozat' or 'seed', got {form!r}")
+    if form not in ("dozat", "b1", "seed"):
+        raise ValueError(f"form must be 'dozat', 'b1' or 'seed', got {form!r}")
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
 
     if form == "seed":
@@ -109,8 +243,9 @@ def nadam(
         prepared = {"mu_t": mu_t, "mu_next": mu_next, "product": product, "product_next": product * mu_next}
         return prepared, {"mu_product": product}
 
-    def dozat_rule(g, m, v, *, t, learning_rate, b2, eps, eps_root, mu_t, mu_next, product, product_next, **_):
-        m = mu_t * m + (1 - mu_t) * g
+    def dozat_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, mu_t, mu_next, product, product_next, **_):
+        average = b1 if form == "b1" else mu_t
+        m = average * m + (1 - average) * g
         v = b2 * v + (1 - b2) * g * g
         m_bar = mu_next * m / (1 - product_next) + (1 - mu_t) * g / (1 - product)
         return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.types import ScalarOrSchedule
 
 
 def adagrad(
@@ -59,14 +60,15 @@ def adadelta(
 
 
 def rmsprop(
-    learning_rate: float = 1e-3,
-    decay: float = 0.9,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    decay: ScalarOrSchedule = 0.9,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
     *,
     centered: bool = False,
-    momentum: float | None = None,
+    momentum: ScalarOrSchedule | None = None,
     nesterov: bool = False,
+    momentum_form: Literal["velocity", "trace"] = "velocity",
     state_dtype: Any = None,
 ) -> GradientTransformation:
     """RMSprop: ``E[g²]_t = ρ E[g²]_{t-1} + (1 - ρ) g_t²``, ``θ_{t+1} = θ_t - η g_t / (√(E[g²]_t + ε_root) + ε)``.
@@ -76,10 +78,27 @@ def rmsprop(
     ``centered`` divides by the variance instead, ``√(E[g²] - E[g]² + ε_root) + ε``
     (Graves, "Generating sequences with recurrent neural networks", 2013).
     ``momentum=μ`` accumulates the scaled step, ``v_t = μ v_{t-1} + η g_t / d_t``,
-    ``θ_{t+1} = θ_t - v_t`` (``- (μ v_t + η g_t / d_t)`` with ``nesterov``), as seed 002 suggests.
+    ``θ_{t+1} = θ_t - v_t`` (``- (μ v_t + η g_t / d_t)`` with ``nesterov``), as seed 002 suggests
+    and Keras's ``RMSprop(momentum=...)`` writes it. ``momentum_form="trace"`` keeps the rate
+    outside, as torch's ``RMSprop(momentum=...)``: ``v_t = μ v_{t-1} + g_t / d_t``,
+    ``θ_{t+1} = θ_t - η v_t`` (``- η (μ v_t + g_t / d_t)`` with ``nesterov``).
+    Keras puts ε inside the root (``eps=0, eps_root=ε``), torch outside (``eps=ε``).
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``).
+      decay: ρ, as for the learning rate; 0.9 as Tieleman & Hinton.
+      eps, eps_root: ε outside and inside the root, as for the learning rate.
+      centered: divide by the centered second moment (Graves).
+      momentum: μ, as for the learning rate; None (default) for no momentum.
+      nesterov: Nesterov's form of the momentum.
+      momentum_form: ``"velocity"`` (default, rate inside, Keras) or ``"trace"`` (rate outside, torch).
+      state_dtype: dtype of the slots; default each param's own dtype.
     """
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs a momentum value")
+    if momentum_form not in ("velocity", "trace"):
+        raise ValueError(f"momentum_form must be 'velocity' or 'trace', got {momentum_form!r}")
+    rate_outside = momentum_form == "trace"
     slots = ("mean_square",) + (("mean",) if centered else ()) + (("velocity",) if momentum is not None else ())
 
     def rule(g, sq, *rest, t, learning_rate, decay, eps, eps_root, momentum=None):
@@ -90,12 +109,15 @@ def rmsprop(
             mean = decay * rest[0] + (1 - decay) * g
             variance = sq - mean * mean
             new.append(mean)
-        step = learning_rate * g / (jnp.sqrt(variance + eps_root) + eps)
+        step = g / (jnp.sqrt(variance + eps_root) + eps)
         if momentum is None:
-            return -step, tuple(new)
+            return -learning_rate * step, tuple(new)
+        if not rate_outside:
+            step = learning_rate * step
         v = momentum * rest[-1] + step
         new.append(v)
-        return -(momentum * v + step if nesterov else v), tuple(new)
+        direction = momentum * v + step if nesterov else v
+        return -(learning_rate * direction if rate_outside else direction), tuple(new)
 
     hp = {"learning_rate": learning_rate, "decay": decay, "eps": eps, "eps_root": eps_root}
     if momentum is not None:

@@ -73,6 +73,10 @@ def _open_unit(v):
     return (v > 0) & (v < 1)
 
 
+def _closed_unit(v):
+    return (v >= 0) & (v <= 1)
+
+
 def _real(v):
     return np.isfinite(v)
 
@@ -89,6 +93,8 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "eps_root": (_nonnegative, ">= 0"),
     "initial_accumulator": (_nonnegative, ">= 0"),
     "momentum_decay": (_nonnegative, ">= 0"),
+    "dampening": (_closed_unit, "in [0, 1]"),
+    "weight_decay": (_nonnegative, ">= 0"),
     "max_value": (_positive, "> 0"),
     "max_norm": (_positive, "> 0"),
     "rate": (_nonnegative, ">= 0"),

@@ -13,10 +13,20 @@ import jax.numpy as jnp
 
 from jgd.types import Schedule
 
+_INT32_MAX = 2**31 - 1
 
-def _positive_int(name: str, value: int) -> None:
-    if int(value) != value or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+def _float(step):
+    """The step count as the default float dtype (float64 under ``jax_enable_x64``), so a schedule
+    returns that dtype and step constants of 2³¹ or more need no int32."""
+    return jnp.asarray(step, jnp.result_type(float))
+
+
+def _steps(name: str, value: int, *, positive: bool = True) -> float:
+    """A step constant, checked and returned as a Python float (traced as the step's float, never as int32)."""
+    if int(value) != value or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a {'positive' if positive else 'nonnegative'} integer, got {value!r}")
+    return float(value)
 
 
 def constant(value: float) -> Schedule:
@@ -24,19 +34,41 @@ def constant(value: float) -> Schedule:
     return lambda step: jnp.asarray(value, jnp.result_type(float))
 
 
-def exponential(init_value: float, decay_rate: float, transition_steps: int, staircase: bool = False) -> Schedule:
-    """``η_t = η_0 · r^(t / T)`` (``r^⌊t / T⌋`` with ``staircase``)."""
-    _positive_int("transition_steps", transition_steps)
+def exponential(
+    init_value: float,
+    decay_rate: float,
+    transition_steps: int,
+    staircase: bool = False,
+    *,
+    transition_begin: int = 0,
+    end_value: float | None = None,
+) -> Schedule:
+    """``η_t = η_0 · r^((t - B) / T)`` for ``t > B``, ``η_0`` before (``r^⌊(t - B) / T⌋`` with ``staircase``),
+    bounded by ``end_value`` (a floor when ``r < 1``, a ceiling when ``r > 1``).
+
+    As optax's ``exponential_decay``: ``transition_steps=0`` or ``decay_rate=0`` give the constant ``η_0``;
+    Keras's ``ExponentialDecay`` and torch's ``ExponentialLR`` (``T = 1``) are the case ``B = 0``.
+    """
+    transition_steps = _steps("transition_steps", transition_steps, positive=False)
+    transition_begin = _steps("transition_begin", transition_begin, positive=False)
+    if transition_steps == 0 or decay_rate == 0:
+        return constant(init_value)
 
     def schedule(step):
-        exponent = step / transition_steps
-        return init_value * decay_rate ** (jnp.floor(exponent) if staircase else exponent)
+        since = _float(step) - transition_begin
+        exponent = since / transition_steps
+        value = init_value * decay_rate ** (jnp.floor(exponent) if staircase else exponent)
+        value = jnp.where(since <= 0, init_value, value)
+        if end_value is None:
+            return value
+        return jnp.maximum(value, end_value) if decay_rate < 1 else jnp.minimum(value, end_value)
 
     return schedule
 
 
 def step(init_value: float, factor: float, every: int) -> Schedule:
-    """Step decay ``η_t = η_0 · factor^⌊t / every⌋`` (seed 002: drop the rate every few epochs)."""
+    """Step decay ``η_t = η_0 · factor^⌊t / every⌋`` (seed 002: drop the rate every few epochs; torch's ``StepLR``)."""
+    _steps("every", every)
     return exponential(init_value, factor, every, staircase=True)
 
 
@@ -44,12 +76,33 @@ def cosine(init_value: float, decay_steps: int, alpha: float = 0.0) -> Schedule:
     """``η_t = η_0 ((1 - α) (1 + cos(π min(t, T) / T)) / 2 + α)``.
 
     Loshchilov & Hutter, "SGDR: stochastic gradient descent with warm restarts", ICLR 2017.
+    torch's ``CosineAnnealingLR(T_max=T, eta_min=α η_0)`` for ``t ≤ T``; Keras's ``CosineDecay``.
     """
-    _positive_int("decay_steps", decay_steps)
+    decay_steps = _steps("decay_steps", decay_steps)
 
     def schedule(step):
-        progress = jnp.minimum(step, decay_steps) / decay_steps
+        progress = jnp.minimum(_float(step), decay_steps) / decay_steps
         return init_value * ((1 - alpha) * 0.5 * (1 + jnp.cos(jnp.pi * progress)) + alpha)
+
+    return schedule
+
+
+def polynomial(
+    init_value: float, end_value: float, power: float, transition_steps: int, transition_begin: int = 0
+) -> Schedule:
+    """``η_t = (η_0 - η_end) (1 - s / T)^p + η_end`` with ``s = clip(t - B, 0, T)``.
+
+    optax's ``polynomial_schedule`` (``T = 0`` gives the constant ``η_0``), Keras's ``PolynomialDecay``;
+    ``p = 1`` is optax's ``linear_schedule`` and torch's ``LinearLR``.
+    """
+    transition_steps = _steps("transition_steps", transition_steps, positive=False)
+    transition_begin = _steps("transition_begin", transition_begin, positive=False)
+    if transition_steps == 0:
+        return constant(init_value)
+
+    def schedule(step):
+        done = jnp.clip(_float(step) - transition_begin, 0, transition_steps)
+        return (init_value - end_value) * (1 - done / transition_steps) ** power + end_value
 
     return schedule
 
@@ -58,25 +111,50 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
     """Rises linearly from ``init_value`` to ``peak_value`` over ``warmup_steps``, then stays there.
 
     Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour", 2017.
+    ``warmup_steps=0`` gives the constant ``peak_value``, as optax's ``linear_schedule``.
     """
-    _positive_int("warmup_steps", warmup_steps)
+    warmup_steps = _steps("warmup_steps", warmup_steps, positive=False)
+    if warmup_steps == 0:
+        return constant(peak_value)
 
     def schedule(step):
-        progress = jnp.minimum(step, warmup_steps) / warmup_steps
+        progress = jnp.minimum(_float(step), warmup_steps) / warmup_steps
         return init_value + (peak_value - init_value) * progress
 
     return schedule
+
+
+def warmup_cosine_decay(
+    init_value: float, peak_value: float, warmup_steps: int, decay_steps: int, end_value: float = 0.0
+) -> Schedule:
+    """Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then a cosine decay to
+    ``end_value`` at step ``decay_steps`` (which counts the warm-up), as optax's ``warmup_cosine_decay_schedule``.
+
+    Keras's ``CosineDecay(init_value, D, alpha, warmup_target=peak_value, warmup_steps=W)`` is
+    ``warmup_cosine_decay(init_value, peak_value, W, W + D, alpha * peak_value)``.
+    """
+    warmup_steps = _steps("warmup_steps", warmup_steps, positive=False)
+    decay_steps = _steps("decay_steps", decay_steps)
+    if decay_steps <= warmup_steps:
+        raise ValueError(f"decay_steps must exceed warmup_steps, got {decay_steps} and {warmup_steps}")
+    alpha = 0.0 if peak_value == 0 else end_value / peak_value
+    decay = cosine(peak_value, decay_steps - warmup_steps, alpha)
+    return join([linear_warmup(peak_value, warmup_steps, init_value), decay], [warmup_steps]) if warmup_steps else decay
 
 
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     """Runs ``schedules[i]`` from ``boundaries[i-1]`` on, each restarted at 0 there.
 
     ``join([linear_warmup(1e-3, 100), cosine(1e-3, 900)], [100])`` warms up, then decays.
+    Boundaries must be below 2³¹: the int32 step count never reaches a larger one.
     """
     if len(schedules) != len(boundaries) + 1:
         raise ValueError(f"join needs one more schedule than boundaries, got {len(schedules)} and {len(boundaries)}")
     if list(boundaries) != sorted(boundaries):
         raise ValueError(f"boundaries must be increasing, got {list(boundaries)}")
+    for b in boundaries:
+        if int(b) != b or not 0 <= b <= _INT32_MAX:
+            raise ValueError(f"boundaries must be integers in [0, 2**31 - 1] (the int32 step count), got {b!r}")
 
     def schedule(step):
         value = schedules[0](step)

@@ -5,44 +5,98 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
-from jgd.types import PyTree
+from jgd.types import PyTree, ScalarOrSchedule
 
 
-def sgd(learning_rate: float = 0.01) -> GradientTransformation:
+def sgd(
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: ScalarOrSchedule | None = None,
+    nesterov: bool = False,
+    *,
+    dampening: ScalarOrSchedule | None = None,
+    state_dtype: Any = None,
+) -> GradientTransformation:
     """Gradient descent ``θ_{t+1} = θ_t - η ∇J(θ_t)``.
 
     Full-batch, mini-batch or single-sample (stochastic) gradient descent
     differ only in the data ``∇J`` is computed on (seed 001).
     Robbins & Monro, "A stochastic approximation method", 1951.
+
+    With ``momentum``, the learning rate stays outside the velocity, as optax's
+    ``sgd(lr, momentum, nesterov)`` and torch's ``SGD`` write it: this is
+    ``momentum(..., form="trace")`` (or ``nesterov(..., form="trace")``), see there.
+    Keras's ``SGD(momentum=...)`` is the velocity form, :func:`momentum`'s default.
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``).
+      momentum: μ, as for the learning rate; None (default) for plain gradient descent.
+      nesterov: use Nesterov's form of the momentum (needs ``momentum``).
+      dampening: torch's ``dampening`` (needs ``momentum``), as for the learning rate; None means 0, torch's default.
+      state_dtype: dtype of the velocity; default each param's own dtype.
     """
+    if momentum is None:
+        if nesterov or dampening is not None:
+            raise ValueError("nesterov and dampening need a momentum value")
 
-    def rule(g, *, t, learning_rate):
-        return -learning_rate * g, ()
+        def rule(g, *, t, learning_rate):
+            return -learning_rate * g, ()
 
-    return leafwise("sgd", rule, {"learning_rate": learning_rate})
+        return leafwise("sgd", rule, {"learning_rate": learning_rate})
+    return _trace("sgd", learning_rate, momentum, 0.0 if dampening is None else dampening, nesterov, state_dtype)
+
+
+def _trace(name, learning_rate, momentum, dampening, nesterov, state_dtype) -> GradientTransformation:
+    """``v_t = μ v_{t-1} + (1 - d) g_t`` (``v_1 = g_1``), ``θ_{t+1} = θ_t - η v_t``
+    (``- η (g_t + μ v_t)`` with Nesterov): optax's ``trace`` and torch's ``SGD``."""
+
+    def rule(g, v, *, t, learning_rate, momentum, dampening):
+        # torch starts the buffer at the first gradient itself, undamped; with d = 0 that is μ·0 + g.
+        v = jnp.where(t == 1, g, momentum * v + (1 - dampening) * g)
+        return -learning_rate * (g + momentum * v if nesterov else v), (v,)
+
+    hp = {"learning_rate": learning_rate, "momentum": momentum, "dampening": dampening}
+    return leafwise(name, rule, hp, ("velocity",), state_dtype=state_dtype)
 
 
 def momentum(
     learning_rate: float = 0.01,
     momentum: float = 0.9,
-    form: Literal["velocity", "ema"] = "velocity",
+    form: Literal["velocity", "ema", "trace"] = "velocity",
     *,
+    dampening: ScalarOrSchedule | None = None,
     state_dtype: Any = None,
 ) -> GradientTransformation:
     """Gradient descent with momentum, in either form of seed 001.
 
     ``form="velocity"`` (seeds 000, 003): ``v_t = γ v_{t-1} + η g_t``, ``θ_{t+1} = θ_t - v_t``.
     ``form="ema"`` (seed 001): ``v_t = β v_{t-1} + (1 - β) g_t``, ``θ_{t+1} = θ_t - η v_t``.
-    The two give the same iterates when ``η_ema = η / (1 - β)``.
+    ``form="trace"`` (optax ``sgd(lr, momentum)``, torch ``SGD(momentum, dampening)``):
+    ``v_t = μ v_{t-1} + (1 - d) g_t`` with ``v_1 = g_1``, ``θ_{t+1} = θ_t - η v_t``.
+    The velocity form is Keras's ``SGD(momentum=...)``. All three give the same iterates
+    for a constant rate when ``η_ema = η / (1 - β)`` and ``η_trace = η``, ``d = 0``; once η
+    is scheduled they differ, as the rate is applied when the gradient enters the
+    velocity (velocity form) or when the velocity is applied (the others).
     Polyak, "Some methods of speeding up the convergence of iteration
     methods", 1964; Sutskever et al., ICML 2013.
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``).
+      momentum: γ (or β, μ), as for the learning rate; 0.9 as Sutskever et al.
+      form: ``"velocity"`` (default, the seeds'), ``"ema"`` or ``"trace"``.
+      dampening: d of the trace form (torch), as for the learning rate; None means 0.
+      state_dtype: dtype of the velocity; default each param's own dtype.
     """
-    if form not in ("velocity", "ema"):
-        raise ValueError(f"form must be 'velocity' or 'ema', got {form!r}")
+    if form not in ("velocity", "ema", "trace"):
+        raise ValueError(f"form must be 'velocity', 'ema' or 'trace', got {form!r}")
+    if form == "trace":
+        return _trace("momentum", learning_rate, momentum, 0.0 if dampening is None else dampening, False, state_dtype)
+    if dampening is not None:
+        raise ValueError("dampening needs form='trace'")
 
     def rule(g, v, *, t, learning_rate, momentum):
         if form == "velocity":
@@ -55,7 +109,14 @@ def momentum(
     return leafwise("momentum", rule, hp, ("velocity",), state_dtype=state_dtype)
 
 
-def nesterov(learning_rate: float = 0.01, momentum: float = 0.9, *, state_dtype: Any = None) -> GradientTransformation:
+def nesterov(
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: ScalarOrSchedule = 0.9,
+    form: Literal["velocity", "trace"] = "velocity",
+    *,
+    dampening: ScalarOrSchedule | None = None,
+    state_dtype: Any = None,
+) -> GradientTransformation:
     """Nesterov accelerated gradient, in the form that needs no look-ahead gradient.
 
     The seeds' form evaluates the gradient ahead of the iterate:
@@ -66,7 +127,25 @@ def nesterov(learning_rate: float = 0.01, momentum: float = 0.9, *, state_dtype:
     points of the seeds' form; :func:`look_ahead` runs that form literally.
     Nesterov, "A method for solving the convex programming problem with
     convergence rate O(1/k²)", 1983; Sutskever et al., ICML 2013.
+    This velocity form is Keras's ``SGD(momentum, nesterov=True)``.
+
+    ``form="trace"`` keeps the rate outside the velocity (optax ``sgd(lr, momentum,
+    nesterov=True)``, torch ``SGD(nesterov=True)``): ``v_t = μ v_{t-1} + (1 - d) g_t``
+    with ``v_1 = g_1``, ``θ_{t+1} = θ_t - η (g_t + μ v_t)``.
+
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``).
+      momentum: γ, as for the learning rate; 0.9 as Sutskever et al.
+      form: ``"velocity"`` (default) or ``"trace"``.
+      dampening: d of the trace form (torch), as for the learning rate; None means 0.
+      state_dtype: dtype of the velocity; default each param's own dtype.
     """
+    if form not in ("velocity", "trace"):
+        raise ValueError(f"form must be 'velocity' or 'trace', got {form!r}")
+    if form == "trace":
+        return _trace("nesterov", learning_rate, momentum, 0.0 if dampening is None else dampening, True, state_dtype)
+    if dampening is not None:
+        raise ValueError("dampening needs form='trace'")
 
     def rule(g, v, *, t, learning_rate, momentum):
         v = momentum * v + learning_rate * g

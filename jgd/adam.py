@@ -26,6 +26,10 @@ def adam(
     ``θ_{t+1} = θ_t - η m̂_t / (√(v̂_t + ε_root) + ε)``.
     Kingma & Ba, "Adam: a method for stochastic optimization", ICLR 2015, Alg. 1
     (ε outside the root). Seeds 000 and 003 write ``√(v̂ + ε)``: ``eps=0, eps_root=ε``.
+
+    ``state_dtype`` is the dtype of the slots ``mu`` and ``nu``: one dtype, or a mapping per slot
+    (``{"mu": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root):
@@ -46,6 +50,10 @@ def adamax(
     ``m_t = β1 m_{t-1} + (1 - β1) g_t``, ``u_t = max(β2 u_{t-1}, |g_t|)``,
     ``θ_{t+1} = θ_t - η / (1 - β1^t) · m_t / (u_t + ε)``.
     Kingma & Ba, ICLR 2015, Alg. 2 (η = 0.002); ε guards a zero gradient, as in Keras.
+
+    ``state_dtype`` is the dtype of the slots ``mu`` and ``inf_norm``: one dtype, or a mapping per slot
+    (``{"mu": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, m, u, *, t, learning_rate, b1, b2, eps):
@@ -81,6 +89,10 @@ def nadam(
     ``form="seed"`` (seed 000): ``θ_{t+1} = θ_t - η (β1 m̂_t + (1 - β1) g_t / (1 - β1^t)) / √(v̂_t + ε)``
     with Adam's ``m̂_t, v̂_t``; write its ``√(v̂ + ε)`` as ``eps=0, eps_root=ε``.
     ``momentum_decay`` is unused in this form.
+
+    ``state_dtype`` is the dtype of the slots ``mu`` and ``nu``: one dtype, or a mapping per slot
+    (``{"mu": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
     if form not in ("dozat", "seed"):
         raise ValueError(f"form must be 'dozat' or 'seed', got {form!r}")

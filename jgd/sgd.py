@@ -40,6 +40,10 @@ def momentum(
     The two give the same iterates when ``η_ema = η / (1 - β)``.
     Polyak, "Some methods of speeding up the convergence of iteration
     methods", 1964; Sutskever et al., ICML 2013.
+
+    ``state_dtype`` is the dtype of the slot ``velocity``: one dtype, or a mapping per slot
+    (``{"velocity": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
     if form not in ("velocity", "ema"):
         raise ValueError(f"form must be 'velocity' or 'ema', got {form!r}")
@@ -66,6 +70,10 @@ def nesterov(learning_rate: float = 0.01, momentum: float = 0.9, *, state_dtype:
     points of the seeds' form; :func:`look_ahead` runs that form literally.
     Nesterov, "A method for solving the convex programming problem with
     convergence rate O(1/k²)", 1983; Sutskever et al., ICML 2013.
+
+    ``state_dtype`` is the dtype of the slot ``velocity``: one dtype, or a mapping per slot
+    (``{"velocity": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, v, *, t, learning_rate, momentum):

@@ -10,10 +10,12 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
+from jgd.offload import offload
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.state_sharding import state_sharding
 
 __version__ = "0.1.0"
 
@@ -51,6 +53,7 @@ __all__ = [
     "momentum",
     "nadam",
     "nesterov",
+    "offload",
     "rmsprop",
     "scale",
     "scale_by_learning_rate",
@@ -58,6 +61,7 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "state_sharding",
     "trace",
     "value_and_grad_from_state",
     "weight_decay",

@@ -9,7 +9,7 @@ Params and grads are replicated (data parallel); the state is placed by
   the same moves written around its update), brought to the device inside the step;
 - ``zero1+offload``: both.
 
-A step is ``update + apply_updates``, jitted with the placement as ``out_shardings`` and the
+A step is ``update + apply_updates``, jitted with the placement as ``out_shardings`` and params and
 state donated; jgd and optax steps are interleaved and the median taken. On the CPU backend
 host and device memory are the same RAM, so offload's copies are cheap memcpys (or none) and
 its benefit, free device memory, only shows on an accelerator.
@@ -89,7 +89,8 @@ def prepare(tx, params, grads, replicated, shard_over):
 
     state = jax.jit(tx.init, out_shardings=shardings)(params)
     start = time.perf_counter()
-    fn = jax.jit(step, out_shardings=(replicated, shardings), donate_argnums=1).lower(params, state, grads).compile()
+    fn = jax.jit(step, out_shardings=(replicated, shardings), donate_argnums=(0, 1))
+    fn = fn.lower(params, state, grads).compile()
     compile_s = time.perf_counter() - start
     params, state = jax.block_until_ready(fn(params, state, grads))  # warm-up
     return {"fn": fn, "args": [params, state, grads], "compile_s": compile_s, "times": []}

@@ -12,12 +12,14 @@ from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
 from jgd.monitor import MonitorState, monitor, statistics
+from jgd.offload import offload
 from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
 from jgd.spikes import SkipSpikesState, skip_spikes
+from jgd.state_sharding import state_sharding
 
 __version__ = "0.1.0"
 
@@ -66,6 +68,7 @@ __all__ = [
     "nadam",
     "named",
     "nesterov",
+    "offload",
     "partition",
     "rmsprop",
     "scale",
@@ -75,6 +78,7 @@ __all__ = [
     "set_hyperparams",
     "sgd",
     "skip_spikes",
+    "state_sharding",
     "statistics",
     "trace",
     "value_and_grad_from_state",

@@ -83,7 +83,8 @@ def adam(
       eps, eps_root: ε outside and inside the root, as for the learning rate; 1e-8 and 0 as the paper.
       amsgrad: False (default, Adam), True / ``"nu"`` (torch, Keras) or ``"nu_hat"`` (optax).
       eps_hat: whether ε is ε̂ (Keras); default False.
-      state_dtype: dtype of the moments (optax's ``mu_dtype``); default each param's own dtype.
+      state_dtype: the dtype of ``mu`` and ``nu`` (optax's ``mu_dtype``):
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
@@ -161,7 +162,8 @@ def adamax(
       b1, b2: β1, β2, as for the learning rate; 0.9 and 0.999 as the paper.
       eps: ε, as for the learning rate; 1e-8.
       eps_in_max: put ε inside the max (torch, optax); default False.
-      state_dtype: dtype of the slots; default each param's own dtype.
+      state_dtype: the dtype of ``mu`` and ``inf_norm``:
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
     def rule(g, m, u, *, t, learning_rate, b1, b2, eps):
@@ -214,7 +216,8 @@ def nadam(
       eps, eps_root: ε outside and inside the root, as for the learning rate; 1e-8 and 0.
       form: ``"dozat"`` (default), ``"b1"`` (Keras, torch) or ``"seed"``.
       momentum_decay: ψ, as for the learning rate; 0.004 as Dozat (his 0.96^(t/250)); None for μ_t = β1.
-      state_dtype: dtype of the moments; default each param's own dtype.
+      state_dtype: the dtype of ``mu`` and ``nu``:
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
     if form not in ("dozat", "b1", "seed"):
         raise ValueError(f"form must be 'dozat', 'b1' or 'seed', got {form!r}")

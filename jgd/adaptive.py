@@ -27,6 +27,10 @@ def adagrad(
     root: ``eps=0, eps_root=ε``. Keras and optax start from
     ``initial_accumulator=0.1``. The state keeps ``Σ g²``; ``G_0`` stays a
     hyperparameter.
+
+    ``state_dtype`` is the dtype of the slot ``sum_of_squares``: one dtype, or a mapping per slot
+    (``{"sum_of_squares": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, sum_sq, *, t, learning_rate, eps, eps_root, initial_accumulator):
@@ -47,6 +51,10 @@ def adadelta(
     ``E[Δθ²]_t = ρ E[Δθ²]_{t-1} + (1 - ρ) Δθ_t²``, ``θ_{t+1} = θ_t + η Δθ_t``.
     Zeiler, "ADADELTA: an adaptive learning rate method", 2012 (ρ = 0.95,
     ε = 1e-6 and no learning rate, i.e. η = 1).
+
+    ``state_dtype`` is the dtype of the slots ``mean_square_grad`` and ``mean_square_step``: one dtype,
+    or a mapping per slot (``{"mean_square_grad": jnp.bfloat16}``); default each param's own. The step is
+    computed in at least float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, sq_grad, sq_step, *, t, learning_rate, rho, eps):
@@ -92,7 +100,8 @@ def rmsprop(
       momentum: μ, as for the learning rate; None (default) for no momentum.
       nesterov: Nesterov's form of the momentum.
       momentum_form: ``"velocity"`` (default, rate inside, Keras) or ``"trace"`` (rate outside, torch).
-      state_dtype: dtype of the slots; default each param's own dtype.
+      state_dtype: the dtype of ``mean_square`` (and ``mean`` if centered, ``velocity`` with momentum):
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs a momentum value")

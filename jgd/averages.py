@@ -16,6 +16,10 @@ def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None
 
     Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and
     momentum in deep learning", ICML 2013.
+
+    ``state_dtype`` is the dtype of the slot ``velocity``: one dtype, or a mapping per slot
+    (``{"velocity": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, v, *, t, decay):
@@ -30,6 +34,10 @@ def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformatio
 
     Starts from ``v_0 = 0``, so early values are biased towards zero; follow it
     with :func:`bias_correction` for the unbiased average (seed 001).
+
+    ``state_dtype`` is the dtype of the slot ``average``: one dtype, or a mapping per slot
+    (``{"average": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def rule(g, v, *, t, decay):
@@ -66,6 +74,10 @@ def scale_by_rms(
 
     Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA: Neural Networks for
     Machine Learning, 2012.
+
+    ``state_dtype`` is the dtype of the slot ``second_moment``: one dtype, or a mapping per slot
+    (``{"second_moment": jnp.bfloat16}``); default each param's own. The step is computed in at least
+    float32 and no slot's dtype changes across updates.
     """
 
     def denominator(g, v, *, t, decay, eps, eps_root):

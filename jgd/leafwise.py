@@ -5,12 +5,15 @@ on a single array, written next to its equation. :func:`leafwise` turns it into
 a :class:`~jgd.base.GradientTransformation` that maps it over the leaves, keeps
 the slots and hyperparameters in a :class:`~jgd.hyperparams.TransformState`,
 evaluates schedules, checks trees, and handles dtypes: each leaf is computed in
-at least float32, updates keep the leaf's dtype and slots keep ``state_dtype``.
+at least float32, updates keep the leaf's dtype, and every slot keeps the dtype
+it was created with (``state_dtype``, one dtype or one per slot), whatever the
+dtypes of the grads and hyperparameters, so a state is a fixed ``lax.scan`` /
+``lax.while_loop`` carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -21,6 +24,22 @@ from jgd.base import GradientTransformation
 from jgd.hyperparams import resolve, split, start
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
+
+
+def slot_dtypes(name: str, slots: Sequence[str], state_dtype: Any) -> dict[str, Any]:
+    """Each slot's dtype from ``state_dtype`` (one dtype, or slot name -> dtype); ``None`` means the param's."""
+    chosen = dict(state_dtype) if isinstance(state_dtype, Mapping) else {s: state_dtype for s in slots}
+    unknown = sorted(set(chosen) - set(slots))
+    if unknown:
+        raise ValueError(f"{name}: state_dtype names no slot {unknown}; its slots are {list(slots)}")
+    for slot, dtype in chosen.items():
+        try:
+            floating = dtype is None or jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise ValueError(f"{name}: state_dtype for slot {slot!r} must be a floating dtype, got {dtype!r}")
+    return {s: chosen.get(s) for s in slots}
 
 
 def leafwise(
@@ -42,7 +61,7 @@ def leafwise(
         where ``t`` is the 1-based step number.
       hyperparams: name -> float, array or schedule.
       slots: names of the per-parameter accumulators, initialised to zero.
-      state_dtype: dtype of the slots; default each param's own dtype.
+      state_dtype: one dtype for every slot, or slot name -> dtype; a slot not named keeps each param's dtype.
       with_params: whether ``rule`` takes the param as its last positional argument.
       carry: per-step scalars and their initial values, updated by ``prepare``.
       prepare: ``prepare(updates, t, carry, **hyperparams) -> (prepared, new_carry)``,
@@ -50,17 +69,18 @@ def leafwise(
     """
     constants, schedules = split(hyperparams)
     carry = carry or {}
+    dtypes = slot_dtypes(name, slots, state_dtype)
 
     def init_fn(params):
         trees.check_floating("params", params)
 
-        def zeros(p):  # zeros_like keeps the param's sharding
-            return jnp.zeros_like(p, dtype=state_dtype or jnp.result_type(p))
+        def zeros(p, dtype):  # zeros_like keeps the param's sharding
+            return jnp.zeros_like(p, dtype=jnp.result_type(p) if dtype is None else dtype)
 
         return start(
             constants,
             schedules,
-            slots={s: jax.tree.map(zeros, params) for s in slots},
+            slots={s: jax.tree.map(lambda p, d=dtypes[s]: zeros(p, d), params) for s in slots},
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 
@@ -78,6 +98,7 @@ def leafwise(
         hp, state = resolve(constants, schedules, state)
         t = state.count + 1
         prepared, new_carry = prepare(updates, t, state.carry, **hp) if prepare else ({}, state.carry)
+        new_carry = {k: jnp.asarray(v).astype(state.carry[k].dtype) for k, v in new_carry.items()}
 
         leaves, treedef = jax.tree.flatten(updates)
         slot_leaves = [treedef.flatten_up_to(state.slots[s]) for s in slots]

@@ -37,7 +37,8 @@ def sgd(
       momentum: μ, as for the learning rate; None (default) for plain gradient descent.
       nesterov: use Nesterov's form of the momentum (needs ``momentum``).
       dampening: torch's ``dampening`` (needs ``momentum``), as for the learning rate; None means 0, torch's default.
-      state_dtype: dtype of the velocity; default each param's own dtype.
+      state_dtype: the dtype of ``velocity``:
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
     if momentum is None:
         if nesterov or dampening is not None:
@@ -89,7 +90,8 @@ def momentum(
       momentum: γ (or β, μ), as for the learning rate; 0.9 as Sutskever et al.
       form: ``"velocity"`` (default, the seeds'), ``"ema"`` or ``"trace"``.
       dampening: d of the trace form (torch), as for the learning rate; None means 0.
-      state_dtype: dtype of the velocity; default each param's own dtype.
+      state_dtype: the dtype of ``velocity``:
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
     if form not in ("velocity", "ema", "trace"):
         raise ValueError(f"form must be 'velocity', 'ema' or 'trace', got {form!r}")
@@ -138,7 +140,8 @@ def nesterov(
       momentum: γ, as for the learning rate; 0.9 as Sutskever et al.
       form: ``"velocity"`` (default) or ``"trace"``.
       dampening: d of the trace form (torch), as for the learning rate; None means 0.
-      state_dtype: dtype of the velocity; default each param's own dtype.
+      state_dtype: the dtype of ``velocity``:
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
     if form not in ("velocity", "trace"):
         raise ValueError(f"form must be 'velocity' or 'trace', got {form!r}")

@@ -1,0 +1,134 @@
+"""Where each leaf of an optimizer state lives: like its param, or split further over a data axis (ZeRO-1).
+
+The state is never built: its shapes, dtypes and memory spaces come from tracing
+``tx.init`` (``jax.make_jaxpr``), so the result can place a state directly, with
+``jax.jit(tx.init, out_shardings=state_sharding(tx, params, ...))(params)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
+
+from jgd.base import GradientTransformation
+from jgd.types import PyTree
+
+_HOST = "pinned_host"
+
+
+def _keys(path) -> tuple[str, ...]:
+    return tuple(jax.tree_util.keystr((key,)) for key in path)
+
+
+def _is_sharding(x) -> bool:
+    return isinstance(x, (Sharding, PartitionSpec))
+
+
+def _param_shardings(params: PyTree, param_sharding: PyTree, mesh: Mesh | None) -> dict[tuple[str, ...], tuple]:
+    """Param path -> (shape, sharding), with PartitionSpecs placed on ``mesh``."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    if _is_sharding(param_sharding):
+        shardings = [param_sharding] * len(flat)
+    else:
+        treedef = jax.tree.structure(params)
+        try:
+            shardings = treedef.flatten_up_to(param_sharding)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"param_sharding must be one sharding or a tree shaped like params: {error}") from None
+    found = {}
+    for (path, leaf), sharding in zip(flat, shardings):
+        where = jax.tree_util.keystr(path) or "the root"
+        if isinstance(sharding, PartitionSpec):
+            if mesh is None:
+                raise ValueError(f"param_sharding at {where} is a PartitionSpec: pass mesh= to place it")
+            sharding = NamedSharding(mesh, sharding)
+        elif not isinstance(sharding, Sharding):
+            raise ValueError(f"param_sharding at {where} must be a Sharding or a PartitionSpec, got {sharding!r}")
+        found[_keys(path)] = (tuple(np.shape(leaf)), sharding)
+    return found
+
+
+def _split_over(sharding: Sharding, shape: tuple[int, ...], axis: str) -> Sharding:
+    """``sharding`` also split over ``axis`` on the first unsharded dimension it divides (unchanged if none does)."""
+    if not isinstance(sharding, NamedSharding):
+        raise ValueError(f"shard_over needs NamedSharding (or PartitionSpec) param shardings, got {sharding!r}")
+    entries = list(sharding.spec) + [None] * (len(shape) - len(sharding.spec))
+    used = {name for e in entries if e is not None for name in (e if isinstance(e, tuple) else (e,))}
+    size = sharding.mesh.shape[axis]
+    if axis in used:
+        return sharding
+    for dim, (entry, n) in enumerate(zip(entries, shape)):
+        if entry is None and n % size == 0:
+            entries[dim] = axis
+            return NamedSharding(sharding.mesh, PartitionSpec(*entries), memory_kind=sharding.memory_kind)
+    return sharding
+
+
+def _find_mesh(mesh: Mesh | None, by_path: dict) -> Mesh | None:
+    if mesh is not None:
+        return mesh
+    meshes = [s.mesh for _, s in by_path.values() if isinstance(s, NamedSharding)]
+    return meshes[0] if meshes else None
+
+
+def _replicated(mesh: Mesh | None, by_path: dict) -> Sharding:
+    """Replicated over the mesh, or over the devices of the params' shardings."""
+    if mesh is None:
+        devices = sorted({d for _, s in by_path.values() for d in s.device_set}, key=lambda d: d.id)
+        mesh = Mesh(np.array(devices), ("devices",))
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def state_sharding(
+    tx: GradientTransformation,
+    params: PyTree,
+    param_sharding: PyTree,
+    mesh: Mesh | None = None,
+    shard_over: str | None = None,
+) -> PyTree:
+    """A sharding for every leaf of ``tx.init(params)``, in a tree shaped like the state.
+
+    A state leaf whose tree path ends with a param's path and whose shape is that
+    param's (a slot such as ``state.slots["mu"]["w"]`` for ``params["w"]``) is
+    placed like the param; other leaves (step counts, hyperparameters, a
+    quasi-Newton matrix) are replicated. With ``shard_over="data"`` each such
+    slot is also split over the mesh axis ``data`` on its first dimension that
+    is not sharded yet and that the axis size divides: ZeRO-1, each device
+    holding ``1/size`` of the slots while params and grads stay as they are.
+    Leaves that ``tx.init`` puts in host memory (:func:`jgd.offload`) get
+    ``memory_kind="pinned_host"``.
+
+    Args:
+      tx: the transform (any: chains, wrappers, optax transforms).
+      params: the params, or ``jax.ShapeDtypeStruct`` s of them; nothing is computed.
+      param_sharding: one ``Sharding`` / ``PartitionSpec`` for all params, or a tree of them shaped like params.
+      mesh: the mesh for ``PartitionSpec`` s and the replicated leaves; default the params' ``NamedSharding`` mesh.
+      shard_over: a mesh axis to split the slots over, or ``None`` (slots exactly like their params).
+
+    Returns:
+      A tree shaped like the state, of ``jax.sharding.Sharding`` s, for ``jax.jit(..., out_shardings=...)``
+      or ``jax.device_put``. A jitted step keeps ZeRO-1 slots split if its ``out_shardings`` say so.
+    """
+    by_path = _param_shardings(params, param_sharding, mesh)
+    mesh = _find_mesh(mesh, by_path)
+    if shard_over is not None:
+        if mesh is None:
+            raise ValueError(f"shard_over={shard_over!r} needs a mesh: pass mesh= or NamedSharding param shardings")
+        if shard_over not in mesh.axis_names:
+            raise ValueError(f"shard_over={shard_over!r} is not an axis of the mesh, whose axes are {mesh.axis_names}")
+    jaxpr, abstract = jax.make_jaxpr(tx.init, return_shape=True)(params)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    replicated = _replicated(mesh, by_path)
+    out = []
+    for (path, leaf), aval in zip(flat, jaxpr.out_avals):
+        keys = _keys(path)
+        suffixes = (keys[i:] for i in range(len(keys) + 1))  # the longest first
+        match = next((by_path[k] for k in suffixes if k in by_path and by_path[k][0] == leaf.shape), None)
+        sharding = replicated if match is None or leaf.ndim == 0 else match[1]
+        if match is not None and leaf.ndim and shard_over is not None:
+            sharding = _split_over(sharding, leaf.shape, shard_over)
+        if aval.memory_space == jax.memory.Space.Host:
+            sharding = sharding.with_memory_kind(_HOST)
+        out.append(sharding)
+    return jax.tree.unflatten(treedef, out)

@@ -1,0 +1,95 @@
+"""``state_dtype``: one dtype or one per slot, floating only, and no slot's dtype changes across updates."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jgd
+from jgd.hyperparams import transform_states
+
+# name -> (factory(hyperparameter, state_dtype), one of its slots); the hyperparameter is the learning
+# rate, or the decay of the blocks that have none.
+METHODS = {
+    "sgd_momentum": (lambda h, d: jgd.momentum(h, state_dtype=d), "velocity"),
+    "nesterov": (lambda h, d: jgd.nesterov(h, state_dtype=d), "velocity"),
+    "adagrad": (lambda h, d: jgd.adagrad(h, state_dtype=d), "sum_of_squares"),
+    "adadelta": (lambda h, d: jgd.adadelta(h, state_dtype=d), "mean_square_step"),
+    "rmsprop": (lambda h, d: jgd.rmsprop(h, centered=True, momentum=0.5, state_dtype=d), "mean"),
+    "adam": (lambda h, d: jgd.adam(h, state_dtype=d), "nu"),
+    "adamax": (lambda h, d: jgd.adamax(h, state_dtype=d), "inf_norm"),
+    "nadam": (lambda h, d: jgd.apply_if_finite(jgd.nadam(h, state_dtype=d)), "mu"),
+    "trace": (lambda h, d: jgd.trace(h, state_dtype=d), "velocity"),
+    "ema": (lambda h, d: jgd.ema(h, state_dtype=d), "average"),
+    "scale_by_rms": (
+        lambda h, d: jgd.scale_by_rms(h, numerator=jgd.chain(jgd.ema(0.9), jgd.bias_correction(0.9)), state_dtype=d),
+        "second_moment",
+    ),
+}
+
+# Hyperparameters as a jnp bfloat16 scalar, a numpy float32 scalar and a Python float (float64 under x64).
+HYPERPARAMS = (jnp.asarray(0.1, jnp.bfloat16), np.float32(0.1), 0.1)
+
+
+def three_updates(transforms, states, params):
+    """One update per grads dtype (bfloat16, float32, float64) for each transform."""
+    for dtype in (jnp.bfloat16, jnp.float32, jnp.float64):
+        grads = jax.tree.map(lambda p, dtype=dtype: (p * 0.5 - 0.2).astype(dtype), params)
+        states = tuple(tx.update(grads, s, params)[1] for tx, s in zip(transforms, states))
+    return states
+
+
+CONSTRUCTS = {
+    "jit": lambda body, s: jax.jit(body)(s),
+    "scan": lambda body, s: jax.lax.scan(lambda c, _: (body(c), None), s, None, length=1)[0],
+    "while_loop": lambda body, s: jax.lax.while_loop(lambda c: c[0] < 1, lambda c: (c[0] + 1, body(c[1])), (0, s))[1],
+    "cond": lambda body, s: jax.lax.cond(jnp.array(True), body, lambda c: c, s),
+}
+
+
+def dtypes(tree):
+    return jax.tree.map(lambda x: jnp.result_type(x), tree)
+
+
+@pytest.mark.parametrize("construct", list(CONSTRUCTS))
+@pytest.mark.parametrize("method", list(METHODS))
+def test_no_slot_changes_dtype_across_updates(x64, method, construct):
+    make, slot = METHODS[method]
+    params = {
+        "half": jnp.linspace(-1, 1, 3, dtype=jnp.bfloat16),
+        "single": jnp.ones((2, 2), jnp.float32),
+        "double": jnp.ones(2, jnp.float64),
+    }
+    state_dtypes = (None, jnp.bfloat16, {slot: jnp.float32})
+    transforms = tuple(make(h, d) for h, d in zip(HYPERPARAMS, state_dtypes))
+    states = jax.eval_shape(lambda p: tuple(tx.init(p) for tx in transforms), params)
+    # Tracing fixes every output dtype (and checks the scan / while / cond carries), so no compilation is needed.
+    after = jax.eval_shape(lambda s: CONSTRUCTS[construct](lambda c: three_updates(transforms, c, params), s), states)
+    assert dtypes(after) == dtypes(states)
+    own, half, mapped = (next(s.slots for s in transform_states(state) if s.slots) for state in after)
+    assert all(own[name][k].dtype == params[k].dtype for name in own for k in params)
+    assert all(tree[k].dtype == jnp.bfloat16 for tree in half.values() for k in params)
+    assert all(mapped[slot][k].dtype == jnp.float32 for k in params)
+    assert all(mapped[name][k].dtype == params[k].dtype for name in mapped if name != slot for k in params)
+
+
+def test_a_mapping_sets_each_slot_and_leaves_the_others_alone():
+    params = {"w": jnp.ones(4)}
+    tx = jgd.adam(0.1, state_dtype={"mu": jnp.bfloat16})
+    state = tx.init(params)
+    assert state.slots["mu"]["w"].dtype == jnp.bfloat16 and state.slots["nu"]["w"].dtype == jnp.float32
+    updates, state = tx.update({"w": jnp.full(4, 0.3)}, state, params)
+    assert state.slots["mu"]["w"].dtype == jnp.bfloat16 and state.slots["nu"]["w"].dtype == jnp.float32
+    full = jgd.adam(0.1).update({"w": jnp.full(4, 0.3)}, jgd.adam(0.1).init(params), params)[0]
+    np.testing.assert_allclose(updates["w"], full["w"], rtol=1e-2)
+
+
+@pytest.mark.parametrize("bad", [jnp.int32, np.uint8, bool, jnp.complex64, "not a dtype", {"nu": jnp.int8}])
+def test_a_dtype_that_is_not_floating_is_refused(bad):
+    with pytest.raises(ValueError, match="state_dtype"):
+        jgd.adam(0.1, state_dtype=bad)
+
+
+def test_an_unknown_slot_is_named_with_the_slots():
+    with pytest.raises(ValueError, match=r"state_dtype names no slot \['m'\]; its slots are \['mu', 'nu'\]"):
+        jgd.adam(0.1, state_dtype={"m": jnp.bfloat16})

@@ -127,7 +127,7 @@ def validate(name: str, value: Any) -> None:
     if not _concrete(value):
         return
     array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
-    if array is None or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+    if array is None or not (jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)):
         raise ValueError(f"{name} must be a number, an array or a schedule, got {value!r}")
     check, text = _RANGES.get(name, (_real, "finite"))
     if not (np.all(np.isfinite(array)) and np.all(check(array))):

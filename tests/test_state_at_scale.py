@@ -17,6 +17,12 @@ import jgd
 
 # The arguments of the factories that have required ones; the others are built with their defaults.
 MINIMAL_ARGS = {
+    "accumulate": lambda: (jgd.adam(), 2),
+    "masked": lambda: (jgd.weight_decay(1e-3), jgd.masks.decayed),
+    "monitor": lambda: (jgd.adam(),),
+    "named": lambda: ("encoder", jgd.adam()),
+    "partition": lambda: ({"weights": ("w", jgd.adam()), "rest": (".*", jgd.freeze())},),
+    "skip_spikes": lambda: (jgd.adam(),),
     "apply_if_finite": lambda: (jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam()),),
     "clip_by_global_norm": lambda: (1.0,),
     "clip_by_norm": lambda: (1.0,),

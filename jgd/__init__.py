@@ -10,10 +10,12 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
+from jgd.moments import adabelief, lion, radam
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.trust_ratio import lamb, lars
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,7 @@ __all__ = [
     "MinimizeResult",
     "QuasiNewtonState",
     "TransformState",
+    "adabelief",
     "adadelta",
     "adagrad",
     "adam",
@@ -44,13 +47,17 @@ __all__ = [
     "hyperparams",
     "l1_penalty",
     "l2_penalty",
+    "lamb",
+    "lars",
     "lbfgs",
+    "lion",
     "look_ahead",
     "max_norm",
     "minimize",
     "momentum",
     "nadam",
     "nesterov",
+    "radam",
     "rmsprop",
     "scale",
     "scale_by_learning_rate",

@@ -69,6 +69,9 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "max_norm": (_positive, "> 0"),
     "rate": (_nonnegative, ">= 0"),
     "factor": (_real, "finite"),
+    "weight_decay": (_nonnegative, ">= 0"),
+    "threshold": (_nonnegative, ">= 0"),
+    "trust_coefficient": (_positive, "> 0"),
 }
 
 

@@ -1,6 +1,7 @@
 """jgd: every classic deep-learning optimization method as a pure gradient transformation."""
 
 from jgd import schedules
+from jgd.adafactor import adafactor
 from jgd.adam import adam, adamax, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
@@ -29,6 +30,7 @@ __all__ = [
     "TransformState",
     "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",

@@ -72,6 +72,11 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "weight_decay": (_nonnegative, ">= 0"),
     "threshold": (_nonnegative, ">= 0"),
     "trust_coefficient": (_positive, "> 0"),
+    "decay_rate": (_nonnegative, ">= 0"),
+    "decay_offset": (_nonnegative, ">= 0"),
+    "clipping_threshold": (_positive, "> 0"),
+    "weight_decay_rate": (_nonnegative, ">= 0"),
+    "min_scale": (_positive, "> 0"),
 }
 
 

@@ -141,3 +141,33 @@ def lars(lr, wd, trust, mom, decayed):
         return out
 
     return step
+
+
+def adafactor(lr, c, eps1, eps2, d, min_dim):
+    """Shazeer & Stern 2018, Alg. 4/5 with sums, factoring the last two axes of a leaf when both are ≥ ``min_dim``."""
+
+    def rms(x):
+        return np.sqrt(np.mean(x * x))
+
+    def step(params, grads, t, state):
+        beta = 1 - t**-c
+        rho = lr if lr is not None else min(1e-2, 1 / np.sqrt(t))
+        out = {}
+        for k, p in params.items():
+            g2 = grads[k] ** 2 + eps1
+            if p.ndim >= 2 and min(p.shape[-2:]) >= min_dim:
+                r = _slot(state, "R", k, g2.sum(-1))
+                col = _slot(state, "C", k, g2.sum(-2))
+                r[...] = beta * r + (1 - beta) * g2.sum(-1)  # R_t = β̂ R + (1-β̂)(G² + ε1) 1_m
+                col[...] = beta * col + (1 - beta) * g2.sum(-2)  # C_t = β̂ C + (1-β̂) 1_n^T (G² + ε1)
+                v_hat = r[..., :, None] * col[..., None, :] / r.sum(-1)[..., None, None]
+            else:
+                v = _slot(state, "V", k, p)
+                v[...] = beta * v + (1 - beta) * g2
+                v_hat = v
+            u = grads[k] / np.sqrt(v_hat)
+            u = u / max(1.0, rms(u) / d)
+            out[k] = p - max(eps2, rms(p)) * rho * u
+        return out
+
+    return step

@@ -1,6 +1,7 @@
 """The methods large runs use, against the papers (NumPy) and against optax, plus the guarantees of every jgd method."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -20,6 +21,38 @@ def not_bias(key):
 
 
 WD_MASK = {"w": True, "stack": True, "b": False, "v": True, "s": True}
+
+
+def optax_adafactor(
+    learning_rate,
+    min_dim_size_to_factor=128,
+    decay_rate=0.8,
+    decay_offset=0,
+    multiply_by_parameter_scale=True,
+    clipping_threshold=1.0,
+    momentum=None,
+    weight_decay_rate=None,
+    eps=1e-30,
+    factored=True,
+    weight_decay_mask=None,
+):
+    """optax.adafactor's own chain, with its decay ``1 - t^(-c)`` in float64: optax computes it in float32."""
+
+    def decay(i, c):
+        return 1 - jnp.asarray(i + 1, jnp.float64) ** -c
+
+    tx = [optax.scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps, decay)]
+    if clipping_threshold is not None:
+        tx.append(optax.clip_by_block_rms(clipping_threshold))
+    tx.append(optax.scale_by_learning_rate(learning_rate, flip_sign=False))
+    if multiply_by_parameter_scale:
+        tx.append(optax.scale_by_param_block_rms())
+    if momentum is not None:
+        tx.append(optax.ema(momentum, debias=False, accumulator_dtype=jnp.float64))
+    if weight_decay_rate is not None:
+        tx.append(optax.add_decayed_weights(weight_decay_rate, mask=weight_decay_mask))
+    return optax.chain(*tx, optax.scale(-1))
+
 
 # jgd transform and optax transform set so that their forms agree.
 OPTAX = {
@@ -50,6 +83,22 @@ OPTAX = {
         lambda: jgd.lars(0.5, trust_coefficient=0.02),
         lambda: optax.lars(0.5, trust_coefficient=0.02),
     ),
+    "adafactor": (
+        lambda: jgd.adafactor(0.05, min_dim_size_to_factor=4),
+        lambda: optax_adafactor(0.05, min_dim_size_to_factor=4),
+    ),
+    "adafactor_momentum_decay": (
+        lambda: jgd.adafactor(0.05, 4, 0.7, 0, True, 0.5, 0.9, 1e-3, 1e-20, weight_decay_mask=WD_MASK),
+        lambda: optax_adafactor(0.05, 4, 0.7, 0, True, 0.5, 0.9, 1e-3, 1e-20, weight_decay_mask=WD_MASK),
+    ),
+    "adafactor_no_scale_no_clip": (
+        lambda: jgd.adafactor(0.02, 4, multiply_by_parameter_scale=False, clipping_threshold=None),
+        lambda: optax_adafactor(0.02, 4, multiply_by_parameter_scale=False, clipping_threshold=None),
+    ),
+    "adafactor_unfactored": (
+        lambda: jgd.adafactor(0.05, factored=False),
+        lambda: optax_adafactor(0.05, factored=False),
+    ),
 }
 
 # jgd transform and NumPy reference written from the paper, with the same hyperparameters.
@@ -64,6 +113,11 @@ PAPER = {
     "lars": (
         lambda: jgd.lars(0.5, weight_decay=0.01, weight_decay_mask=WD_MASK, trust_coefficient=0.02),
         ref.lars(0.5, 0.01, 0.02, 0.9, not_bias),
+    ),
+    "adafactor": (lambda: jgd.adafactor(min_dim_size_to_factor=4), ref.adafactor(None, 0.8, 1e-30, 1e-3, 1.0, 4)),
+    "adafactor_lr": (
+        lambda: jgd.adafactor(0.05, 4, clipping_threshold=0.5),
+        ref.adafactor(0.05, 0.8, 1e-30, 1e-3, 0.5, 4),
     ),
 }
 
@@ -94,3 +148,29 @@ def test_radam_takes_the_unadapted_step_until_the_variance_is_tractable(x64):
     got = ref.trajectory(jgd.radam(0.05), 5)
     want = ref.run(ref.radam(0.05, 0.9, 0.999, 1e-8, np.inf), 5)
     assert ref.max_relative_difference(got, want) <= 1e-12
+
+
+def test_adafactor_state_of_a_4096_square_matrix_is_rows_plus_columns():
+    """Measured without allocating: two 4096-vectors and a (1,) placeholder, not 4096² floats (64 MiB)."""
+    params = {"kernel": jax.ShapeDtypeStruct((4096, 4096), jnp.float32)}
+    state = jax.eval_shape(jgd.adafactor().init, params)
+    slots = jax.tree.leaves(state.slots)
+    assert sum(x.size * x.dtype.itemsize for x in slots) == (4096 + 4096 + 1) * 4  # 32 772 bytes
+    assert sorted(x.shape for x in slots) == [(1,), (4096,), (4096,)]
+    assert sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)) < 33_000
+
+
+def test_adafactor_factors_the_two_largest_axes():
+    from jgd.adafactor import factored_dims
+
+    assert factored_dims((4096, 4096), 128) == (0, 1)
+    assert factored_dims((8, 512, 256), 128) == (2, 1)
+    assert factored_dims((512, 64), 128) is None
+    assert factored_dims((4096,), 128) is None
+
+
+def test_adafactor_matches_optax_up_to_its_float32_decay(x64):
+    """optax.adafactor itself: its β̂_t = 1 - t^(-0.8) is rounded to float32, which bounds the agreement."""
+    got = ref.trajectory(jgd.adafactor(0.05, min_dim_size_to_factor=4), STEPS)
+    want = ref.trajectory(optax.adafactor(0.05, min_dim_size_to_factor=4), STEPS)
+    assert 1e-12 < ref.max_relative_difference(got, want) <= 1e-6

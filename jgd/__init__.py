@@ -15,6 +15,7 @@ from jgd.moments import adabelief, lion, radam
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
+from jgd.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
 from jgd.trust_ratio import lamb, lars
 
@@ -64,6 +65,9 @@ __all__ = [
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "schedules",
     "set_hyperparams",
     "sgd",

@@ -77,6 +77,7 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "clipping_threshold": (_positive, "> 0"),
     "weight_decay_rate": (_nonnegative, ">= 0"),
     "min_scale": (_positive, "> 0"),
+    "weight_lr_power": (_nonnegative, ">= 0"),
 }
 
 

@@ -171,3 +171,23 @@ def adafactor(lr, c, eps1, eps2, d, min_dim):
         return out
 
     return step
+
+
+def schedule_free_sgd(lr, warmup, b1):
+    """Defazio et al. 2024, Alg. 1 with SGD: y = (1-β1) z + β1 x, z -= γ_t ∇f(y), x = (1-c) x + c z."""
+
+    def step(params, grads, t, state):
+        gamma = lr * min(1.0, t / warmup)
+        state["max"] = max(state.get("max", 0.0), gamma)
+        state["sum"] = state.get("sum", 0.0) + state["max"] ** 2
+        c = state["max"] ** 2 / state["sum"]
+        out = {}
+        for k, y in params.items():
+            z = state.setdefault("z", {}).setdefault(k, y.copy())
+            x = state.setdefault("x", {}).setdefault(k, y.copy())
+            z[...] = z - gamma * grads[k]
+            x[...] = (1 - c) * x + c * z
+            out[k] = (1 - b1) * z + b1 * x
+        return out
+
+    return step

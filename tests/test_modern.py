@@ -174,3 +174,36 @@ def test_adafactor_matches_optax_up_to_its_float32_decay(x64):
     got = ref.trajectory(jgd.adafactor(0.05, min_dim_size_to_factor=4), STEPS)
     want = ref.trajectory(optax.adafactor(0.05, min_dim_size_to_factor=4), STEPS)
     assert 1e-12 < ref.max_relative_difference(got, want) <= 1e-6
+
+
+SCHEDULE_FREE = {
+    "adamw": (
+        lambda: jgd.schedule_free_adamw(0.05, b1=0.9, weight_decay=0.01),
+        lambda: optax.contrib.schedule_free_adamw(0.05, b1=0.9, weight_decay=0.01),
+    ),
+    "adamw_b1": (
+        lambda: jgd.schedule_free_adamw(0.02, b1=0.95, b2=0.99, eps=1e-6, weight_lr_power=1.0),
+        lambda: optax.contrib.schedule_free_adamw(0.02, b1=0.95, b2=0.99, eps=1e-6, weight_lr_power=1.0),
+    ),
+    "sgd": (
+        lambda: jgd.schedule_free_sgd(0.2, weight_decay=0.01),
+        lambda: optax.contrib.schedule_free_sgd(0.2, weight_decay=0.01),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULE_FREE)
+def test_schedule_free_matches_optax_iterates_and_averages(name, x64):
+    make, make_optax = SCHEDULE_FREE[name]
+    got, want = ref.trajectory(make(), STEPS), ref.trajectory(make_optax(), STEPS)
+    assert ref.max_relative_difference(got, want) <= 1e-10
+    averages = ref.trajectory(make(), STEPS, eval_fn=jgd.schedule_free_eval_params)
+    want = ref.trajectory(make_optax(), STEPS, eval_fn=optax.contrib.schedule_free_eval_params)
+    assert ref.max_relative_difference(averages, want) <= 1e-10
+    assert ref.max_relative_difference(averages, got) > 1e-3, "the average differs from the gradient point"
+
+
+def test_schedule_free_sgd_warmup_follows_the_paper(x64):
+    """γ_t = γ min(1, t / T), weights γ_max,t², on Alg. 1 in NumPy (optax evaluates its warm-up one step apart)."""
+    got = ref.trajectory(jgd.schedule_free_sgd(0.2, warmup_steps=10, b1=0.8), STEPS)
+    assert ref.max_relative_difference(got, ref.run(ref.schedule_free_sgd(0.2, 10, 0.8), STEPS)) <= 1e-10

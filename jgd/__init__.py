@@ -12,6 +12,7 @@ from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
 from jgd.moments import adabelief, lion, radam
+from jgd.muon import muon
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
@@ -58,6 +59,7 @@ __all__ = [
     "max_norm",
     "minimize",
     "momentum",
+    "muon",
     "nadam",
     "nesterov",
     "radam",

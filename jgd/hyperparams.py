@@ -78,6 +78,12 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "weight_decay_rate": (_nonnegative, ">= 0"),
     "min_scale": (_positive, "> 0"),
     "weight_lr_power": (_nonnegative, ">= 0"),
+    "beta": (_unit, "in [0, 1)"),
+    "adam_b1": (_unit, "in [0, 1)"),
+    "adam_b2": (_unit, "in [0, 1)"),
+    "adam_eps_root": (_nonnegative, ">= 0"),
+    "adam_weight_decay": (_nonnegative, ">= 0"),
+    "adam_learning_rate": (_nonnegative, ">= 0"),
 }
 
 

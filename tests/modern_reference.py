@@ -191,3 +191,36 @@ def schedule_free_sgd(lr, warmup, b1):
         return out
 
     return step
+
+
+def muon(lr, beta, eps, adam_b1, adam_b2):
+    """Jordan et al. 2024: Nesterov momentum without bias correction, five Newton–Schulz steps, √max(1, m/n).
+
+    Adam (Nesterov m̂, as the transform pairs it) on the leaves that are not 2-D.
+    """
+    a, b, c = 3.4445, -4.775, 2.0315
+
+    def newton_schulz(g):
+        x = g if g.shape[0] <= g.shape[1] else g.T
+        x = x / (np.linalg.norm(x) + eps)
+        for _ in range(5):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        return x if g.shape[0] <= g.shape[1] else x.T
+
+    def step(params, grads, t, state):
+        out = {}
+        for k, p in params.items():
+            g, m = grads[k], _slot(state, "m", k, p)
+            if p.ndim == 2:
+                m[...] = beta * m + (1 - beta) * g
+                out[k] = p - lr * np.sqrt(max(1, p.shape[1] / p.shape[0])) * newton_schulz(beta * m + (1 - beta) * g)
+                continue
+            v = _slot(state, "v", k, p)
+            m[...] = adam_b1 * m + (1 - adam_b1) * g
+            v[...] = adam_b2 * v + (1 - adam_b2) * g * g
+            m_hat = adam_b1 * m / (1 - adam_b1 ** (t + 1)) + (1 - adam_b1) * g / (1 - adam_b1**t)
+            out[k] = p - lr * m_hat / (np.sqrt(v / (1 - adam_b2**t)) + eps)
+        return out
+
+    return step

@@ -115,6 +115,7 @@ PAPER = {
         ref.lars(0.5, 0.01, 0.02, 0.9, not_bias),
     ),
     "adafactor": (lambda: jgd.adafactor(min_dim_size_to_factor=4), ref.adafactor(None, 0.8, 1e-30, 1e-3, 1.0, 4)),
+    "muon": (lambda: jgd.muon(0.02), ref.muon(0.02, 0.95, 1e-8, 0.9, 0.999)),
     "adafactor_lr": (
         lambda: jgd.adafactor(0.05, 4, clipping_threshold=0.5),
         ref.adafactor(0.05, 0.8, 1e-30, 1e-3, 0.5, 4),
@@ -207,3 +208,58 @@ def test_schedule_free_sgd_warmup_follows_the_paper(x64):
     """γ_t = γ min(1, t / T), weights γ_max,t², on Alg. 1 in NumPy (optax evaluates its warm-up one step apart)."""
     got = ref.trajectory(jgd.schedule_free_sgd(0.2, warmup_steps=10, b1=0.8), STEPS)
     assert ref.max_relative_difference(got, ref.run(ref.schedule_free_sgd(0.2, 10, 0.8), STEPS)) <= 1e-10
+
+
+def muon_dims(stacked):
+    from optax.contrib import MuonDimensionNumbers as Dims
+
+    return {"w": Dims(), "stack": Dims(1, 2) if stacked else None, "b": None, "v": Dims(), "s": None}
+
+
+MUON = {
+    "optax_form": (
+        lambda: jgd.muon(0.02, bias_correction=True),
+        lambda: optax.contrib.muon(0.02),
+    ),
+    "stacked_decay_adam": (
+        lambda: jgd.muon(
+            0.02,
+            beta=0.9,
+            weight_decay=0.1,
+            bias_correction=True,
+            stacked_matrices=True,
+            adam_weight_decay=0.05,
+            adam_learning_rate=0.01,
+            adam_b2=0.99,
+        ),
+        lambda: optax.contrib.muon(
+            0.02,
+            beta=0.9,
+            weight_decay=0.1,
+            adam_weight_decay=0.05,
+            adam_learning_rate=0.01,
+            adam_b2=0.99,
+            muon_weight_dimension_numbers=muon_dims(True),
+        ),
+    ),
+    "no_nesterov": (
+        lambda: jgd.muon(0.02, bias_correction=True, nesterov=False),
+        lambda: optax.contrib.muon(0.02, nesterov=False),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", MUON)
+def test_muon_matches_optax(name, x64):
+    make, make_optax = MUON[name]
+    got, want = ref.trajectory(make(), STEPS), ref.trajectory(make_optax(), STEPS)
+    assert ref.max_relative_difference(got, want) <= 1e-10
+
+
+def test_muon_orthogonalises():
+    """Five steps bring every singular value into the quintic's band around 1 (about [0.7, 1.2])."""
+    from jgd.muon import orthogonalize
+
+    x = jax.random.normal(jax.random.key(0), (3, 16, 8))
+    s = jnp.linalg.svd(orthogonalize(x), compute_uv=False)
+    assert s.shape == (3, 8) and float(s.min()) > 0.6 and float(s.max()) < 1.25

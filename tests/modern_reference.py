@@ -31,7 +31,10 @@ def init(dtype=jnp.float64):
 
 
 def trajectory(tx, steps, dtype=jnp.float64, eval_fn=None):
-    """The iterates of ``tx`` on :func:`loss` as a list of dicts of float64 arrays; the step is jitted once."""
+    """The iterates of ``tx`` on :func:`loss` as a list of dicts of float64 arrays; the step is jitted once.
+
+    With ``eval_fn(state, params)``, also the list of the points it gives.
+    """
 
     @jax.jit
     def step(params, state):
@@ -40,11 +43,16 @@ def trajectory(tx, steps, dtype=jnp.float64, eval_fn=None):
 
     params = init(dtype)
     state = tx.init(params)
-    out = [params]
+    out, evaluated = [params], [params]
     for _ in range(steps):
         params, state = step(params, state)
-        out.append(eval_fn(state, params) if eval_fn else params)
-    return [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in out]
+        out.append(params)
+        if eval_fn:
+            evaluated.append(eval_fn(state, params))
+    as_numpy = [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in out]
+    return (
+        (as_numpy, [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in evaluated]) if eval_fn else as_numpy
+    )
 
 
 def run(step, steps):

@@ -196,11 +196,10 @@ SCHEDULE_FREE = {
 @pytest.mark.parametrize("name", SCHEDULE_FREE)
 def test_schedule_free_matches_optax_iterates_and_averages(name, x64):
     make, make_optax = SCHEDULE_FREE[name]
-    got, want = ref.trajectory(make(), STEPS), ref.trajectory(make_optax(), STEPS)
+    got, averages = ref.trajectory(make(), STEPS, eval_fn=jgd.schedule_free_eval_params)
+    want, want_averages = ref.trajectory(make_optax(), STEPS, eval_fn=optax.contrib.schedule_free_eval_params)
     assert ref.max_relative_difference(got, want) <= 1e-10
-    averages = ref.trajectory(make(), STEPS, eval_fn=jgd.schedule_free_eval_params)
-    want = ref.trajectory(make_optax(), STEPS, eval_fn=optax.contrib.schedule_free_eval_params)
-    assert ref.max_relative_difference(averages, want) <= 1e-10
+    assert ref.max_relative_difference(averages, want_averages) <= 1e-10
     assert ref.max_relative_difference(averages, got) > 1e-3, "the average differs from the gradient point"
 
 
@@ -263,3 +262,117 @@ def test_muon_orthogonalises():
     x = jax.random.normal(jax.random.key(0), (3, 16, 8))
     s = jnp.linalg.svd(orthogonalize(x), compute_uv=False)
     assert s.shape == (3, 8) and float(s.min()) > 0.6 and float(s.max()) < 1.25
+
+
+# method(learning_rate, other) with `other` a second hyperparameter, its name, two values, and an invalid argument.
+GUARANTEES = {
+    "radam": (lambda lr, h: jgd.radam(lr, b2=h), "b2", (0.99, 0.9), {"threshold": -1.0}),
+    "adabelief": (lambda lr, h: jgd.adabelief(lr, b1=h), "b1", (0.9, 0.5), {"eps_root": -1e-8}),
+    "lion": (lambda lr, h: jgd.lion(lr, weight_decay=h), "weight_decay", (0.0, 0.5), {"b2": 1.0}),
+    "lamb": (lambda lr, h: jgd.lamb(lr, weight_decay=h, mask=WD_MASK), "weight_decay", (0.0, 0.1), {"eps": -1.0}),
+    "lars": (lambda lr, h: jgd.lars(lr, trust_coefficient=h), "trust_coefficient", (0.01, 0.1), {"momentum": 1.5}),
+    "adafactor": (
+        lambda lr, h: jgd.adafactor(lr, 4, decay_rate=h, momentum=0.9),
+        "decay_rate",
+        (0.8, 0.5),
+        {"clipping_threshold": 0.0},
+    ),
+    "schedule_free_adamw": (
+        lambda lr, h: jgd.schedule_free_adamw(lr, b1=h, weight_decay=0.01),
+        "b1",
+        (0.9, 0.5),
+        {"weight_lr_power": -2.0},
+    ),
+    "schedule_free_sgd": (lambda lr, h: jgd.schedule_free_sgd(lr, b1=h), "b1", (0.9, 0.5), {"b1": 0.0}),
+    "muon": (lambda lr, h: jgd.muon(lr, beta=h, stacked_matrices=True), "beta", (0.95, 0.5), {"adam_b2": -0.1}),
+}
+
+
+def _run(tx, params, steps=3):
+    """A few steps with a fixed gradient: cheap to trace and to run eagerly."""
+    grads = jax.tree.map(lambda p: jnp.cos(3 * p + 1), params)
+    state = tx.init(params)
+    for _ in range(steps):
+        updates, state = tx.update(grads, state, params)
+        params = jgd.apply_updates(params, updates)
+    return params, state
+
+
+@pytest.mark.parametrize("name", GUARANTEES)
+def test_jit_equals_no_jit_and_vmap_equals_a_loop(name):
+    make, _, (h0, h1), _ = GUARANTEES[name]
+    params = ref.init(jnp.float32)
+    eager, _ = _run(make(0.01, h0), params, steps=2)
+    jitted, _ = jax.jit(lambda p: _run(make(0.01, h0), p, steps=2))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, jitted)
+    lrs, others = jnp.asarray([0.01, 0.03]), jnp.asarray([h0, h1])
+    swept = jax.jit(jax.vmap(lambda lr, h: _run(make(lr, h), params)[0]))(lrs, others)
+    alone = jax.jit(lambda lr, h: _run(make(lr, h), params)[0])
+    for i in range(2):
+        one = alone(lrs[i], others[i])
+        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6), swept, one)
+    assert not np.allclose(swept["w"][0], swept["w"][1]), "the sweep must change the result"
+
+
+@pytest.mark.parametrize("name", GUARANTEES)
+def test_set_hyperparams_does_not_recompile(name):
+    make, other, (h0, h1), _ = GUARANTEES[name]
+    tx, traces = make(0.01, h0), []
+
+    @jax.jit
+    def step(params, state):
+        traces.append(1)
+        updates, state = tx.update(jax.grad(ref.loss)(params), state, params)
+        return jgd.apply_updates(params, updates), state
+
+    params = ref.init(jnp.float32)
+    state = tx.init(params)
+    params, state = step(params, state)
+    state = jgd.set_hyperparams(state, learning_rate=0.02, **{other: h1})
+    assert float(jgd.hyperparams(state)["learning_rate"]) == pytest.approx(0.02)
+    assert float(jgd.hyperparams(state)[other]) == pytest.approx(h1)
+    step(params, state)
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("name", GUARANTEES)
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_trees_keep_their_dtypes(name, dtype):
+    make = GUARANTEES[name][0]
+    params = ref.init(dtype)
+    new, state = jax.jit(lambda p: _run(make(0.01, GUARANTEES[name][2][0]), p, steps=2))(params)
+    assert all(new[k].dtype == dtype and new[k].shape == params[k].shape for k in params)
+    assert all(np.isfinite(np.asarray(new[k], np.float32)).all() for k in params)
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(state.slots))
+
+
+@pytest.mark.parametrize("name", GUARANTEES)
+def test_invalid_values_raise_naming_the_parameter(name):
+    make, _, (h0, _), bad = GUARANTEES[name]
+    with pytest.raises(ValueError, match="learning_rate"):
+        make(-0.1, h0)
+    factory = {
+        "radam": jgd.radam,
+        "adabelief": jgd.adabelief,
+        "lion": jgd.lion,
+        "lamb": jgd.lamb,
+        "lars": jgd.lars,
+        "adafactor": jgd.adafactor,
+        "schedule_free_adamw": jgd.schedule_free_adamw,
+        "schedule_free_sgd": jgd.schedule_free_sgd,
+        "muon": jgd.muon,
+    }[name]
+    (key,) = bad
+    with pytest.raises(ValueError, match=key):
+        factory(**bad)
+
+
+def test_state_dtype_sets_the_slots():
+    params = ref.init(jnp.float32)
+    for tx in (
+        jgd.lion(state_dtype=jnp.bfloat16),
+        jgd.adafactor(state_dtype=jnp.bfloat16),
+        jgd.muon(state_dtype=jnp.bfloat16),
+    ):
+        _, state = _run(tx, params, steps=1)
+        assert {leaf.dtype for leaf in jax.tree.leaves(state.slots)} == {jnp.dtype(jnp.bfloat16)}

@@ -2,6 +2,7 @@
 
 from jgd import masks, schedules
 from jgd.accumulate import AccumulateState, accumulate
+from jgd.adafactor import adafactor
 from jgd.adam import adam, adamax, adamw, nadam
 from jgd.adaptive import adadelta, adagrad, rmsprop
 from jgd.averages import bias_correction, ema, scale_by_rms, trace
@@ -11,15 +12,19 @@ from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
 from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
+from jgd.moments import adabelief, lion, radam
 from jgd.monitor import MonitorState, monitor, statistics
+from jgd.muon import muon
 from jgd.offload import offload
 from jgd.partition import PartitionState, freeze, masked, partition
 from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
 from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.scaling import scale, scale_by_learning_rate
+from jgd.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
 from jgd.sgd import look_ahead, momentum, nesterov, sgd
 from jgd.spikes import SkipSpikesState, skip_spikes
 from jgd.state_sharding import state_sharding
+from jgd.trust_ratio import lamb, lars
 
 __version__ = "0.1.0"
 
@@ -36,7 +41,9 @@ __all__ = [
     "SkipSpikesState",
     "TransformState",
     "accumulate",
+    "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
@@ -57,7 +64,10 @@ __all__ = [
     "hyperparams",
     "l1_penalty",
     "l2_penalty",
+    "lamb",
+    "lars",
     "lbfgs",
+    "lion",
     "look_ahead",
     "masked",
     "masks",
@@ -65,15 +75,20 @@ __all__ = [
     "minimize",
     "momentum",
     "monitor",
+    "muon",
     "nadam",
     "named",
     "nesterov",
     "offload",
     "partition",
+    "radam",
     "rmsprop",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
     "schedules",
     "set_hyperparams",
     "sgd",

@@ -104,6 +104,19 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "shrink": (_open_unit, "in (0, 1)"),
     "multiplier": (_nonnegative, ">= 0"),
     "threshold": (_nonnegative, ">= 0"),
+    "trust_coefficient": (_positive, "> 0"),
+    "decay_rate": (_nonnegative, ">= 0"),
+    "decay_offset": (_nonnegative, ">= 0"),
+    "clipping_threshold": (_positive, "> 0"),
+    "weight_decay_rate": (_nonnegative, ">= 0"),
+    "min_scale": (_positive, "> 0"),
+    "weight_lr_power": (_nonnegative, ">= 0"),
+    "beta": (_unit, "in [0, 1)"),
+    "adam_b1": (_unit, "in [0, 1)"),
+    "adam_b2": (_unit, "in [0, 1)"),
+    "adam_eps_root": (_nonnegative, ">= 0"),
+    "adam_weight_decay": (_nonnegative, ">= 0"),
+    "adam_learning_rate": (_nonnegative, ">= 0"),
 }
 
 # Pairs of names whose values must be ordered (smaller, larger) wherever both are concrete.

@@ -18,12 +18,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import resolve, split, start
+from jgd.types import PyTree
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
+Mask = bool | PyTree | Callable[[PyTree], PyTree]
+"""A tree of Python bools (or a prefix of the params tree), or a function ``params -> such a tree``."""
 
 
 def slot_dtypes(name: str, slots: Sequence[str], state_dtype: Any) -> dict[str, Any]:
@@ -52,6 +56,8 @@ def leafwise(
     with_params: bool = False,
     carry: dict[str, float] | None = None,
     prepare: Prepare | None = None,
+    slot_init: dict[str, Callable] | None = None,
+    masks: dict[str, Mask] | None = None,
 ) -> GradientTransformation:
     """Builds the transform ``name`` from its per-array ``rule``.
 
@@ -66,21 +72,31 @@ def leafwise(
       carry: per-step scalars and their initial values, updated by ``prepare``.
       prepare: ``prepare(updates, t, carry, **hyperparams) -> (prepared, new_carry)``,
         run once per step before the rule (for values shared by all leaves).
+      slot_init: slot name -> ``init(param, dtype) -> array``, for slots that do not start
+        at zero or are not shaped like their param (factored statistics).
+      masks: keyword -> :data:`Mask`; the rule receives, as that keyword, the leaf's own
+        Python bool (resolved against the params, or the updates when the rule takes no params).
     """
     constants, schedules = split(hyperparams)
     carry = carry or {}
     dtypes = slot_dtypes(name, slots, state_dtype)
+    slot_init = slot_init or {}
+    masks = masks or {}
 
     def init_fn(params):
         trees.check_floating("params", params)
 
         def zeros(p, dtype):  # zeros_like keeps the param's sharding
-            return jnp.zeros_like(p, dtype=jnp.result_type(p) if dtype is None else dtype)
+            return jnp.zeros_like(p, dtype=dtype)
+
+        def initial(slot, p):
+            dtype = jnp.result_type(p) if dtypes[slot] is None else dtypes[slot]
+            return slot_init[slot](p, dtype) if slot in slot_init else zeros(p, dtype)
 
         return start(
             constants,
             schedules,
-            slots={s: jax.tree.map(lambda p, d=dtypes[s]: zeros(p, d), params) for s in slots},
+            slots={slot: jax.tree.map(lambda p, slot=slot: initial(slot, p), params) for slot in slots},
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 
@@ -91,7 +107,8 @@ def leafwise(
         trees.check_floating("updates", updates)
         for s in slots:
             trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
-            trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
+            if s not in slot_init:  # an initialised slot may have another shape (factored statistics)
+                trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
         if params is not None:
             trees.check_matching("updates", updates, "params", params)
             trees.check_shapes("updates", updates, "params", params)
@@ -103,16 +120,17 @@ def leafwise(
         leaves, treedef = jax.tree.flatten(updates)
         slot_leaves = [treedef.flatten_up_to(state.slots[s]) for s in slots]
         param_leaves = [treedef.flatten_up_to(params)] if with_params else []
+        mask_leaves = {k: _mask_leaves(k, m, params if with_params else updates, treedef) for k, m in masks.items()}
         scalars_by_dtype = {}  # hyperparameters cast once per compute dtype, not once per leaf
         out_u, out_slots = [], [[] for _ in slots]
-        for g, *rest in zip(leaves, *slot_leaves, *param_leaves):
+        for i, (g, *rest) in enumerate(zip(leaves, *slot_leaves, *param_leaves)):
             g = jnp.asarray(g)
             dtype = jnp.promote_types(g.dtype, jnp.float32)
             if dtype not in scalars_by_dtype:
                 values = {"t": t, **hp, **prepared}
                 scalars_by_dtype[dtype] = {k: jnp.asarray(v).astype(dtype) for k, v in values.items()}
             args = [jnp.asarray(x).astype(dtype) for x in (g, *rest)]
-            u, new = rule(*args, **scalars_by_dtype[dtype])
+            u, new = rule(*args, **scalars_by_dtype[dtype], **{k: m[i] for k, m in mask_leaves.items()})
             out_u.append(u.astype(g.dtype))
             for acc, old, value in zip(out_slots, rest, new):
                 acc.append(value.astype(old.dtype))
@@ -122,3 +140,16 @@ def leafwise(
         return treedef.unflatten(out_u), new_state
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _mask_leaves(name: str, mask: Mask, tree: PyTree, treedef) -> list[bool]:
+    """One Python bool per leaf of ``tree``, from a mask that is a prefix tree of bools or a function of ``tree``."""
+    resolved = mask(tree) if callable(mask) else mask
+    try:
+        full = jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: flag, sub), resolved, tree)
+        flags = treedef.flatten_up_to(full)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a bool, or a tree of bools that is a prefix of the params: {error}") from None
+    if not all(isinstance(f, bool | np.bool_) for f in flags):
+        raise ValueError(f"{name} must hold Python bools (static), got {[type(f).__name__ for f in flags]}")
+    return [bool(f) for f in flags]

@@ -22,7 +22,17 @@ METHODS = {
     "nadam": jgd.nadam,
     "nadam_seed": lambda learning_rate: jgd.nadam(learning_rate, form="seed"),
     "clipped_adam": lambda learning_rate: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(learning_rate)),
+    "radam": jgd.radam,
+    "adabelief": jgd.adabelief,
+    "lion": jgd.lion,
+    "lamb": jgd.lamb,
+    "lars": jgd.lars,
+    "adafactor": lambda learning_rate: jgd.adafactor(learning_rate, min_dim_size_to_factor=2, momentum=0.9),
+    "muon": lambda learning_rate: jgd.muon(learning_rate, stacked_matrices=True),
 }
+# The methods large runs use: covered on a fixed tree in tests/test_modern.py, here only in the slow run.
+LARGE_RUN_METHODS = {"radam", "adabelief", "lion", "lamb", "lars", "adafactor", "muon"}
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_RUN_METHODS else n for n in METHODS]
 DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]
 SETTINGS = settings(max_examples=5, deadline=None, derandomize=True)
 
@@ -67,7 +77,7 @@ def _as32(tree):
     return jax.tree.map(lambda x: np.asarray(x, np.float32), tree)
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", NAMES)
 @SETTINGS
 @given(case=trees())
 def test_updates_keep_structure_shapes_and_dtypes(name, case):
@@ -79,7 +89,7 @@ def test_updates_keep_structure_shapes_and_dtypes(name, case):
         assert np.all(np.isfinite(np.asarray(q, np.float32)))
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", NAMES)
 @SETTINGS
 @given(case=trees())
 def test_zero_learning_rate_and_zero_gradients_move_nothing(name, case):
@@ -91,7 +101,7 @@ def test_zero_learning_rate_and_zero_gradients_move_nothing(name, case):
     jax.tree.map(np.testing.assert_array_equal, _as32(still), _as32(params))
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", NAMES)
 @SETTINGS
 @given(case=trees())
 def test_jit_equals_no_jit(name, case):
@@ -102,7 +112,7 @@ def test_jit_equals_no_jit(name, case):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3), _as32(eager), _as32(jitted))
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", NAMES)
 @SETTINGS
 @given(case=trees(), lrs=st.lists(st.floats(0.0, 0.1), min_size=2, max_size=3))
 def test_vmap_over_learning_rates_equals_a_loop(name, case, lrs):
@@ -116,7 +126,7 @@ def test_vmap_over_learning_rates_equals_a_loop(name, case, lrs):
         )
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", NAMES)
 @SETTINGS
 @given(case=trees())
 def test_results_do_not_depend_on_leaf_order(name, case):
@@ -127,7 +137,7 @@ def test_results_do_not_depend_on_leaf_order(name, case):
     jax.tree.map(np.testing.assert_array_equal, _as32(forward), _as32(backward[::-1]))
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=trees(dtypes=(jnp.float64, jnp.float32)))
 def test_float64_trees_keep_dtypes(name, case, x64):

@@ -1,0 +1,141 @@
+"""Adafactor: second moments in O(n + m) memory for an n × m matrix (Shazeer & Stern 2018)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgd.base import GradientTransformation
+from jgd.leafwise import Mask, leafwise
+from jgd.types import ScalarOrSchedule
+
+
+def relative_step_size(step: jax.Array) -> jax.Array:
+    """The paper's step size ``ρ_t = min(10⁻², 1/√t)``, ``t = step + 1`` (Shazeer & Stern 2018, §8)."""
+    return jnp.minimum(1e-2, jax.lax.rsqrt(jnp.asarray(step, jnp.result_type(float)) + 1))
+
+
+def factored_dims(shape: tuple[int, ...], min_dim_size_to_factor: int) -> tuple[int, int] | None:
+    """The axes ``(second largest, largest)`` to keep row and column statistics over, or ``None``.
+
+    ``None`` (a full second moment) when the leaf has fewer than two axes or its second
+    largest axis is shorter than ``min_dim_size_to_factor``. Ties go to the later axis,
+    so an n × m matrix keeps row statistics over its columns and column statistics over its rows.
+    """
+    if len(shape) < 2:
+        return None
+    order = np.argsort(shape, kind="stable")
+    if shape[order[-2]] < min_dim_size_to_factor:
+        return None
+    return int(order[-2]), int(order[-1])
+
+
+def _rms(x):
+    return jnp.sqrt(jnp.mean(x * x))
+
+
+def adafactor(
+    learning_rate: ScalarOrSchedule = relative_step_size,
+    min_dim_size_to_factor: int = 128,
+    decay_rate: ScalarOrSchedule = 0.8,
+    decay_offset: ScalarOrSchedule = 0.0,
+    multiply_by_parameter_scale: bool = True,
+    clipping_threshold: ScalarOrSchedule | None = 1.0,
+    momentum: ScalarOrSchedule | None = None,
+    weight_decay_rate: ScalarOrSchedule | None = None,
+    eps: ScalarOrSchedule = 1e-30,
+    factored: bool = True,
+    weight_decay_mask: Mask = True,
+    *,
+    min_scale: ScalarOrSchedule = 1e-3,
+    state_dtype: Any = None,
+) -> GradientTransformation:
+    """Adafactor: Adam-like steps from factored second moments, clipped and relative to the parameter's scale.
+
+    ``β̂_t = 1 - (t - offset)^(-c)``, ``G² = g_t² + ε1``. For a leaf factored over axes (i, j) (an
+    n × m matrix): row and column statistics ``R_t = β̂_t R_{t-1} + (1 - β̂_t) mean_j G²``,
+    ``C_t = β̂_t C_{t-1} + (1 - β̂_t) mean_i G²`` and ``V̂_t = R_t C_t / mean(R_t)``; other leaves
+    keep ``V̂_t = β̂_t V̂_{t-1} + (1 - β̂_t) G²``. Then ``U_t = g_t / √V̂_t``,
+    ``Û_t = U_t / max(1, RMS(U_t) / d)``, ``α_t = ρ_t max(ε2, RMS(θ_{t-1}))``,
+    ``θ_t = θ_{t-1} - α_t Û_t`` (with ``momentum`` β1: ``m_t = β1 m_{t-1} + (1 - β1) α_t Û_t`` replaces
+    ``α_t Û_t``, as in the authors' code; with ``weight_decay_rate`` w: ``- w θ_{t-1}`` too).
+    Shazeer & Stern, "Adafactor: adaptive learning rates with sublinear memory cost", ICML 2018,
+    Alg. 4 and 5 (``mean`` in place of sums: the same ``V̂``).
+
+    Args:
+      learning_rate: ``ρ_t``, a float, an array or a schedule; the paper's :func:`relative_step_size`.
+        optax's ``learning_rate=None`` (no such factor) is ``learning_rate=1.0``.
+      min_dim_size_to_factor: factor a leaf only if its two largest axes are at least this long; 128.
+      decay_rate: ``c``, ≥ 0; 0.8 (paper).
+      decay_offset: steps subtracted from ``t`` in ``β̂_t``, ≥ 0; 0.
+      multiply_by_parameter_scale: whether ``α_t`` includes ``max(ε2, RMS(θ_{t-1}))`` (paper: yes).
+      clipping_threshold: ``d``, > 0, or ``None`` for no clipping; 1 (paper).
+      momentum: ``β1`` in [0, 1), or ``None`` for none (paper's default).
+      weight_decay_rate: ``w`` ≥ 0 (not multiplied by ``ρ_t``), or ``None`` for none.
+      eps: ``ε1`` added to ``g²``, ≥ 0; 1e-30 (paper).
+      factored: whether to factor at all.
+      weight_decay_mask: which leaves are decayed (a bool, a tree of bools or ``params -> tree of bools``).
+      min_scale: ``ε2``, > 0; 1e-3 (paper).
+      state_dtype: dtype of the statistics and the momentum; default each param's own.
+    """
+    if learning_rate is None:
+        raise ValueError("learning_rate must be a number, an array or a schedule; optax's None is 1.0")
+    hp = {"learning_rate": learning_rate, "decay_rate": decay_rate, "decay_offset": decay_offset, "eps": eps}
+    hp["min_scale"] = min_scale
+    optional = {"clipping_threshold": clipping_threshold, "momentum": momentum, "weight_decay_rate": weight_decay_rate}
+    hp.update({k: v for k, v in optional.items() if v is not None})
+
+    def dims(p):
+        return factored_dims(p.shape, min_dim_size_to_factor) if factored else None
+
+    def init_row(p, dtype):  # statistics over the largest axis
+        d = dims(p)
+        return jnp.zeros((1,), dtype) if d is None else jnp.zeros(np.delete(p.shape, d[1]), dtype)
+
+    def init_col(p, dtype):  # statistics over the second largest axis
+        d = dims(p)
+        return jnp.zeros((1,), dtype) if d is None else jnp.zeros(np.delete(p.shape, d[0]), dtype)
+
+    def init_full(p, dtype):
+        return jnp.zeros_like(p, dtype=dtype) if dims(p) is None else jnp.zeros((1,), dtype)
+
+    def rule(g, v_row, v_col, v, *rest, t, learning_rate, decay_rate, decay_offset, eps, min_scale, decayed, **opt):
+        *mu, p = rest
+        beta = 1 - (t - decay_offset) ** -decay_rate
+        g2 = g * g + eps
+        d = dims(p)
+        if d is None:
+            v = beta * v + (1 - beta) * g2
+            u = g / jnp.sqrt(v)
+        else:
+            second, largest = d
+            v_row = beta * v_row + (1 - beta) * jnp.mean(g2, axis=largest)
+            v_col = beta * v_col + (1 - beta) * jnp.mean(g2, axis=second)
+            row_mean = jnp.mean(v_row, axis=second - (second > largest), keepdims=True)
+            u = g * jax.lax.rsqrt(jnp.expand_dims(v_row / row_mean, largest) * jnp.expand_dims(v_col, second))
+        if "clipping_threshold" in opt:
+            u = u / jnp.maximum(1, _rms(u) / opt["clipping_threshold"])
+        u = learning_rate * u
+        if multiply_by_parameter_scale:
+            u = u * jnp.maximum(_rms(p), min_scale)
+        if "momentum" in opt:
+            mu = [opt["momentum"] * mu[0] + (1 - opt["momentum"]) * u]
+            u = mu[0]
+        if "weight_decay_rate" in opt and decayed:
+            u = u + opt["weight_decay_rate"] * p
+        return -u, (v_row, v_col, v, *mu)
+
+    slots = ("v_row", "v_col", "v") + (("mu",) if momentum is not None else ())
+    return leafwise(
+        "adafactor",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        with_params=True,
+        slot_init={"v_row": init_row, "v_col": init_col, "v": init_full},
+        masks={"decayed": weight_decay_mask},
+    )

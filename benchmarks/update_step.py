@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import optax.contrib
 from jax.flatten_util import ravel_pytree
 
 import jgd
@@ -40,6 +41,20 @@ METHODS = {
     "adam": (lambda: jgd.adam(1e-3), lambda: optax.adam(1e-3), 2),
     "adamax": (lambda: jgd.adamax(1e-3), lambda: optax.adamax(1e-3), 2),
     "nadam": (lambda: jgd.nadam(1e-3, momentum_decay=None), lambda: optax.nadam(1e-3), 2),
+    # The methods large runs use (slots: param-sized arrays; adafactor's factored statistics count as 0).
+    "adamw": (lambda: jgd.adamw(1e-3, weight_decay=1e-4), lambda: optax.adamw(1e-3, weight_decay=1e-4), 2),
+    "lion": (lambda: jgd.lion(1e-4, weight_decay=1e-3), lambda: optax.lion(1e-4, weight_decay=1e-3), 1),
+    "radam": (lambda: jgd.radam(1e-3), lambda: optax.radam(1e-3), 2),
+    "adabelief": (lambda: jgd.adabelief(1e-3), lambda: optax.adabelief(1e-3), 2),
+    "lamb": (lambda: jgd.lamb(1e-3), lambda: optax.lamb(1e-3), 2),
+    "lars": (lambda: jgd.lars(1e-3, form="optax"), lambda: optax.lars(1e-3), 1),
+    "adafactor": (lambda: jgd.adafactor(1e-3), lambda: optax.adafactor(1e-3), 0),
+    "schedule_free_adamw": (
+        lambda: jgd.schedule_free_adamw(1e-3),
+        lambda: optax.contrib.schedule_free_adamw(1e-3),
+        2,
+    ),
+    "muon": (lambda: jgd.muon(0.02, bias_correction=True), lambda: optax.contrib.muon(0.02), 2),
 }
 
 

@@ -72,15 +72,17 @@ def test_matches_optax(name, optax_runs):
     assert relative_difference(ours[name], theirs[name]) <= 1e-12
 
 
-def test_adam_state_dtype_is_optax_mu_dtype_for_both_moments():
-    """``state_dtype`` stores both moments in that dtype; optax's ``mu_dtype`` only the first."""
+def test_adam_state_dtype_of_mu_is_optax_mu_dtype():
+    """optax's ``mu_dtype`` stores the first moment alone in that dtype: ``state_dtype={"mu": d}``."""
     run = trajectories(
         {
-            "ours": lambda: jgd.adam(0.05, state_dtype=jnp.float32),
+            "ours": lambda: jgd.adam(0.05, state_dtype={"mu": jnp.float32}),
             "theirs": lambda: optax.adam(0.05, mu_dtype=jnp.float32),
         }
     )
-    assert relative_difference(run["ours"], run["theirs"]) <= 1e-6
+    # optax multiplies the stored float32 moment by β1 in float32 before adding the float64 gradient term;
+    # jgd computes the whole step in the gradient's float64 (measured: 7.5e-8).
+    assert relative_difference(run["ours"], run["theirs"]) <= 2e-7
 
 
 # name -> (jgd transform, Keras optimizer from the keras module), in float64.

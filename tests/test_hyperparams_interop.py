@@ -54,7 +54,7 @@ def test_train_state_replace_tx_writes_the_new_rate_into_the_state():
     [
         (jgd.sgd, optax.sgd),
         (  # optax's convention: the learning rate outside the velocity
-            lambda learning_rate: jgd.chain(jgd.trace(0.9), jgd.scale_by_learning_rate(learning_rate)),
+            lambda learning_rate: jgd.sgd(learning_rate, 0.9),
             lambda learning_rate: optax.sgd(learning_rate, 0.9),
         ),
         (jgd.adam, optax.adam),
@@ -79,7 +79,15 @@ def test_inject_hyperparams_set_mid_run_reaches_jgd(jgd_make, optax_make):
     np.testing.assert_allclose(run(jgd_make)["w"], run(optax_make)["w"], rtol=2e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("jgd_make, optax_make", [(jgd.sgd, optax.sgd), (jgd.adam, optax.adam)], ids=["sgd", "adam"])
+@pytest.mark.parametrize(
+    "jgd_make, optax_make",
+    [
+        (jgd.sgd, optax.sgd),
+        (lambda learning_rate: jgd.sgd(learning_rate, 0.9), lambda learning_rate: optax.sgd(learning_rate, 0.9)),
+        (jgd.adam, optax.adam),
+    ],
+    ids=["sgd", "momentum", "adam"],
+)
 def test_inject_hyperparams_with_a_schedule_follows_it(jgd_make, optax_make):
     schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
     params = {"w": jnp.asarray(_rng.normal(size=(3, 2)), jnp.float32)}

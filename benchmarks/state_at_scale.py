@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from update_step import make_tree, resnet18_shapes
+from update_step import make_tree, resnet18_shapes, time_interleaved
 
 import jgd
 
@@ -106,12 +106,7 @@ def measure(tree: str, placement: str, repeats: int) -> dict:
         params = jax.device_put(make_tree(shapes, 0), replicated)
         grads = jax.device_put(make_tree(shapes, 1), replicated)
         runs[name] = prepare(tx, params, grads, replicated, shard_over)
-    for _ in range(repeats):
-        for run in runs.values():
-            params, state, grads = run["args"]
-            start = time.perf_counter()
-            run["args"][:2] = jax.block_until_ready(run["fn"](params, state, grads))
-            run["times"].append(time.perf_counter() - start)
+    time_interleaved(runs, repeats)
     out = {"params": sum(int(np.prod(s)) for s in shapes)}
     for name, run in runs.items():
         seconds = float(np.median(run["times"]))

@@ -96,6 +96,16 @@ def compiled_step(tx, params, grads):
     return fn, state, time.perf_counter() - start
 
 
+def time_interleaved(runs: dict[str, dict], repeats: int) -> None:
+    """Calls each run's step in turn ``repeats`` times, appending to its ``times``: each sees the same machine."""
+    for _ in range(repeats):
+        for run in runs.values():
+            params, state, grads = run["args"]
+            start = time.perf_counter()
+            run["args"][:2] = jax.block_until_ready(run["fn"](params, state, grads))
+            run["times"].append(time.perf_counter() - start)
+
+
 def stream_run() -> dict:
     """y = a*x + b over 16M float32 (8 bytes an element moved), the roofline of a memory-bound step,
     timed in the same loop as the steps so that it sees the same machine."""
@@ -125,12 +135,7 @@ def measure(tree_name, method, repeats, flat):
         params, state = jax.block_until_ready(fn(params, state, grads))  # warm-up
         runs[name] = {"fn": fn, "args": [params, state, grads], "compile_s": compile_s, "times": []}
     runs["stream"] = stream_run()
-    for _ in range(repeats):
-        for run in runs.values():
-            params, state, grads = run["args"]
-            start = time.perf_counter()
-            run["args"][:2] = jax.block_until_ready(run["fn"](params, state, grads))
-            run["times"].append(time.perf_counter() - start)
+    time_interleaved(runs, repeats)
     n = sum(int(np.prod(s)) for s in shapes)
     moved = (12 + 8 * slots) * n  # params read and written, grads read, each slot read and written
     stream = runs.pop("stream")

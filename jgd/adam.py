@@ -11,7 +11,10 @@ import jax.numpy as jnp
 from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.numerics import abs_sq
 from jgd.types import PyTree, ScalarOrSchedule
+
+_REAL = ("nu", "nu_max")  # |g|² and its running max stay real for complex params
 
 
 def _adam_rule(amsgrad: str | None, eps_hat: bool, decoupled: bool):
@@ -20,7 +23,7 @@ def _adam_rule(amsgrad: str | None, eps_hat: bool, decoupled: bool):
 
     def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root, weight_decay=None):
         m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+        v = b2 * v + (1 - b2) * abs_sq(g)
         correction2 = 1 - b2**t
         second, new = v / correction2, (m, v)
         if amsgrad == "nu":  # torch, Keras: the max of the raw moment, corrected afterwards
@@ -89,7 +92,8 @@ def adam(
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     slots = ("mu", "nu") + (("nu_max",) if form else ())
-    return leafwise("adam", _adam_rule(form, eps_hat, False), hp, slots, state_dtype=state_dtype)
+    rule = _adam_rule(form, eps_hat, False)
+    return leafwise("adam", rule, hp, slots, state_dtype=state_dtype, real_slots=_REAL, complex_leaves=True)
 
 
 def adamw(
@@ -124,7 +128,9 @@ def adamw(
     hp["weight_decay"] = weight_decay
     slots = ("mu", "nu") + (("nu_max",) if form else ())
     rule = _adam_rule(form, eps_hat, True)
-    inner = leafwise("adamw", rule, hp, slots, state_dtype=state_dtype, with_params=True)
+    inner = leafwise(
+        "adamw", rule, hp, slots, state_dtype=state_dtype, with_params=True, real_slots=_REAL, complex_leaves=True
+    )
     if mask is None:
         return inner
 
@@ -175,7 +181,8 @@ def adamax(
         return -learning_rate / (1 - b1**t) * m / (u + eps), (m, u)
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps}
-    return leafwise("adamax", rule, hp, ("mu", "inf_norm"), state_dtype=state_dtype)
+    slots = ("mu", "inf_norm")
+    return leafwise("adamax", rule, hp, slots, state_dtype=state_dtype, real_slots=("inf_norm",), complex_leaves=True)
 
 
 def nadam(
@@ -227,11 +234,12 @@ def nadam(
 
         def seed_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root):
             m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
+            v = b2 * v + (1 - b2) * abs_sq(g)
             m_bar = b1 * m / (1 - b1**t) + (1 - b1) * g / (1 - b1**t)
             return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)
 
-        return leafwise("nadam", seed_rule, hp, ("mu", "nu"), state_dtype=state_dtype)
+        slots = ("mu", "nu")
+        return leafwise("nadam", seed_rule, hp, slots, state_dtype=state_dtype, real_slots=_REAL, complex_leaves=True)
 
     scheduled = momentum_decay is not None
     if scheduled:
@@ -249,10 +257,18 @@ def nadam(
     def dozat_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, mu_t, mu_next, product, product_next, **_):
         average = b1 if form == "b1" else mu_t
         m = average * m + (1 - average) * g
-        v = b2 * v + (1 - b2) * g * g
+        v = b2 * v + (1 - b2) * abs_sq(g)
         m_bar = mu_next * m / (1 - product_next) + (1 - mu_t) * g / (1 - product)
         return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)
 
     return leafwise(
-        "nadam", dozat_rule, hp, ("mu", "nu"), state_dtype=state_dtype, carry={"mu_product": 1.0}, prepare=prepare
+        "nadam",
+        dozat_rule,
+        hp,
+        ("mu", "nu"),
+        state_dtype=state_dtype,
+        carry={"mu_product": 1.0},
+        prepare=prepare,
+        real_slots=_REAL,
+        complex_leaves=True,
     )

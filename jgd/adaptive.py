@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.numerics import abs_sq
 from jgd.types import ScalarOrSchedule
 
 
@@ -34,11 +35,12 @@ def adagrad(
     """
 
     def rule(g, sum_sq, *, t, learning_rate, eps, eps_root, initial_accumulator):
-        sum_sq = sum_sq + g * g
+        sum_sq = sum_sq + abs_sq(g)
         return -learning_rate * g / (jnp.sqrt(initial_accumulator + sum_sq + eps_root) + eps), (sum_sq,)
 
     hp = {"learning_rate": learning_rate, "eps": eps, "eps_root": eps_root, "initial_accumulator": initial_accumulator}
-    return leafwise("adagrad", rule, hp, ("sum_of_squares",), state_dtype=state_dtype)
+    slots = ("sum_of_squares",)
+    return leafwise("adagrad", rule, hp, slots, state_dtype=state_dtype, real_slots=slots, complex_leaves=True)
 
 
 def adadelta(
@@ -111,12 +113,12 @@ def rmsprop(
     slots = ("mean_square",) + (("mean",) if centered else ()) + (("velocity",) if momentum is not None else ())
 
     def rule(g, sq, *rest, t, learning_rate, decay, eps, eps_root, momentum=None):
-        sq = decay * sq + (1 - decay) * g * g
+        sq = decay * sq + (1 - decay) * abs_sq(g)
         new = [sq]
         variance = sq
         if centered:
             mean = decay * rest[0] + (1 - decay) * g
-            variance = sq - mean * mean
+            variance = sq - abs_sq(mean)
             new.append(mean)
         step = g / (jnp.sqrt(variance + eps_root) + eps)
         if momentum is None:
@@ -131,4 +133,5 @@ def rmsprop(
     hp = {"learning_rate": learning_rate, "decay": decay, "eps": eps, "eps_root": eps_root}
     if momentum is not None:
         hp["momentum"] = momentum
-    return leafwise("rmsprop", rule, hp, slots, state_dtype=state_dtype)
+    real = ("mean_square",)
+    return leafwise("rmsprop", rule, hp, slots, state_dtype=state_dtype, real_slots=real, complex_leaves=True)

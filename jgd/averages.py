@@ -26,7 +26,7 @@ def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None
         v = decay * v + g
         return (g + decay * v if nesterov else v), (v,)
 
-    return leafwise("trace", rule, {"decay": decay}, ("velocity",), state_dtype=state_dtype)
+    return leafwise("trace", rule, {"decay": decay}, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformation:
@@ -44,7 +44,7 @@ def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformatio
         v = decay * v + (1 - decay) * g
         return v, (v,)
 
-    return leafwise("ema", rule, {"decay": decay}, ("average",), state_dtype=state_dtype)
+    return leafwise("ema", rule, {"decay": decay}, ("average",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def bias_correction(decay: float = 0.9) -> GradientTransformation:
@@ -52,7 +52,9 @@ def bias_correction(decay: float = 0.9) -> GradientTransformation:
 
     Kingma & Ba, "Adam: A method for stochastic optimization", ICLR 2015, §3.
     """
-    return leafwise("bias_correction", lambda g, *, t, decay: (g / (1 - decay**t), ()), {"decay": decay})
+    return leafwise(
+        "bias_correction", lambda g, *, t, decay: (g / (1 - decay**t), ()), {"decay": decay}, complex_leaves=True
+    )
 
 
 def scale_by_rms(

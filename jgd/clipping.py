@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.numerics import abs_sq
 from jgd.types import PyTree, ScalarOrSchedule
 
 
@@ -33,13 +34,13 @@ def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     def rule(g, *, t, max_norm):
         return g * (max_norm / jnp.maximum(jnp.linalg.norm(g), max_norm)), ()
 
-    return leafwise("clip_by_norm", rule, {"max_norm": max_norm})
+    return leafwise("clip_by_norm", rule, {"max_norm": max_norm}, complex_leaves=True)
 
 
 def global_norm(tree: PyTree) -> jax.Array:
     """``√(Σ_leaves Σ g²)``, accumulated in at least float32."""
     leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
-    squares = [jnp.sum(jnp.square(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
+    squares = [jnp.sum(abs_sq(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
     return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
 
 
@@ -59,4 +60,4 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     def rule(g, *, t, max_norm, norm):
         return g * (max_norm / jnp.maximum(norm, max_norm)), ()
 
-    return leafwise("clip_by_global_norm", rule, {"max_norm": max_norm}, prepare=prepare)
+    return leafwise("clip_by_global_norm", rule, {"max_norm": max_norm}, prepare=prepare, complex_leaves=True)

@@ -9,6 +9,11 @@ at least float32, updates keep the leaf's dtype, and every slot keeps the dtype
 it was created with (``state_dtype``, one dtype or one per slot), whatever the
 dtypes of the grads and hyperparameters, so a state is a fixed ``lax.scan`` /
 ``lax.while_loop`` carry.
+
+Complex leaves (complex64, complex128) are taken by the rules that declare it (``complex_leaves``):
+the update and the slots stay complex, except the ``real_slots`` (squares, norms), which hold the
+leaf's real dtype; hyperparameters and ``t`` are real. For a complex slot, a floating ``state_dtype``
+means the complex dtype of that precision (float32 or narrower -> complex64, float64 -> complex128).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import resolve, split, start
+from jgd.numerics import real_dtype
 from jgd.types import PyTree
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
@@ -58,6 +64,8 @@ def leafwise(
     prepare: Prepare | None = None,
     slot_init: dict[str, Callable] | None = None,
     masks: dict[str, Mask] | None = None,
+    real_slots: Sequence[str] = (),
+    complex_leaves: bool = False,
 ) -> GradientTransformation:
     """Builds the transform ``name`` from its per-array ``rule``.
 
@@ -76,21 +84,24 @@ def leafwise(
         at zero or are not shaped like their param (factored statistics).
       masks: keyword -> :data:`Mask`; the rule receives, as that keyword, the leaf's own
         Python bool (resolved against the params, or the updates when the rule takes no params).
+      real_slots: slots that stay real for a complex param (|g|², norms); in the param's real dtype.
+      complex_leaves: whether ``rule`` is defined on complex arrays; otherwise complex leaves are refused.
     """
     constants, schedules = split(hyperparams)
     carry = carry or {}
     dtypes = slot_dtypes(name, slots, state_dtype)
     slot_init = slot_init or {}
     masks = masks or {}
+    real_slots = frozenset(real_slots)
 
     def init_fn(params):
-        trees.check_floating("params", params)
+        trees.check_floating("params", params, method=name, allow_complex=complex_leaves)
 
         def zeros(p, dtype):  # zeros_like keeps the param's sharding
             return jnp.zeros_like(p, dtype=dtype)
 
         def initial(slot, p):
-            dtype = jnp.result_type(p) if dtypes[slot] is None else dtypes[slot]
+            dtype = _slot_dtype(jnp.result_type(p), dtypes[slot], slot in real_slots)
             return slot_init[slot](p, dtype) if slot in slot_init else zeros(p, dtype)
 
         return start(
@@ -104,7 +115,7 @@ def leafwise(
         del extra_args
         if with_params and params is None:
             raise ValueError(f"{name} needs params: call update(updates, state, params)")
-        trees.check_floating("updates", updates)
+        trees.check_floating("updates", updates, method=name, allow_complex=complex_leaves)
         for s in slots:
             trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
             if s not in slot_init:  # an initialised slot may have another shape (factored statistics)
@@ -126,10 +137,12 @@ def leafwise(
         for i, (g, *rest) in enumerate(zip(leaves, *slot_leaves, *param_leaves)):
             g = jnp.asarray(g)
             dtype = jnp.promote_types(g.dtype, jnp.float32)
+            real = real_dtype(dtype)  # hyperparameters, t and the real slots
             if dtype not in scalars_by_dtype:
                 values = {"t": t, **hp, **prepared}
-                scalars_by_dtype[dtype] = {k: jnp.asarray(v).astype(dtype) for k, v in values.items()}
-            args = [jnp.asarray(x).astype(dtype) for x in (g, *rest)]
+                scalars_by_dtype[dtype] = {k: jnp.asarray(v).astype(real) for k, v in values.items()}
+            slot_types = [real if s in real_slots else dtype for s in slots]
+            args = [jnp.asarray(x).astype(d) for x, d in zip((g, *rest), [dtype, *slot_types, dtype])]
             u, new = rule(*args, **scalars_by_dtype[dtype], **{k: m[i] for k, m in mask_leaves.items()})
             out_u.append(u.astype(g.dtype))
             for acc, old, value in zip(out_slots, rest, new):
@@ -140,6 +153,16 @@ def leafwise(
         return treedef.unflatten(out_u), new_state
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _slot_dtype(param_dtype, chosen, real: bool):
+    """A slot's dtype for one param: ``chosen`` (or the param's), real for a real slot, complex for the
+    others when the param is complex (``chosen``'s precision)."""
+    if chosen is None:
+        return real_dtype(param_dtype) if real else param_dtype
+    if real or not jnp.issubdtype(param_dtype, jnp.complexfloating):
+        return chosen
+    return jnp.promote_types(chosen, jnp.complex64)
 
 
 def _mask_leaves(name: str, mask: Mask, tree: PyTree, treedef) -> list[bool]:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import Mask, leafwise
+from jgd.numerics import abs_sq
 from jgd.types import ScalarOrSchedule
 
 
@@ -43,7 +44,7 @@ def radam(
 
     def rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, threshold):
         m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+        v = b2 * v + (1 - b2) * abs_sq(g)
         m_hat = m / (1 - b1**t)
         rho_inf = 2 / (1 - b2) - 1
         rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
@@ -53,7 +54,7 @@ def radam(
         return -learning_rate * jnp.where(rho >= threshold, adaptive, m_hat), (m, v)
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root, "threshold": threshold}
-    return leafwise("radam", rule, hp, ("mu", "nu"), state_dtype=state_dtype)
+    return leafwise("radam", rule, hp, ("mu", "nu"), state_dtype=state_dtype, real_slots=("nu",), complex_leaves=True)
 
 
 def adabelief(
@@ -84,12 +85,13 @@ def adabelief(
 
     def rule(g, m, s, *, t, learning_rate, b1, b2, eps, eps_root):
         m = b1 * m + (1 - b1) * g
-        s = b2 * s + (1 - b2) * (g - m) ** 2 + eps_root
+        s = b2 * s + (1 - b2) * abs_sq(g - m) + eps_root
         m_hat, s_hat = m / (1 - b1**t), s / (1 - b2**t)
         return -learning_rate * m_hat / (jnp.sqrt(s_hat) + eps), (m, s)
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
-    return leafwise("adabelief", rule, hp, ("mu", "nu"), state_dtype=state_dtype)
+    slots = ("mu", "nu")
+    return leafwise("adabelief", rule, hp, slots, state_dtype=state_dtype, real_slots=("nu",), complex_leaves=True)
 
 
 def lion(

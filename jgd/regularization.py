@@ -35,7 +35,7 @@ def l2_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
     def rule(g, p, *, t, rate):
         return g + 2 * rate * p, ()
 
-    return leafwise("l2_penalty", rule, {"rate": rate}, with_params=True)
+    return leafwise("l2_penalty", rule, {"rate": rate}, with_params=True, complex_leaves=True)
 
 
 def weight_decay(rate: ScalarOrSchedule) -> GradientTransformation:
@@ -51,7 +51,7 @@ def weight_decay(rate: ScalarOrSchedule) -> GradientTransformation:
     def rule(g, p, *, t, rate):
         return g - rate * p, ()
 
-    return leafwise("weight_decay", rule, {"rate": rate}, with_params=True)
+    return leafwise("weight_decay", rule, {"rate": rate}, with_params=True, complex_leaves=True)
 
 
 def max_norm(max_value: ScalarOrSchedule, axis: int = 0) -> GradientTransformation:

@@ -13,7 +13,7 @@ def scale(factor: ScalarOrSchedule) -> GradientTransformation:
     Args:
       factor: any finite float, array or schedule; ``scale(-1.0)`` first in a chain maximizes.
     """
-    return leafwise("scale", lambda g, *, t, factor: (factor * g, ()), {"factor": factor})
+    return leafwise("scale", lambda g, *, t, factor: (factor * g, ()), {"factor": factor}, complex_leaves=True)
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransformation:
@@ -27,4 +27,4 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransform
     def rule(g, *, t, learning_rate):
         return -learning_rate * g, ()
 
-    return leafwise("scale_by_learning_rate", rule, {"learning_rate": learning_rate})
+    return leafwise("scale_by_learning_rate", rule, {"learning_rate": learning_rate}, complex_leaves=True)

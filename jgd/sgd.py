@@ -47,7 +47,7 @@ def sgd(
         def rule(g, *, t, learning_rate):
             return -learning_rate * g, ()
 
-        return leafwise("sgd", rule, {"learning_rate": learning_rate})
+        return leafwise("sgd", rule, {"learning_rate": learning_rate}, complex_leaves=True)
     return _trace("sgd", learning_rate, momentum, 0.0 if dampening is None else dampening, nesterov, state_dtype)
 
 
@@ -61,7 +61,7 @@ def _trace(name, learning_rate, momentum, dampening, nesterov, state_dtype) -> G
         return -learning_rate * (g + momentum * v if nesterov else v), (v,)
 
     hp = {"learning_rate": learning_rate, "momentum": momentum, "dampening": dampening}
-    return leafwise(name, rule, hp, ("velocity",), state_dtype=state_dtype)
+    return leafwise(name, rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def momentum(
@@ -108,7 +108,7 @@ def momentum(
         return -learning_rate * v, (v,)
 
     hp = {"learning_rate": learning_rate, "momentum": momentum}
-    return leafwise("momentum", rule, hp, ("velocity",), state_dtype=state_dtype)
+    return leafwise("momentum", rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def nesterov(
@@ -155,7 +155,7 @@ def nesterov(
         return -(momentum * v + learning_rate * g), (v,)
 
     hp = {"learning_rate": learning_rate, "momentum": momentum}
-    return leafwise("nesterov", rule, hp, ("velocity",), state_dtype=state_dtype)
+    return leafwise("nesterov", rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def look_ahead(params: PyTree, state: PyTree) -> PyTree:

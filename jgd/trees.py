@@ -44,11 +44,19 @@ def check_shapes(name: str, tree: PyTree, ref_name: str, ref: PyTree) -> None:
             )
 
 
-def check_floating(name: str, tree: PyTree) -> None:
-    """Raises ``ValueError`` naming the first leaf that is not a real floating-point array."""
+def check_floating(name: str, tree: PyTree, *, method: str | None = None, allow_complex: bool = False) -> None:
+    """Raises ``ValueError`` naming the first leaf that is not a real floating-point array.
+
+    With ``allow_complex``, complex floating-point leaves are accepted too; ``method`` names the
+    transform in the message of a complex leaf it refuses.
+    """
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.floating):
+        if jnp.issubdtype(dtype, jnp.floating) or (allow_complex and jnp.issubdtype(dtype, jnp.complexfloating)):
+            continue
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        if method is not None and jnp.issubdtype(dtype, jnp.complexfloating):
             raise ValueError(
-                f"{name}{jax.tree_util.keystr(path)} has dtype {dtype}; jgd transforms need real floating-point arrays"
+                f"{where} has dtype {dtype}; {method} does not take complex arrays, only real floating-point"
             )
+        raise ValueError(f"{where} has dtype {dtype}; jgd transforms need real floating-point arrays")

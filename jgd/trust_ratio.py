@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import Mask, leafwise
+from jgd.numerics import abs_sq
 from jgd.types import ScalarOrSchedule
 
 
@@ -58,7 +59,7 @@ def lamb(
 
     def rule(g, m, v, p, *, t, learning_rate, b1, b2, eps, eps_root, weight_decay, decayed, adapted):
         m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+        v = b2 * v + (1 - b2) * abs_sq(g)
         r = m / (1 - b1**t) / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps)
         if decayed:
             r = r + weight_decay * p
@@ -69,7 +70,17 @@ def lamb(
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     hp["weight_decay"] = weight_decay
     masks = {"decayed": mask, "adapted": trust_ratio_mask}
-    return leafwise("lamb", rule, hp, ("mu", "nu"), state_dtype=state_dtype, with_params=True, masks=masks)
+    return leafwise(
+        "lamb",
+        rule,
+        hp,
+        ("mu", "nu"),
+        state_dtype=state_dtype,
+        with_params=True,
+        masks=masks,
+        real_slots=("nu",),
+        complex_leaves=True,
+    )
 
 
 def lars(
@@ -124,4 +135,6 @@ def lars(
     hp = {"learning_rate": learning_rate, "weight_decay": weight_decay, "trust_coefficient": trust_coefficient}
     hp.update(eps=eps, momentum=momentum)
     masks = {"decayed": weight_decay_mask, "adapted": trust_ratio_mask}
-    return leafwise("lars", rule, hp, ("velocity",), state_dtype=state_dtype, with_params=True, masks=masks)
+    return leafwise(
+        "lars", rule, hp, ("velocity",), state_dtype=state_dtype, with_params=True, masks=masks, complex_leaves=True
+    )

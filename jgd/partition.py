@@ -177,6 +177,11 @@ def masked(tx: GradientTransformation, mask: PyTree) -> GradientTransformation:
     ``mask`` is a tree of booleans shaped like the params, or a function
     ``params -> mask`` such as :func:`jgd.masks.decayed`. The state is ``tx``'s
     state on the masked leaves (``None`` elsewhere, so they cost nothing).
+
+    Args:
+      tx: the gradient transformation to run on the masked leaves (jgd's or optax's).
+      mask: a tree of bools with one leaf per param leaf (``jgd.types.PyTree``), or a function
+        ``params -> such a tree``.
     """
     tx = with_extra_args(tx)
 

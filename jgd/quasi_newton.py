@@ -147,8 +147,13 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
     default: when the first step sees mostly high curvature it makes ``H`` too small everywhere,
     which BFGS corrects slowly (on a 10-D quadratic of condition 100: 42 iterations instead of 11).
     The update is skipped when ``sᵀy ≤ ε‖s‖‖y‖`` (``sᵀy ≤ 0`` up to rounding).
-    ``linesearch`` defaults to :func:`jgd.zoom_linesearch`. The ``(n, n)`` matrix suits problems of
-    up to a few thousand parameters.
+    The ``(n, n)`` matrix suits problems of up to a few thousand parameters.
+
+    Args:
+      linesearch: a :class:`jgd.LineSearch` (:func:`jgd.zoom_linesearch`, :func:`jgd.backtracking_linesearch`),
+        whose float hyperparameters the state keeps; None (default) for ``zoom_linesearch()``, the strong
+        Wolfe conditions BFGS's theory asks for (Nocedal & Wright §6.1).
+      initial_scaling: set ``H_0`` by eq. 6.20 before the first update; default False (see above).
     """
 
     def init_memory(n, dtype):
@@ -199,7 +204,11 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
     Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 7.4 and 7.5, eq. 7.20;
     Liu & Nocedal, "On the limited memory BFGS method for large scale optimization",
     Math. Programming 45, 1989. A pair with ``sᵀy ≤ ε‖s‖‖y‖`` (``sᵀy ≤ 0`` up to rounding) is not
-    stored. ``linesearch`` defaults to :func:`jgd.zoom_linesearch`.
+    stored.
+
+    Args:
+      memory_size: ``m``, an int ≥ 1, the pairs kept; 10 as optax (Nocedal & Wright suggest 3 to 20, §7.2).
+      linesearch: a :class:`jgd.LineSearch`, as for :func:`bfgs`; None (default) for ``zoom_linesearch()``.
     """
     if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
@@ -238,6 +247,9 @@ def value_and_grad_from_state(fun: Callable[[PyTree], jax.Array]) -> Callable[[P
             value, grad = value_and_grad(params, state)
             updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=f)
             return jgd.apply_updates(params, updates), state
+
+    Args:
+      fun: the objective ``params -> scalar``, the same function passed as ``value_fn`` to ``update``.
     """
 
     def value_and_grad(params, state):

@@ -155,7 +155,12 @@ def schedule_free_adamw(
 
 
 def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:
-    """The averaged point ``x_t = (y_t - (1 - β1) z_t) / β1`` to evaluate, from a schedule-free state and its params."""
+    """The averaged point ``x_t = (y_t - (1 - β1) z_t) / β1`` to evaluate, from a schedule-free state and its params.
+
+    Args:
+      state: the state of :func:`schedule_free_sgd` or :func:`schedule_free_adamw`, or any tree holding it.
+      params: the params that transform updates, the gradient points ``y_t`` (``jgd.types.PyTree``).
+    """
     found = [s for s in transform_states(state) if "z" in s.slots and "weight_sum" in s.carry]
     if not found:
         raise ValueError("schedule_free_eval_params needs the state of a schedule-free transform")

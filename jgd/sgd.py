@@ -164,6 +164,10 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
     ``state`` is (or contains) the state of a velocity-form :func:`momentum`:
     evaluating the gradient at ``look_ahead(θ, state)`` and applying the
     momentum update to ``θ`` is Nesterov's method as the seeds write it.
+
+    Args:
+      params: the current params ``θ``, a tree of arrays (``jgd.types.PyTree``).
+      state: the optimizer state, holding a velocity-form :func:`momentum`'s (the first one found is used).
     """
     found = [s for s in transform_states(state) if "velocity" in s.slots and "momentum" in s.hyperparams]
     if not found:

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
-from jgd.types import ScalarOrSchedule
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
 def adagrad(
-    learning_rate: float = 0.01,
-    eps: float = 1e-7,
-    eps_root: float = 0.0,
-    initial_accumulator: float = 0.0,
+    learning_rate: ScalarOrSchedule = 0.01,
+    eps: ScalarOrSchedule = 1e-7,
+    eps_root: ScalarOrSchedule = 0.0,
+    initial_accumulator: ScalarOrSchedule = 0.0,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adagrad: ``G_t = G_0 + Σ_{τ≤t} g_τ²``, ``θ_{t+1} = θ_t - η g_t / (√(G_t + ε_root) + ε)``.
 
@@ -48,7 +48,11 @@ def adagrad(
 
 
 def adadelta(
-    learning_rate: float = 1.0, rho: float = 0.95, eps: float = 1e-6, *, state_dtype: Any = None
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: ScalarOrSchedule = 0.95,
+    eps: ScalarOrSchedule = 1e-6,
+    *,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adadelta: a step whose units match the parameters'.
 
@@ -89,7 +93,7 @@ def rmsprop(
     momentum: ScalarOrSchedule | None = None,
     nesterov: bool = False,
     momentum_form: Literal["velocity", "trace"] = "velocity",
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """RMSprop: ``E[g²]_t = ρ E[g²]_{t-1} + (1 - ρ) g_t²``, ``θ_{t+1} = θ_t - η g_t / (√(E[g²]_t + ε_root) + ε)``.
 

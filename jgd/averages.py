@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation, chain
 from jgd.leafwise import leafwise
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
-def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None) -> GradientTransformation:
+def trace(
+    decay: ScalarOrSchedule = 0.9, nesterov: bool = False, *, state_dtype: StateDtype = None
+) -> GradientTransformation:
     """Momentum accumulator ``v_t = γ v_{t-1} + g_t``; ``u = v_t`` (``g_t + γ v_t`` with ``nesterov``).
 
     Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and
@@ -32,7 +33,7 @@ def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None
     return leafwise("trace", rule, {"decay": decay}, ("velocity",), state_dtype=state_dtype)
 
 
-def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformation:
+def ema(decay: ScalarOrSchedule = 0.9, *, state_dtype: StateDtype = None) -> GradientTransformation:
     """Exponentially weighted average ``v_t = β v_{t-1} + (1 - β) g_t``; ``u = v_t``.
 
     Starts from ``v_0 = 0``, so early values are biased towards zero; follow it
@@ -53,7 +54,7 @@ def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformatio
     return leafwise("ema", rule, {"decay": decay}, ("average",), state_dtype=state_dtype)
 
 
-def bias_correction(decay: float = 0.9) -> GradientTransformation:
+def bias_correction(decay: ScalarOrSchedule = 0.9) -> GradientTransformation:
     """``u = g / (1 - β^t)``: undoes the zero start of an :func:`ema` with the same β.
 
     Kingma & Ba, "Adam: A method for stochastic optimization", ICLR 2015, §3.
@@ -66,13 +67,13 @@ def bias_correction(decay: float = 0.9) -> GradientTransformation:
 
 
 def scale_by_rms(
-    decay: float = 0.9,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
+    decay: ScalarOrSchedule = 0.9,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
     *,
     bias_correction: bool = False,
     numerator: GradientTransformation | None = None,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Divides by a running root mean square: ``u = n_t / (√(v̂_t + ε_root) + ε)``.
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgd.hyperparams import split
+from jgd.types import ScalarOrSchedule
 
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -90,7 +91,7 @@ class _Zoom(NamedTuple):
     best_grad: jax.Array
 
 
-def zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, max_steps: int = 20) -> LineSearch:
+def zoom_linesearch(c1: ScalarOrSchedule = 1e-4, c2: ScalarOrSchedule = 0.9, max_steps: int = 20) -> LineSearch:
     """Strong-Wolfe line search: bracketing, then zoom.
 
     Finds ``α`` with ``φ(α) ≤ φ(0) + c1 α φ'(0)`` (sufficient decrease) and
@@ -182,7 +183,9 @@ class _Backtrack(NamedTuple):
     grad: jax.Array
 
 
-def backtracking_linesearch(c1: Any = 1e-4, shrink: Any = 0.5, max_steps: int = 30) -> LineSearch:
+def backtracking_linesearch(
+    c1: ScalarOrSchedule = 1e-4, shrink: ScalarOrSchedule = 0.5, max_steps: int = 30
+) -> LineSearch:
     """Backtracking until sufficient decrease (Armijo).
 
     Tries ``α, ρα, ρ²α, ...`` until ``f(x + α d) ≤ f(x) + c1 α ∇fᵀd``, ``ρ = shrink``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -116,7 +116,7 @@ class _Carry(NamedTuple):
     value: jax.Array
     grad: PyTree
     grad_norm: jax.Array
-    state: Any
+    state: PyTree
     nit: jax.Array
     nfev: jax.Array
     moved: jax.Array

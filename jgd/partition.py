@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +71,10 @@ def _run(tx, name, chosen, treedef, updates, params, state, extra_args):
     return new_state
 
 
-def partition(rules: Mapping[str, tuple[str, Any]], default: Any = None) -> GradientTransformation:
+def partition(
+    rules: Mapping[str, tuple[str, GradientTransformation | ScalarOrSchedule]],
+    default: GradientTransformation | None = None,
+) -> GradientTransformation:
     """Runs each group of parameters, chosen by a regular expression on its path, through its own transform.
 
     ``rules`` maps each group's name to ``(pattern, target)``. A leaf belongs to

@@ -231,7 +231,9 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
     return _quasi_newton("lbfgs", linesearch, init_memory, _two_loop, add_pair)
 
 
-def value_and_grad_from_state(fun: Callable[[PyTree], jax.Array]) -> Callable[[PyTree, Any], tuple[jax.Array, PyTree]]:
+def value_and_grad_from_state(
+    fun: Callable[[PyTree], jax.Array],
+) -> Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]:
     """``(params, state) -> (f(params), ∇f(params))`` for a loop around :func:`bfgs` or :func:`lbfgs`.
 
     Before the first update it evaluates ``jax.value_and_grad(fun)``; after it, it reads ``f`` and

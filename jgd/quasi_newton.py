@@ -30,21 +30,21 @@ from jgd.types import PyTree
 
 
 class BFGSMemory(NamedTuple):
-    """inverse_hessian: the ``(n, n)`` approximation ``H``; pairs: curvature pairs taken into it."""
+    """inverse_hessian: the ``(n, n)`` approximation ``H``; pair_count: the curvature pairs taken into it."""
 
     inverse_hessian: jax.Array
-    pairs: jax.Array
+    pair_count: jax.Array
 
 
 class LBFGSMemory(NamedTuple):
     """The last ``m`` pairs in circular buffers: ``s``, ``y`` ``(m, n)``, ``rho = 1/sᵀy`` ``(m,)``
-    (0 marks an empty slot), ``gamma`` the initial scaling, ``pairs`` the pairs taken so far."""
+    (0 marks an empty slot), ``gamma`` the initial scaling, ``pair_count`` the pairs taken so far."""
 
     s: jax.Array
     y: jax.Array
     rho: jax.Array
     gamma: jax.Array
-    pairs: jax.Array
+    pair_count: jax.Array
 
 
 class QuasiNewtonState(NamedTuple):
@@ -113,7 +113,7 @@ def _quasi_newton(
         hp, common = resolve(constants, schedules, state.common)
         # Before any curvature pair, H = I is scaled to a first step of length at most 1 (as optax, scipy).
         first = jnp.minimum(1, 1 / jnp.linalg.norm(u))
-        d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pairs == 0, first, 1)
+        d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pair_count == 0, first, 1)
         # H stays positive definite, but updates from an upstream transform need not make d a descent direction.
         steepest = -g * jnp.minimum(1, 1 / jnp.linalg.norm(g))
         d = jnp.where(g @ d < 0, d, steepest)
@@ -167,11 +167,11 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
         h = memory.inverse_hessian
         if initial_scaling:
             gamma = sy / jnp.where(accept, y @ y, 1)
-            h = jnp.where(memory.pairs == 0, gamma * jnp.eye(s.size, dtype=s.dtype), h)
+            h = jnp.where(memory.pair_count == 0, gamma * jnp.eye(s.size, dtype=s.dtype), h)
         hy = h @ y
         # (I - ρ s yᵀ) H (I - ρ y sᵀ) + ρ s sᵀ, expanded into rank-one terms (H is symmetric).
         new = h - rho * (jnp.outer(s, hy) + jnp.outer(hy, s)) + (rho**2 * (y @ hy) + rho) * jnp.outer(s, s)
-        return BFGSMemory(jnp.where(accept, new, memory.inverse_hessian), memory.pairs + accept)
+        return BFGSMemory(jnp.where(accept, new, memory.inverse_hessian), memory.pair_count + accept)
 
     return _quasi_newton("bfgs", linesearch, init_memory, apply_inverse, add_pair)
 
@@ -179,7 +179,7 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
 def _two_loop(memory: LBFGSMemory, g: jax.Array) -> jax.Array:
     """``H g`` by the two-loop recursion over the circular buffers (N&W Alg. 7.4)."""
     m = memory.rho.shape[0]
-    oldest_first = (memory.pairs + jnp.arange(m)) % m
+    oldest_first = (memory.pair_count + jnp.arange(m)) % m
 
     def back(q, j):
         a = memory.rho[j] * (memory.s[j] @ q)
@@ -219,13 +219,13 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
         return LBFGSMemory(s, y, jnp.zeros((m,), dtype), jnp.ones((), dtype), jnp.zeros((), jnp.int32))
 
     def add_pair(memory, s, y, sy, accept):
-        j = memory.pairs % m
+        j = memory.pair_count % m
         return LBFGSMemory(
             s=memory.s.at[j].set(jnp.where(accept, s, memory.s[j])),
             y=memory.y.at[j].set(jnp.where(accept, y, memory.y[j])),
             rho=memory.rho.at[j].set(jnp.where(accept, 1 / jnp.where(accept, sy, 1), memory.rho[j])),
             gamma=jnp.where(accept, sy / jnp.where(accept, y @ y, 1), memory.gamma),
-            pairs=memory.pairs + accept,
+            pair_count=memory.pair_count + accept,
         )
 
     return _quasi_newton("lbfgs", linesearch, init_memory, _two_loop, add_pair)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from jgd import trees
 from jgd.base import GradientTransformation, with_extra_args
@@ -23,7 +24,7 @@ class AccumulateState(NamedTuple):
     micro_step: jax.Array
 
 
-def accumulate(tx: GradientTransformation, every: int, dtype: Any = jnp.float32) -> GradientTransformation:
+def accumulate(tx: GradientTransformation, every: int, dtype: DTypeLike | None = jnp.float32) -> GradientTransformation:
     """Runs ``tx`` on the mean of ``every`` micro-batch gradients.
 
     Each call adds ``g_i`` to a buffer; the ``every``-th call hands

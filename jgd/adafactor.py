@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import Mask, leafwise
-from jgd.types import ScalarOrSchedule
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
 def relative_step_size(step: jax.Array) -> jax.Array:
@@ -51,7 +49,7 @@ def adafactor(
     weight_decay_mask: Mask = True,
     *,
     min_scale: ScalarOrSchedule = 1e-3,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adafactor: Adam-like steps from factored second moments, clipped and relative to the parameter's scale.
 

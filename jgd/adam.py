@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
 from jgd.numerics import abs_sq
-from jgd.types import PyTree, ScalarOrSchedule
+from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
 _REAL = ("nu", "nu_max")  # |g|² and its running max stay real for complex params
 
@@ -61,7 +61,7 @@ def adam(
     *,
     amsgrad: bool | Literal["nu", "nu_hat"] = False,
     eps_hat: bool = False,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adam: bias-corrected averages of the gradient and of its square.
 
@@ -107,7 +107,7 @@ def adamw(
     *,
     amsgrad: bool | Literal["nu", "nu_hat"] = False,
     eps_hat: bool = False,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """AdamW: Adam with decoupled weight decay scaled by the current learning rate.
 
@@ -153,7 +153,7 @@ def adamax(
     eps: ScalarOrSchedule = 1e-8,
     *,
     eps_in_max: bool = False,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """AdaMax: Adam with the infinity norm.
 
@@ -193,8 +193,8 @@ def nadam(
     eps_root: ScalarOrSchedule = 0.0,
     *,
     form: Literal["dozat", "b1", "seed"] = "dozat",
-    momentum_decay: float | None = 0.004,
-    state_dtype: Any = None,
+    momentum_decay: ScalarOrSchedule | None = 0.004,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Nadam: Adam with Nesterov momentum.
 

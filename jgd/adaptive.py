@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
 from jgd.numerics import abs_sq
-from jgd.types import ScalarOrSchedule
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
 def adagrad(
-    learning_rate: float = 0.01,
-    eps: float = 1e-7,
-    eps_root: float = 0.0,
-    initial_accumulator: float = 0.0,
+    learning_rate: ScalarOrSchedule = 0.01,
+    eps: ScalarOrSchedule = 1e-7,
+    eps_root: ScalarOrSchedule = 0.0,
+    initial_accumulator: ScalarOrSchedule = 0.0,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adagrad: ``G_t = G_0 + Σ_{τ≤t} g_τ²``, ``θ_{t+1} = θ_t - η g_t / (√(G_t + ε_root) + ε)``.
 
@@ -27,11 +27,17 @@ def adagrad(
     outside the root, the defaults here. Seeds 000 and 003 put ε inside the
     root: ``eps=0, eps_root=ε``. Keras and optax start from
     ``initial_accumulator=0.1``. The state keeps ``Σ g²``; ``G_0`` stays a
-    hyperparameter.
+    hyperparameter. The step is computed in at least float32 and no slot's dtype
+    changes across updates.
 
-    ``state_dtype`` is the dtype of the slot ``sum_of_squares``: one dtype, or a mapping per slot
-    (``{"sum_of_squares": jnp.bfloat16}``); default each param's own. The step is computed in at least
-    float32 and no slot's dtype changes across updates.
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 0.01 as torch's
+        ``Adagrad`` (the paper leaves η to the user).
+      eps, eps_root: ε (the paper's δ) outside and inside the root, as for the learning rate; 1e-7 (Keras,
+        optax) and 0.
+      initial_accumulator: ``G_0 ≥ 0``, as for the learning rate; 0 as the paper (Keras and optax: 0.1).
+      state_dtype: the dtype of ``sum_of_squares`` (``{"sum_of_squares": jnp.bfloat16}``):
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
     def rule(g, sum_sq, *, t, learning_rate, eps, eps_root, initial_accumulator):
@@ -44,7 +50,11 @@ def adagrad(
 
 
 def adadelta(
-    learning_rate: float = 1.0, rho: float = 0.95, eps: float = 1e-6, *, state_dtype: Any = None
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: ScalarOrSchedule = 0.95,
+    eps: ScalarOrSchedule = 1e-6,
+    *,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adadelta: a step whose units match the parameters'.
 
@@ -52,11 +62,17 @@ def adadelta(
     ``Δθ_t = - RMS[Δθ]_{t-1} / RMS[g]_t · g_t`` with ``RMS[y] = √(E[y²] + ε)``,
     ``E[Δθ²]_t = ρ E[Δθ²]_{t-1} + (1 - ρ) Δθ_t²``, ``θ_{t+1} = θ_t + η Δθ_t``.
     Zeiler, "ADADELTA: an adaptive learning rate method", 2012 (ρ = 0.95,
-    ε = 1e-6 and no learning rate, i.e. η = 1).
+    ε = 1e-6 and no learning rate, i.e. η = 1). The step is computed in at least
+    float32 and no slot's dtype changes across updates.
 
-    ``state_dtype`` is the dtype of the slots ``mean_square_grad`` and ``mean_square_step``: one dtype,
-    or a mapping per slot (``{"mean_square_grad": jnp.bfloat16}``); default each param's own. The step is
-    computed in at least float32 and no slot's dtype changes across updates.
+    Args:
+      learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 1.0 as the paper
+        (which has none) and torch's ``Adadelta``.
+      rho: ρ, as for the learning rate; 0.95 as the paper.
+      eps: ε inside both roots, as for the learning rate; 1e-6 as the paper.
+      state_dtype: the dtype of ``mean_square_grad`` and ``mean_square_step``
+        (``{"mean_square_grad": jnp.bfloat16}``): one dtype, or a mapping per slot name; default each
+        param's own dtype.
     """
 
     def rule(g, sq_grad, sq_step, *, t, learning_rate, rho, eps):
@@ -79,7 +95,7 @@ def rmsprop(
     momentum: ScalarOrSchedule | None = None,
     nesterov: bool = False,
     momentum_form: Literal["velocity", "trace"] = "velocity",
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """RMSprop: ``E[g²]_t = ρ E[g²]_{t-1} + (1 - ρ) g_t²``, ``θ_{t+1} = θ_t - η g_t / (√(E[g²]_t + ε_root) + ε)``.
 

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation, chain
 from jgd.leafwise import leafwise
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
-def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None) -> GradientTransformation:
+def trace(
+    decay: ScalarOrSchedule = 0.9, nesterov: bool = False, *, state_dtype: StateDtype = None
+) -> GradientTransformation:
     """Momentum accumulator ``v_t = γ v_{t-1} + g_t``; ``u = v_t`` (``g_t + γ v_t`` with ``nesterov``).
 
     Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and
-    momentum in deep learning", ICML 2013.
+    momentum in deep learning", ICML 2013. The step is computed in at least float32 and no
+    slot's dtype changes across updates.
 
-    ``state_dtype`` is the dtype of the slot ``velocity``: one dtype, or a mapping per slot
-    (``{"velocity": jnp.bfloat16}``); default each param's own. The step is computed in at least
-    float32 and no slot's dtype changes across updates.
+    Args:
+      decay: γ, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 0.9 as Sutskever et al.
+      nesterov: return Nesterov's ``g_t + γ v_t`` instead of ``v_t``; default False.
+      state_dtype: the dtype of ``velocity`` (``{"velocity": jnp.bfloat16}``):
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
     def rule(g, v, *, t, decay):
@@ -29,15 +33,18 @@ def trace(decay: float = 0.9, nesterov: bool = False, *, state_dtype: Any = None
     return leafwise("trace", rule, {"decay": decay}, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
-def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformation:
+def ema(decay: ScalarOrSchedule = 0.9, *, state_dtype: StateDtype = None) -> GradientTransformation:
     """Exponentially weighted average ``v_t = β v_{t-1} + (1 - β) g_t``; ``u = v_t``.
 
     Starts from ``v_0 = 0``, so early values are biased towards zero; follow it
-    with :func:`bias_correction` for the unbiased average (seed 001).
+    with :func:`bias_correction` for the unbiased average (seed 001). The step is computed
+    in at least float32 and no slot's dtype changes across updates.
 
-    ``state_dtype`` is the dtype of the slot ``average``: one dtype, or a mapping per slot
-    (``{"average": jnp.bfloat16}``); default each param's own. The step is computed in at least
-    float32 and no slot's dtype changes across updates.
+    Args:
+      decay: β, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 0.9, Adam's β1
+        (Kingma & Ba).
+      state_dtype: the dtype of ``average`` (``{"average": jnp.bfloat16}``):
+        one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
     def rule(g, v, *, t, decay):
@@ -47,10 +54,14 @@ def ema(decay: float = 0.9, *, state_dtype: Any = None) -> GradientTransformatio
     return leafwise("ema", rule, {"decay": decay}, ("average",), state_dtype=state_dtype, complex_leaves=True)
 
 
-def bias_correction(decay: float = 0.9) -> GradientTransformation:
+def bias_correction(decay: ScalarOrSchedule = 0.9) -> GradientTransformation:
     """``u = g / (1 - β^t)``: undoes the zero start of an :func:`ema` with the same β.
 
     Kingma & Ba, "Adam: A method for stochastic optimization", ICLR 2015, §3.
+
+    Args:
+      decay: β, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``): the same value as the
+        :func:`ema`'s it corrects; 0.9 as :func:`ema`.
     """
     return leafwise(
         "bias_correction", lambda g, *, t, decay: (g / (1 - decay**t), ()), {"decay": decay}, complex_leaves=True
@@ -58,13 +69,13 @@ def bias_correction(decay: float = 0.9) -> GradientTransformation:
 
 
 def scale_by_rms(
-    decay: float = 0.9,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
+    decay: ScalarOrSchedule = 0.9,
+    eps: ScalarOrSchedule = 1e-8,
+    eps_root: ScalarOrSchedule = 0.0,
     *,
     bias_correction: bool = False,
     numerator: GradientTransformation | None = None,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Divides by a running root mean square: ``u = n_t / (√(v̂_t + ε_root) + ε)``.
 
@@ -75,11 +86,16 @@ def scale_by_rms(
     this is Adam.
 
     Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA: Neural Networks for
-    Machine Learning, 2012.
+    Machine Learning, 2012. The step is computed in at least float32 and no slot's dtype
+    changes across updates.
 
-    ``state_dtype`` is the dtype of the slot ``second_moment``: one dtype, or a mapping per slot
-    (``{"second_moment": jnp.bfloat16}``); default each param's own. The step is computed in at least
-    float32 and no slot's dtype changes across updates.
+    Args:
+      decay: ρ, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 0.9 as Tieleman & Hinton.
+      eps, eps_root: ε outside and inside the root, as for the decay; 1e-8 (Adam's) and 0.
+      bias_correction: divide ``v_t`` by ``1 - ρ^t``; default False (RMSprop).
+      numerator: a gradient transformation whose output is divided, or None (default) for ``g_t``.
+      state_dtype: the dtype of ``second_moment`` (``{"second_moment": jnp.bfloat16}``):
+        one dtype, or a mapping per slot name; default each param's own dtype. ``numerator`` keeps its own.
     """
 
     def denominator(g, v, *, t, decay, eps, eps_root):

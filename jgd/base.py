@@ -30,7 +30,11 @@ def _takes_extra_args(update: Callable) -> bool:
 
 
 def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
-    """``tx`` with an ``update`` that accepts (and, if ``tx`` does not take them, drops) extra keyword arguments."""
+    """``tx`` with an ``update`` that accepts (and, if ``tx`` does not take them, drops) extra keyword arguments.
+
+    Args:
+      tx: any gradient transformation (jgd's or optax's); returned as it is if its ``update`` takes ``**kwargs``.
+    """
     if _takes_extra_args(tx.update):
         return tx
 
@@ -46,6 +50,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
     Extra keyword arguments reach every transform whose ``update`` accepts
     ``**kwargs``; others (plain optax transforms) are called without them.
+
+    Args:
+      *transforms: gradient transformations (jgd's or optax's), applied first to last; none gives the identity.
     """
     for i, t in enumerate(transforms):
         if not (callable(getattr(t, "init", None)) and callable(getattr(t, "update", None))):
@@ -96,7 +103,12 @@ def named(label: str, tx: GradientTransformation) -> GradientTransformation:
 
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
-    """Returns ``params + updates``, each leaf keeping the dtype of its param."""
+    """Returns ``params + updates``, each leaf keeping the dtype of its param.
+
+    Args:
+      params: a tree of arrays (``jgd.types.PyTree``); ``None`` leaves stay ``None``.
+      updates: a tree of the same structure, as a transform's ``update`` returns it.
+    """
     trees.check_matching("updates", updates, "params", params)
     return jax.tree.map(
         lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),

@@ -38,7 +38,11 @@ def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
 
 
 def global_norm(tree: PyTree) -> jax.Array:
-    """``√(Σ_leaves Σ g²)``, accumulated in at least float32."""
+    """``√(Σ_leaves Σ g²)``, accumulated in at least float32.
+
+    Args:
+      tree: a tree of arrays (``jgd.types.PyTree``); an empty tree has norm 0.
+    """
     leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
     squares = [jnp.sum(abs_sq(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
     return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))

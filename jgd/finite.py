@@ -24,7 +24,11 @@ class ApplyIfFiniteState(NamedTuple):
 
 
 def all_finite(tree: PyTree) -> jax.Array:
-    """Whether every element of every leaf is finite (True for an empty tree)."""
+    """Whether every element of every leaf is finite (True for an empty tree).
+
+    Args:
+      tree: a tree of arrays (``jgd.types.PyTree``), e.g. updates or params.
+    """
     return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)], dtype=bool))
 
 
@@ -34,6 +38,10 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive: int = 10) ->
     After ``max_consecutive`` non-finite steps in a row, ``state.gave_up`` is
     set, for the training loop to stop on; steps stay skipped, so the params
     never become non-finite.
+
+    Args:
+      inner: the gradient transformation to run (jgd's or optax's).
+      max_consecutive: an int ≥ 1, the non-finite steps in a row that set ``gave_up``; 10.
     """
     if max_consecutive < 1:
         raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive}")

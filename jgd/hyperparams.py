@@ -296,6 +296,10 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     with :func:`jgd.named` (or a partition's group names) on the way to it, as
     ``"encoder/learning_rate"``; where there are none, its position, as ``"0/learning_rate"``.
     Raises ``ValueError`` if ``state`` holds no jgd transform state.
+
+    Args:
+      state: a jgd transform's state, or any tree holding them (a chain's, optax's wrappers',
+        ``nnx.Optimizer.opt_state``).
     """
     found = transform_states(state)
     values = {}

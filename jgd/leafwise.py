@@ -29,14 +29,14 @@ from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import resolve, split, start
 from jgd.numerics import real_dtype
-from jgd.types import PyTree
+from jgd.types import PyTree, StateDtype
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
 Mask = bool | PyTree | Callable[[PyTree], PyTree]
 """A tree of Python bools (or a prefix of the params tree), or a function ``params -> such a tree``."""
 
 
-def slot_dtypes(name: str, slots: Sequence[str], state_dtype: Any) -> dict[str, Any]:
+def slot_dtypes(name: str, slots: Sequence[str], state_dtype: StateDtype) -> dict[str, Any]:
     """Each slot's dtype from ``state_dtype`` (one dtype, or slot name -> dtype); ``None`` means the param's."""
     chosen = dict(state_dtype) if isinstance(state_dtype, Mapping) else {s: state_dtype for s in slots}
     unknown = sorted(set(chosen) - set(slots))
@@ -58,7 +58,7 @@ def leafwise(
     hyperparams: dict[str, Any],
     slots: Sequence[str] = (),
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
     with_params: bool = False,
     carry: dict[str, float] | None = None,
     prepare: Prepare | None = None,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgd.hyperparams import split
+from jgd.types import ScalarOrSchedule
 
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -90,7 +91,7 @@ class _Zoom(NamedTuple):
     best_grad: jax.Array
 
 
-def zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, max_steps: int = 20) -> LineSearch:
+def zoom_linesearch(c1: ScalarOrSchedule = 1e-4, c2: ScalarOrSchedule = 0.9, max_steps: int = 20) -> LineSearch:
     """Strong-Wolfe line search: bracketing, then zoom.
 
     Finds ``α`` with ``φ(α) ≤ φ(0) + c1 α φ'(0)`` (sufficient decrease) and
@@ -100,6 +101,13 @@ def zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, max_steps: int = 20) -> LineS
     quadratic interpolation, then bisection (§3.5, eqs. 3.57–3.59; as scipy's ``line_search_wolfe2``).
     After ``max_steps`` evaluations without a Wolfe point it returns the trial of lowest value with
     sufficient decrease, or ``α = 0``.
+
+    Args:
+      c1: the sufficient-decrease constant, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``)
+        in (0, 1); 1e-4 as Nocedal & Wright (§3.1).
+      c2: the curvature constant, as for ``c1``, with ``c1 < c2``; 0.9 as Nocedal & Wright for
+        quasi-Newton directions (§3.1).
+      max_steps: an int ≥ 1, the most evaluations of ``f`` and its gradient per search; 20.
     """
     hyperparams = _check({"c1": c1, "c2": c2})
     _check_max_steps(max_steps)
@@ -175,13 +183,21 @@ class _Backtrack(NamedTuple):
     grad: jax.Array
 
 
-def backtracking_linesearch(c1: Any = 1e-4, shrink: Any = 0.5, max_steps: int = 30) -> LineSearch:
+def backtracking_linesearch(
+    c1: ScalarOrSchedule = 1e-4, shrink: ScalarOrSchedule = 0.5, max_steps: int = 30
+) -> LineSearch:
     """Backtracking until sufficient decrease (Armijo).
 
     Tries ``α, ρα, ρ²α, ...`` until ``f(x + α d) ≤ f(x) + c1 α ∇fᵀd``, ``ρ = shrink``.
     Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 3.1. Each trial evaluates
     the gradient too, so the caller gets ``∇f`` at the accepted point. After ``max_steps``
     trials without sufficient decrease it returns ``α = 0``.
+
+    Args:
+      c1: the sufficient-decrease constant, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``)
+        in (0, 1); 1e-4 as Nocedal & Wright (§3.1).
+      shrink: ρ, the factor each rejected trial multiplies ``α`` by, as for ``c1``, in (0, 1); 0.5.
+      max_steps: an int ≥ 1, the most trials per search; 30.
     """
     hyperparams = _check({"c1": c1, "shrink": shrink})
     _check_max_steps(max_steps)

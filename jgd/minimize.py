@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +76,13 @@ def minimize(
     The quasi-Newton methods reuse the ``f`` and ``∇f`` their line search computed at the new point.
     The result carries the fields ``x, fun, nit, nfev, success, status, message`` of scipy's ``OptimizeResult``
     (``scipy.optimize.minimize``), with the same meaning, and ``grad_norm``.
+
+    Args:
+      fun: the objective ``x -> scalar``, differentiable by ``jax.grad``.
+      x0: the starting point, a tree of floating arrays (``jgd.types.PyTree``).
+      method: ``"lbfgs"`` (default), ``"bfgs"`` or a gradient transformation.
+      maxiter: an int ≥ 1 (or an int array), the most iterations; 1000.
+      tol: the gradient-norm tolerance, a float ≥ 0 (or a scalar array); 1e-6.
     """
     if isinstance(method, str):
         if method not in _METHODS:
@@ -109,7 +116,7 @@ class _Carry(NamedTuple):
     value: jax.Array
     grad: PyTree
     grad_norm: jax.Array
-    state: Any
+    state: PyTree
     nit: jax.Array
     nfev: jax.Array
     moved: jax.Array

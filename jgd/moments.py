@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import Mask, leafwise
 from jgd.numerics import abs_sq
-from jgd.types import ScalarOrSchedule
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
 def radam(
@@ -20,7 +18,7 @@ def radam(
     eps_root: ScalarOrSchedule = 0.0,
     threshold: ScalarOrSchedule = 5.0,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Rectified Adam: Adam's adaptive step only once its variance is tractable.
 
@@ -64,7 +62,7 @@ def adabelief(
     eps: ScalarOrSchedule = 1e-16,
     eps_root: ScalarOrSchedule = 1e-16,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """AdaBelief: Adam with the variance of the gradient around its average (the "belief") as preconditioner.
 
@@ -101,7 +99,7 @@ def lion(
     weight_decay: ScalarOrSchedule = 0.0,
     mask: Mask = True,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Lion: the sign of an interpolation of momentum and gradient, with decoupled weight decay.
 

@@ -59,6 +59,9 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
     per-group values, as a flat dict with :func:`statistics`. Under
     ``jgd.accumulate``, put ``monitor`` inside (``accumulate(monitor(tx), k)``)
     to measure the accumulated gradient.
+
+    Args:
+      tx: the gradient transformation to run and measure (jgd's or optax's).
     """
     tx = with_extra_args(tx)
 
@@ -100,6 +103,9 @@ def statistics(state: PyTree) -> dict[str, object]:
     group of a :func:`jgd.partition` found in the state, and each hyperparameter
     by the key :func:`jgd.hyperparams` gives it (``"encoder/learning_rate"``
     for a name several transforms use). Under ``vmap`` each value is a list.
+
+    Args:
+      state: a state holding a :class:`MonitorState` (a chain's, optax's wrappers', ...).
     """
     found = trees.instances(state, MonitorState)
     if not found:

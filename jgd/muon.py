@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import Mask, leafwise
-from jgd.types import ScalarOrSchedule
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
 def orthogonalize(x, coefficients=(3.4445, -4.775, 2.0315), steps: int = 5, eps: float = 1e-8):
@@ -44,7 +42,7 @@ def muon(
     adam_eps_root: ScalarOrSchedule = 0.0,
     adam_weight_decay: ScalarOrSchedule = 0.0,
     adam_learning_rate: ScalarOrSchedule | None = None,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Muon on 2-D leaves (n × m, the first axis the input), Adam on the others.
 

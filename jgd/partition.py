@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -72,7 +71,10 @@ def _run(tx, name, chosen, treedef, updates, params, state, extra_args):
     return new_state
 
 
-def partition(rules: Mapping[str, tuple[str, Any]], default: Any = None) -> GradientTransformation:
+def partition(
+    rules: Mapping[str, tuple[str, GradientTransformation | ScalarOrSchedule]],
+    default: GradientTransformation | None = None,
+) -> GradientTransformation:
     """Runs each group of parameters, chosen by a regular expression on its path, through its own transform.
 
     ``rules`` maps each group's name to ``(pattern, target)``. A leaf belongs to
@@ -177,6 +179,11 @@ def masked(tx: GradientTransformation, mask: PyTree) -> GradientTransformation:
     ``mask`` is a tree of booleans shaped like the params, or a function
     ``params -> mask`` such as :func:`jgd.masks.decayed`. The state is ``tx``'s
     state on the masked leaves (``None`` elsewhere, so they cost nothing).
+
+    Args:
+      tx: the gradient transformation to run on the masked leaves (jgd's or optax's).
+      mask: a tree of bools with one leaf per param leaf (``jgd.types.PyTree``), or a function
+        ``params -> such a tree``.
     """
     tx = with_extra_args(tx)
 

@@ -30,21 +30,21 @@ from jgd.types import PyTree
 
 
 class BFGSMemory(NamedTuple):
-    """inverse_hessian: the ``(n, n)`` approximation ``H``; pairs: curvature pairs taken into it."""
+    """inverse_hessian: the ``(n, n)`` approximation ``H``; pair_count: the curvature pairs taken into it."""
 
     inverse_hessian: jax.Array
-    pairs: jax.Array
+    pair_count: jax.Array
 
 
 class LBFGSMemory(NamedTuple):
     """The last ``m`` pairs in circular buffers: ``s``, ``y`` ``(m, n)``, ``rho = 1/sᵀy`` ``(m,)``
-    (0 marks an empty slot), ``gamma`` the initial scaling, ``pairs`` the pairs taken so far."""
+    (0 marks an empty slot), ``gamma`` the initial scaling, ``pair_count`` the pairs taken so far."""
 
     s: jax.Array
     y: jax.Array
     rho: jax.Array
     gamma: jax.Array
-    pairs: jax.Array
+    pair_count: jax.Array
 
 
 class QuasiNewtonState(NamedTuple):
@@ -113,7 +113,7 @@ def _quasi_newton(
         hp, common = resolve(constants, schedules, state.common)
         # Before any curvature pair, H = I is scaled to a first step of length at most 1 (as optax, scipy).
         first = jnp.minimum(1, 1 / jnp.linalg.norm(u))
-        d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pairs == 0, first, 1)
+        d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pair_count == 0, first, 1)
         # H stays positive definite, but updates from an upstream transform need not make d a descent direction.
         steepest = -g * jnp.minimum(1, 1 / jnp.linalg.norm(g))
         d = jnp.where(g @ d < 0, d, steepest)
@@ -147,8 +147,13 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
     default: when the first step sees mostly high curvature it makes ``H`` too small everywhere,
     which BFGS corrects slowly (on a 10-D quadratic of condition 100: 42 iterations instead of 11).
     The update is skipped when ``sᵀy ≤ ε‖s‖‖y‖`` (``sᵀy ≤ 0`` up to rounding).
-    ``linesearch`` defaults to :func:`jgd.zoom_linesearch`. The ``(n, n)`` matrix suits problems of
-    up to a few thousand parameters.
+    The ``(n, n)`` matrix suits problems of up to a few thousand parameters.
+
+    Args:
+      linesearch: a :class:`jgd.LineSearch` (:func:`jgd.zoom_linesearch`, :func:`jgd.backtracking_linesearch`),
+        whose float hyperparameters the state keeps; None (default) for ``zoom_linesearch()``, the strong
+        Wolfe conditions BFGS's theory asks for (Nocedal & Wright §6.1).
+      initial_scaling: set ``H_0`` by eq. 6.20 before the first update; default False (see above).
     """
 
     def init_memory(n, dtype):
@@ -162,11 +167,11 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
         h = memory.inverse_hessian
         if initial_scaling:
             gamma = sy / jnp.where(accept, y @ y, 1)
-            h = jnp.where(memory.pairs == 0, gamma * jnp.eye(s.size, dtype=s.dtype), h)
+            h = jnp.where(memory.pair_count == 0, gamma * jnp.eye(s.size, dtype=s.dtype), h)
         hy = h @ y
         # (I - ρ s yᵀ) H (I - ρ y sᵀ) + ρ s sᵀ, expanded into rank-one terms (H is symmetric).
         new = h - rho * (jnp.outer(s, hy) + jnp.outer(hy, s)) + (rho**2 * (y @ hy) + rho) * jnp.outer(s, s)
-        return BFGSMemory(jnp.where(accept, new, memory.inverse_hessian), memory.pairs + accept)
+        return BFGSMemory(jnp.where(accept, new, memory.inverse_hessian), memory.pair_count + accept)
 
     return _quasi_newton("bfgs", linesearch, init_memory, apply_inverse, add_pair)
 
@@ -174,7 +179,7 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
 def _two_loop(memory: LBFGSMemory, g: jax.Array) -> jax.Array:
     """``H g`` by the two-loop recursion over the circular buffers (N&W Alg. 7.4)."""
     m = memory.rho.shape[0]
-    oldest_first = (memory.pairs + jnp.arange(m)) % m
+    oldest_first = (memory.pair_count + jnp.arange(m)) % m
 
     def back(q, j):
         a = memory.rho[j] * (memory.s[j] @ q)
@@ -199,7 +204,11 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
     Nocedal & Wright, "Numerical Optimization", 2nd ed., 2006, Alg. 7.4 and 7.5, eq. 7.20;
     Liu & Nocedal, "On the limited memory BFGS method for large scale optimization",
     Math. Programming 45, 1989. A pair with ``sᵀy ≤ ε‖s‖‖y‖`` (``sᵀy ≤ 0`` up to rounding) is not
-    stored. ``linesearch`` defaults to :func:`jgd.zoom_linesearch`.
+    stored.
+
+    Args:
+      memory_size: ``m``, an int ≥ 1, the pairs kept; 10 as optax (Nocedal & Wright suggest 3 to 20, §7.2).
+      linesearch: a :class:`jgd.LineSearch`, as for :func:`bfgs`; None (default) for ``zoom_linesearch()``.
     """
     if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
@@ -210,19 +219,21 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
         return LBFGSMemory(s, y, jnp.zeros((m,), dtype), jnp.ones((), dtype), jnp.zeros((), jnp.int32))
 
     def add_pair(memory, s, y, sy, accept):
-        j = memory.pairs % m
+        j = memory.pair_count % m
         return LBFGSMemory(
             s=memory.s.at[j].set(jnp.where(accept, s, memory.s[j])),
             y=memory.y.at[j].set(jnp.where(accept, y, memory.y[j])),
             rho=memory.rho.at[j].set(jnp.where(accept, 1 / jnp.where(accept, sy, 1), memory.rho[j])),
             gamma=jnp.where(accept, sy / jnp.where(accept, y @ y, 1), memory.gamma),
-            pairs=memory.pairs + accept,
+            pair_count=memory.pair_count + accept,
         )
 
     return _quasi_newton("lbfgs", linesearch, init_memory, _two_loop, add_pair)
 
 
-def value_and_grad_from_state(fun: Callable[[PyTree], jax.Array]) -> Callable[[PyTree, Any], tuple[jax.Array, PyTree]]:
+def value_and_grad_from_state(
+    fun: Callable[[PyTree], jax.Array],
+) -> Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]:
     """``(params, state) -> (f(params), ∇f(params))`` for a loop around :func:`bfgs` or :func:`lbfgs`.
 
     Before the first update it evaluates ``jax.value_and_grad(fun)``; after it, it reads ``f`` and
@@ -238,6 +249,9 @@ def value_and_grad_from_state(fun: Callable[[PyTree], jax.Array]) -> Callable[[P
             value, grad = value_and_grad(params, state)
             updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=f)
             return jgd.apply_updates(params, updates), state
+
+    Args:
+      fun: the objective ``params -> scalar``, the same function passed as ``value_fn`` to ``update``.
     """
 
     def value_and_grad(params, state):

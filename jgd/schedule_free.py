@@ -7,15 +7,13 @@ base iterates ``z_t``; the average ``x_t``, the point to evaluate, is
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
-from jgd.types import PyTree, ScalarOrSchedule
+from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
 
 def _prepare(warmup_steps: int | None):
@@ -62,7 +60,7 @@ def schedule_free_sgd(
     weight_decay: ScalarOrSchedule = 0.0,
     weight_lr_power: ScalarOrSchedule = 2.0,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Schedule-free SGD.
 
@@ -110,7 +108,7 @@ def schedule_free_adamw(
     weight_decay: ScalarOrSchedule = 0.0,
     weight_lr_power: ScalarOrSchedule = 2.0,
     *,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Schedule-free AdamW.
 
@@ -155,7 +153,12 @@ def schedule_free_adamw(
 
 
 def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:
-    """The averaged point ``x_t = (y_t - (1 - β1) z_t) / β1`` to evaluate, from a schedule-free state and its params."""
+    """The averaged point ``x_t = (y_t - (1 - β1) z_t) / β1`` to evaluate, from a schedule-free state and its params.
+
+    Args:
+      state: the state of :func:`schedule_free_sgd` or :func:`schedule_free_adamw`, or any tree holding it.
+      params: the params that transform updates, the gradient points ``y_t`` (``jgd.types.PyTree``).
+    """
     found = [s for s in transform_states(state) if "z" in s.slots and "weight_sum" in s.carry]
     if not found:
         raise ValueError("schedule_free_eval_params needs the state of a schedule-free transform")

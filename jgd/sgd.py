@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jgd.base import GradientTransformation
 from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
-from jgd.types import PyTree, ScalarOrSchedule
+from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
 
 def sgd(
@@ -19,7 +19,7 @@ def sgd(
     nesterov: bool = False,
     *,
     dampening: ScalarOrSchedule | None = None,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Gradient descent ``θ_{t+1} = θ_t - η ∇J(θ_t)``.
 
@@ -65,12 +65,12 @@ def _trace(name, learning_rate, momentum, dampening, nesterov, state_dtype) -> G
 
 
 def momentum(
-    learning_rate: float = 0.01,
-    momentum: float = 0.9,
+    learning_rate: ScalarOrSchedule = 0.01,
+    momentum: ScalarOrSchedule = 0.9,
     form: Literal["velocity", "ema", "trace"] = "velocity",
     *,
     dampening: ScalarOrSchedule | None = None,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Gradient descent with momentum, in either form of seed 001.
 
@@ -117,7 +117,7 @@ def nesterov(
     form: Literal["velocity", "trace"] = "velocity",
     *,
     dampening: ScalarOrSchedule | None = None,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Nesterov accelerated gradient, in the form that needs no look-ahead gradient.
 
@@ -164,6 +164,10 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
     ``state`` is (or contains) the state of a velocity-form :func:`momentum`:
     evaluating the gradient at ``look_ahead(θ, state)`` and applying the
     momentum update to ``θ`` is Nesterov's method as the seeds write it.
+
+    Args:
+      params: the current params ``θ``, a tree of arrays (``jgd.types.PyTree``).
+      state: the optimizer state, holding a velocity-form :func:`momentum`'s (the first one found is used).
     """
     found = [s for s in transform_states(state) if "velocity" in s.slots and "momentum" in s.hyperparams]
     if not found:

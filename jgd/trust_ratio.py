@@ -8,14 +8,14 @@ both the weight decay and the ratio, through the masks
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import Mask, leafwise
 from jgd.numerics import abs_sq
-from jgd.types import ScalarOrSchedule
+from jgd.types import ScalarOrSchedule, StateDtype
 
 
 def _ratio(numerator, denominator):
@@ -34,7 +34,7 @@ def lamb(
     mask: Mask = True,
     *,
     trust_ratio_mask: Mask = True,
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """LAMB: Adam's step plus decoupled weight decay, rescaled per leaf by the trust ratio.
 
@@ -94,7 +94,7 @@ def lars(
     nesterov: bool = False,
     *,
     form: Literal["paper", "optax"] = "paper",
-    state_dtype: Any = None,
+    state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """LARS: momentum SGD with a per-leaf local learning rate.
 

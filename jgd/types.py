@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+from jax.typing import DTypeLike
 
 PyTree = Any
 """A nested structure of arrays (dicts, lists, tuples, NamedTuples, dataclasses registered with JAX)."""
@@ -15,3 +16,7 @@ Schedule = Callable[[jax.Array], jax.Array]
 
 ScalarOrSchedule = float | jax.Array | Schedule
 """A hyperparameter: a Python float, a scalar array (a tracer too, for ``jax.vmap`` sweeps) or a :data:`Schedule`."""
+
+StateDtype = DTypeLike | Mapping[str, DTypeLike | None] | None
+"""The dtype of a transform's state slots: one floating dtype for every slot, a mapping from slot name to
+dtype (``{"mu": jnp.bfloat16}``; a slot not named keeps its param's dtype), or None for each param's own."""

@@ -259,7 +259,7 @@ def test_zero_gradient_at_the_optimum_gives_no_nan(make):
     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fun)
     np.testing.assert_array_equal(updates, jnp.zeros(3))
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state))
-    assert int(state.memory.pairs) == 0
+    assert int(state.memory.pair_count) == 0
 
     result = jgd.minimize(fun, x, make())
     assert int(result.nit) == 0 and bool(result.success) and int(result.nfev) == 1
@@ -278,7 +278,7 @@ def test_negative_curvature_pair_is_skipped(x64, make):
     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fun)
     s, y = updates, state.grad - grad
     assert float(s @ y) < 0
-    assert int(state.memory.pairs) == 0
+    assert int(state.memory.pair_count) == 0
     assert float(fun(x + updates)) < float(value)
     fresh = make().init(x).memory
     for got, want in zip(state.memory, fresh):
@@ -319,14 +319,14 @@ def test_two_loop_equals_the_explicit_inverse(x64):
     points = history(jgd.lbfgs(memory_size=m), random_quadratic(n, 100.0, seed=2), jnp.zeros(n), 9)
     _, grad, state = points[-1]
     memory = state.memory
-    assert int(memory.pairs) == 9
+    assert int(memory.pair_count) == 9
     # The newest pair sits in slot 8 % m; γ and ρ come from the pairs (eq. 7.20).
     s, y = points[-1][0] - points[-2][0], points[-1][1] - points[-2][1]
     np.testing.assert_allclose(memory.s[8 % m], s, rtol=1e-12)
     np.testing.assert_allclose(memory.gamma, (s @ y) / (y @ y), rtol=1e-12)
     np.testing.assert_allclose(memory.rho, 1 / jnp.sum(memory.s * memory.y, axis=1), rtol=1e-12)
     h = float(memory.gamma) * np.eye(n)
-    for i in range(int(memory.pairs) - m, int(memory.pairs)):
+    for i in range(int(memory.pair_count) - m, int(memory.pair_count)):
         s, y, rho = (np.asarray(a[i % m]) for a in (memory.s, memory.y, memory.rho))
         v = np.eye(n) - rho * np.outer(y, s)
         h = v.T @ h @ v + rho * np.outer(s, s)

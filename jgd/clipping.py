@@ -38,7 +38,7 @@ def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
 
 
 def global_norm(tree: PyTree) -> jax.Array:
-    """``√(Σ_leaves Σ g²)``, accumulated in at least float32.
+    """``√(Σ_leaves Σ |g|²)``, accumulated in at least float32.
 
     Args:
       tree: a tree of arrays (``jgd.types.PyTree``); an empty tree has norm 0.

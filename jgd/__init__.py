@@ -10,7 +10,7 @@ from jgd.base import GradientTransformation, apply_updates, chain, named, with_e
 from jgd.clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
 from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
-from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, zoom_linesearch
+from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, unit_step, zoom_linesearch
 from jgd.minimize import MinimizeResult, minimize
 from jgd.moments import adabelief, lion, radam
 from jgd.monitor import MonitorState, monitor, statistics
@@ -96,6 +96,7 @@ __all__ = [
     "state_sharding",
     "statistics",
     "trace",
+    "unit_step",
     "value_and_grad_from_state",
     "weight_decay",
     "with_extra_args",

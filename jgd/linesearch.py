@@ -183,6 +183,21 @@ class _Backtrack(NamedTuple):
     grad: jax.Array
 
 
+def unit_step() -> LineSearch:
+    """No search: the step ``α = 1`` along the direction, evaluating ``f`` and ``∇f`` there once.
+
+    With :func:`jgd.lbfgs`'s ``learning_rate`` this is optax's ``lbfgs(learning_rate, linesearch=None)``:
+    a fixed step ``-η H ∇f``. ``success`` is whether ``f`` is finite at the new point.
+    """
+
+    def search(value_and_grad, x, value, grad, direction, step):
+        f, g = value_and_grad(x + step * direction)
+        f = jnp.asarray(f, x.dtype)
+        return LineSearchResult(jnp.asarray(step, x.dtype), f, g, jnp.ones((), jnp.int32), jnp.isfinite(f))
+
+    return LineSearch({}, search)
+
+
 def backtracking_linesearch(
     c1: ScalarOrSchedule = 1e-4, shrink: ScalarOrSchedule = 0.5, max_steps: int = 30
 ) -> LineSearch:

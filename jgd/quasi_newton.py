@@ -26,7 +26,7 @@ from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import TransformState, evaluate, resolve, split, start
 from jgd.linesearch import LineSearch, zoom_linesearch
-from jgd.types import PyTree
+from jgd.types import PyTree, ScalarOrSchedule
 
 
 class BFGSMemory(NamedTuple):
@@ -72,13 +72,19 @@ def _quasi_newton(
     init_memory: Callable[[int, Any], NamedTuple],
     apply_inverse: Callable[[NamedTuple, jax.Array], jax.Array],
     add_pair: Callable[..., NamedTuple],
+    *,
+    learning_rate: ScalarOrSchedule | None = None,
+    scale_first_step: bool = True,
 ) -> GradientTransformation:
     """A quasi-Newton transform from its memory: ``apply_inverse(memory, g) = H g`` and
-    ``add_pair(memory, s, y, sy, accept)``, which must leave the memory unchanged where ``accept`` is False."""
+    ``add_pair(memory, s, y, sy, accept)``, which must leave the memory unchanged where ``accept`` is False.
+    ``learning_rate`` scales the direction before the line search; ``scale_first_step`` cuts the first
+    step (before any pair) to length at most 1."""
     linesearch = zoom_linesearch() if linesearch is None else linesearch
     if not isinstance(linesearch, LineSearch):
         raise ValueError(f"linesearch must be a jgd LineSearch (zoom_linesearch(), ...), got {linesearch!r}")
-    constants, schedules = split(linesearch.hyperparams)
+    rate = {} if learning_rate is None else {"learning_rate": learning_rate}
+    constants, schedules = split({**linesearch.hyperparams, **rate})
 
     def init_fn(params):
         trees.check_floating("params", params)
@@ -112,12 +118,14 @@ def _quasi_newton(
 
         hp, common = resolve(constants, schedules, state.common)
         # Before any curvature pair, H = I is scaled to a first step of length at most 1 (as optax, scipy).
-        first = jnp.minimum(1, 1 / jnp.linalg.norm(u))
+        first = jnp.minimum(1, 1 / jnp.linalg.norm(u)) if scale_first_step else 1
         d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pair_count == 0, first, 1)
         # H stays positive definite, but updates from an upstream transform need not make d a descent direction.
         steepest = -g * jnp.minimum(1, 1 / jnp.linalg.norm(g))
         d = jnp.where(g @ d < 0, d, steepest)
-        found = linesearch.search(value_and_grad, x, value, g, d, 1.0, **hp)
+        if learning_rate is not None:
+            d = hp["learning_rate"].astype(x.dtype) * d
+        found = linesearch.search(value_and_grad, x, value, g, d, 1.0, **{k: hp[k] for k in linesearch.hyperparams})
 
         s, y = found.step * d, found.grad - g
         sy = s @ y
@@ -195,7 +203,13 @@ def _two_loop(memory: LBFGSMemory, g: jax.Array) -> jax.Array:
     return jax.lax.scan(forward, memory.gamma * q, (oldest_first, alphas))[0]
 
 
-def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> GradientTransformation:
+def lbfgs(
+    memory_size: int = 10,
+    linesearch: LineSearch | None = None,
+    *,
+    learning_rate: ScalarOrSchedule | None = None,
+    scale_init_precond: bool = True,
+) -> GradientTransformation:
     """L-BFGS: BFGS with ``H_k`` kept implicitly as its last ``m`` pairs ``(s_i, y_i)``.
 
     ``d_k = -H_k ∇f_k`` by the two-loop recursion: ``q = ∇f_k``; for ``i = k-1, ..., k-m``:
@@ -208,7 +222,13 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
 
     Args:
       memory_size: ``m``, an int ≥ 1, the pairs kept; 10 as optax (Nocedal & Wright suggest 3 to 20, §7.2).
-      linesearch: a :class:`jgd.LineSearch`, as for :func:`bfgs`; None (default) for ``zoom_linesearch()``.
+      linesearch: a :class:`jgd.LineSearch`, as for :func:`bfgs`; None (default) for ``zoom_linesearch()``;
+        :func:`jgd.unit_step` for none (optax's ``linesearch=None``).
+      learning_rate: ``η`` ≥ 0, a float, an array or a schedule, scaling the direction to ``-η H ∇f``
+        before the line search (optax's ``learning_rate``); None (default) for ``η = 1``.
+      scale_init_precond: whether ``H_k``'s initial matrix is ``γ_k I`` (eq. 7.20) and the first step is cut
+        to length at most 1, as optax's ``scale_init_precond=True`` (default); False keeps ``I`` and the
+        first step ``-η ∇f``.
     """
     if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
@@ -224,11 +244,19 @@ def lbfgs(memory_size: int = 10, linesearch: LineSearch | None = None) -> Gradie
             s=memory.s.at[j].set(jnp.where(accept, s, memory.s[j])),
             y=memory.y.at[j].set(jnp.where(accept, y, memory.y[j])),
             rho=memory.rho.at[j].set(jnp.where(accept, 1 / jnp.where(accept, sy, 1), memory.rho[j])),
-            gamma=jnp.where(accept, sy / jnp.where(accept, y @ y, 1), memory.gamma),
+            gamma=jnp.where(accept & scale_init_precond, sy / jnp.where(accept, y @ y, 1), memory.gamma),
             pair_count=memory.pair_count + accept,
         )
 
-    return _quasi_newton("lbfgs", linesearch, init_memory, _two_loop, add_pair)
+    return _quasi_newton(
+        "lbfgs",
+        linesearch,
+        init_memory,
+        _two_loop,
+        add_pair,
+        learning_rate=learning_rate,
+        scale_first_step=scale_init_precond,
+    )
 
 
 def value_and_grad_from_state(

@@ -552,3 +552,28 @@ def test_minimize_says_why_it_stopped():
         jnp.asarray([3, 500])
     )
     assert [m.split(":")[0] for m in batch.message] == ["stopped after maxiter iterations", "converged"]
+
+
+@pytest.mark.parametrize("scale_init_precond", [True, False])
+def test_lbfgs_with_a_learning_rate_and_no_line_search_equals_optax(x64, scale_init_precond):
+    # A convex quadratic: every curvature pair is accepted, so jgd's guards never differ from optax.
+    matrix = jnp.asarray(np.diag(np.linspace(1.0, 4.0, 5)) + 0.1, jnp.float64)
+
+    def fun(x):
+        return 0.5 * x @ matrix @ x + jnp.sum(x)
+
+    mine = jgd.lbfgs(3, jgd.unit_step(), learning_rate=0.2, scale_init_precond=scale_init_precond)
+    theirs = optax.lbfgs(learning_rate=0.2, memory_size=3, scale_init_precond=scale_init_precond, linesearch=None)
+    xs = {}
+    for name, tx in (("jgd", mine), ("optax", theirs)):
+        x = jnp.linspace(-1.0, 1.0, 5)
+        state = tx.init(x)
+        path = []
+        for _ in range(15):
+            value, grad = jax.value_and_grad(fun)(x)
+            updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+            x = x + updates
+            path.append(x)
+        xs[name] = np.stack(path)
+    np.testing.assert_allclose(xs["jgd"], xs["optax"], rtol=1e-12, atol=1e-14)
+    assert np.abs(xs["jgd"][-1] - xs["jgd"][0]).max() > 1e-2

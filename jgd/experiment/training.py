@@ -29,7 +29,7 @@ from jgd.experiment.optimizers import optimizer_hyperparams
 from jgd.experiment.run_checkpoint import RunCheckpoint, interrupts, run_spec
 from jgd.experiment.schema import TrainingConfig
 from jgd.experiment.sharding import RunPlacement, run_placement
-from jgd.experiment.steps import RunState, make_epoch, make_evaluate, make_measure
+from jgd.experiment.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
 
 _DEFAULT_OPTIONS = TrainingConfig()
@@ -244,6 +244,7 @@ def fit(
     if options.early_stopping is not None:
         state = best.state
     evaluate = make_evaluate(model, options.loss)
-    test_loss, test_acc = evaluate(state.params, state.batch_stats, *placement.put((data.x_test, data.y_test)))
+    test_data = placement.put((data.x_test, data.y_test))
+    test_loss, test_acc = evaluate(evaluated_params(state), state.batch_stats, *test_data)
     history.test = {"loss": float(test_loss), "accuracy": float(test_acc)}
     return state, history

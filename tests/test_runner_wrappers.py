@@ -84,11 +84,14 @@ def test_skip_spikes_from_a_tiny_config_counts_skipped_batches():
         ({"skip_spikes": {"threshold": 0}}, r"^training\.skip_spikes\.threshold must be > 0, got 0"),
         ({"skip_spikes": {"size": 3}}, r"^training\.skip_spikes\.size is not a known field"),
         ({"skip_spikes": 3}, r"^training\.skip_spikes must be a mapping"),
+        ({"accumulate": 2, "opt": "lbfgs"}, r"^training\.accumulate cannot be used with optimizer\.name lbfgs"),
     ],
 )
 def test_bad_wrapper_fields_are_named(training, message):
+    training = dict(training)
+    optimizer = {"name": training.pop("opt", "sgd")}
     with pytest.raises(ValueError, match=message):
-        parse_config({"training": training})
+        parse_config({"training": training, "optimizer": optimizer})
 
 
 @pytest.mark.parametrize("training", [{"accumulate": 2}, {"monitor": True}, {"skip_spikes": {}}])

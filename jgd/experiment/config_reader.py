@@ -195,9 +195,22 @@ def _check_sweep(config: Config) -> Config:
     return dataclasses.replace(config, sweep=dataclasses.replace(sweep, seeds=seeds))
 
 
+def _check_accumulate(config: Config) -> None:
+    """A line search evaluates one batch's loss: it cannot step on a mean over accumulated batches."""
+    optimizers = [("optimizer", config.optimizer)] * (config.optimizer is not None)
+    optimizers += [(f"methods[{i}].optimizer", m.optimizer) for i, m in enumerate(config.methods)]
+    for path, optimizer in optimizers:
+        if config.training.accumulate > 1 and optimizer.name in LINE_SEARCH:
+            raise ValueError(
+                f"training.accumulate cannot be used with {path}.name {optimizer.name}: its line search "
+                "evaluates the loss of one batch"
+            )
+
+
 def parse_config(raw: Any) -> Config:
     """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.schema.Config`."""
     config = read_section(Config, raw, "")
+    _check_accumulate(config)
     config = _resolve_methods(config, raw.get("methods") or [])
     return config if config.sweep is None else _check_sweep(config)
 

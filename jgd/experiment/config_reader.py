@@ -23,7 +23,7 @@ from jgd.experiment.config_writer import to_dict
 from jgd.experiment.field_readers import join
 from jgd.experiment.methods import LINE_SEARCH
 from jgd.experiment.optimizers import check_optimizer, sweepable, sweepable_schedule_parameters, with_values
-from jgd.experiment.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig
+from jgd.experiment.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
 
 _NO_RULE = Rule()
 
@@ -175,6 +175,9 @@ _NOT_SWEPT = {
     "skip_nonfinite": "a diverging setting is reported as diverged",
     "mesh": "sweep.mesh shards the settings instead",
     "checkpoint": "a sweep is not checkpointed",
+    "accumulate": "the sweep engine takes one step per batch",
+    "monitor": "the sweep engine records the curves only",
+    "skip_spikes": "a diverging setting is reported as diverged",
 }
 
 
@@ -182,7 +185,7 @@ def _check_sweep(config: Config) -> Config:
     """``config`` with its sweep's seeds resolved, once the sweep is known to fit its methods and training options."""
     sweep = config.sweep
     for option, why in _NOT_SWEPT.items():
-        if getattr(config.training, option) not in (None, False):
+        if getattr(config.training, option) != getattr(TrainingConfig(), option):
             raise ValueError(f"training.{option} cannot be used with a sweep: {why}")
     if not config.sweep_methods:
         raise ValueError("sweep needs a methods list or an optimizer to sweep")
@@ -192,9 +195,22 @@ def _check_sweep(config: Config) -> Config:
     return dataclasses.replace(config, sweep=dataclasses.replace(sweep, seeds=seeds))
 
 
+def _check_accumulate(config: Config) -> None:
+    """A line search evaluates one batch's loss: it cannot step on a mean over accumulated batches."""
+    optimizers = [("optimizer", config.optimizer)] * (config.optimizer is not None)
+    optimizers += [(f"methods[{i}].optimizer", m.optimizer) for i, m in enumerate(config.methods)]
+    for path, optimizer in optimizers:
+        if config.training.accumulate > 1 and optimizer.name in LINE_SEARCH:
+            raise ValueError(
+                f"training.accumulate cannot be used with {path}.name {optimizer.name}: its line search "
+                "evaluates the loss of one batch"
+            )
+
+
 def parse_config(raw: Any) -> Config:
     """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.schema.Config`."""
     config = read_section(Config, raw, "")
+    _check_accumulate(config)
     config = _resolve_methods(config, raw.get("methods") or [])
     return config if config.sweep is None else _check_sweep(config)
 

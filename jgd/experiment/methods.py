@@ -30,6 +30,16 @@ METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "nadam": jgd.nadam,
     "lbfgs": jgd.lbfgs,
     "bfgs": jgd.bfgs,
+    "adamw": jgd.adamw,
+    "radam": jgd.radam,
+    "adabelief": jgd.adabelief,
+    "lion": jgd.lion,
+    "lamb": jgd.lamb,
+    "lars": jgd.lars,
+    "adafactor": jgd.adafactor,
+    "schedule_free_adamw": jgd.schedule_free_adamw,
+    "schedule_free_sgd": jgd.schedule_free_sgd,
+    "muon": jgd.muon,
 }
 
 SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
@@ -39,6 +49,9 @@ SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
     "cosine": jgd.schedules.cosine,
     "linear_warmup": jgd.schedules.linear_warmup,
 }
+
+# Arguments a config cannot give: trees or functions of the params (masks), tuples, and the state's dtype.
+CODE_ONLY = ("state_dtype", "mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs")
 
 # Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
 LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")
@@ -59,7 +72,7 @@ def check_arguments(fn: Callable, raw: Mapping[str, Any], path: str, what: str) 
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n != "state_dtype"]
+    allowed = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in CODE_ONLY]
     for key in raw:
         if key not in allowed:
             raise ValueError(

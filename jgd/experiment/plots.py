@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from jgd.experiment.sweep import SweepResult
 from jgd.experiment.sweep_results import best, describe, over_seeds
 from jgd.experiment.training import History
+from jgd.monitor import STATISTICS
 
 _STYLES = ("-", "--", "-.", ":")
 # Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.
@@ -65,7 +66,8 @@ def _series(history: History, key: str) -> tuple[list[float], list[float]]:
 def plot_history(history: History, directory: str | Path, name: str = "") -> list[Path]:
     """Loss (log scale) and accuracy of one run on the training and validation sets; returns the files written.
 
-    After early stopping, a vertical line marks the epoch whose parameters were kept.
+    After early stopping, a vertical line marks the epoch whose parameters were kept. With the statistics of
+    ``training.monitor`` in the rows, ``optimizer.png`` (:func:`plot_monitor`) too.
     """
     directory = Path(directory)
     suffix = f" — {name}" if name else ""
@@ -88,7 +90,31 @@ def plot_history(history: History, directory: str | Path, name: str = "") -> lis
         ylabel="accuracy",
         mark=mark,
     )
-    return [loss, acc]
+    written = [loss, acc]
+    if any(STATISTICS[0] in row for row in history.epochs):
+        written.append(directory / "optimizer.png")
+        plot_monitor(history, written[-1], title=f"Optimizer statistics per epoch{suffix}")
+    return written
+
+
+def plot_monitor(history: History, path: str | Path, *, title: str) -> None:
+    """The global norms of ``training.monitor`` (gradient, update, parameters) and the update ratio, log scale.
+
+    Each point is the last optimizer step of its epoch; epochs without statistics (epoch 0) are left out.
+    """
+    rows = [row for row in history.epochs if STATISTICS[0] in row]
+    epochs = [row["epoch"] for row in rows]
+    fig = Figure(figsize=(8, 6.5), layout="constrained")
+    norms, ratio = fig.subplots(2, 1, sharex=True)
+    for i, name in enumerate(STATISTICS[:3]):
+        norms.plot(epochs, [row[name] for row in rows], _STYLES[i], color=f"C{i}", label=name, linewidth=1.6)
+    ratio.plot(epochs, [row[STATISTICS[3]] for row in rows], color="C3", label=STATISTICS[3], linewidth=1.6)
+    norms.set(title=title, ylabel="norm (log scale)", yscale="log")
+    ratio.set(xlabel="epoch", ylabel="‖update‖ / ‖params‖ (log scale)", yscale="log")
+    for ax in (norms, ratio):
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.savefig(path, dpi=120)
 
 
 def plot_comparison(histories: Mapping[str, History], directory: str | Path, name: str = "") -> list[Path]:

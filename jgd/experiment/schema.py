@@ -96,12 +96,21 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class SkipSpikesConfig:
+    """Skip a step whose loss or gradient norm is ``threshold`` deviations above the last ``window`` steps' mean."""
+
+    window: int = field(default=128, metadata=rule(low=2))
+    threshold: float = field(default=6.0, metadata=rule(low=0.0, open_low=True))
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """How :func:`jgd.experiment.training.fit` trains: epochs, batch size, loss and the loop's options.
 
     ``batch_size=None`` is the full training set; ``mesh`` holds axis sizes (see
     :mod:`jgd.experiment.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
-    after ``max_consecutive_nonfinite`` in a row.
+    after ``max_consecutive_nonfinite`` in a row. ``accumulate`` batches of ``batch_size`` make one optimizer
+    step; ``monitor`` records norms and hyperparameters per epoch; ``skip_spikes`` skips loss and gradient spikes.
     """
 
     epochs: int = field(default=30, metadata=rule(low=1))
@@ -112,6 +121,9 @@ class TrainingConfig:
     max_consecutive_nonfinite: int = field(default=10, metadata=rule(low=1))
     mesh: dict[str, int] | None = field(default=None, metadata=rule(read=field_readers.mesh))
     checkpoint: CheckpointConfig | None = None
+    accumulate: int = field(default=1, metadata=rule(low=1))
+    monitor: bool = False
+    skip_spikes: SkipSpikesConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,19 @@ def make_epoch(
     return full_batch_epoch if batch_size == num_examples else minibatch_epoch
 
 
+def evaluated_params(state: RunState) -> PyTree:
+    """The params to measure: for a schedule-free method its average ``x_t`` (:func:`jgd.schedule_free_eval_params`).
+
+    A schedule-free method's params are the points where it takes gradients; the point it converges
+    with is the average kept in its state. Other methods are measured at their params. The choice
+    is by the state's structure, so it is made at trace time.
+    """
+    try:
+        return jgd.schedule_free_eval_params(state.opt_state, state.params)
+    except ValueError:  # no schedule-free state in the optimizer's
+        return state.params
+
+
 def make_evaluate(model: nn.Module, loss: str) -> Callable[[PyTree, PyTree, jax.Array, jax.Array], tuple[Any, Any]]:
     """Jitted ``evaluate(params, batch_stats, x, y) -> (mean loss, accuracy)`` in inference mode."""
     loss_fn = LOSSES[loss]
@@ -129,12 +142,16 @@ def make_evaluate(model: nn.Module, loss: str) -> Callable[[PyTree, PyTree, jax.
 
 
 def make_measure(model: nn.Module, loss: str) -> Callable[..., dict[str, jax.Array]]:
-    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the :data:`CURVES` of ``state``, traceable."""
+    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the :data:`CURVES` of ``state``, traceable.
+
+    The model is measured at :func:`evaluated_params`.
+    """
     evaluate = make_evaluate(model, loss)
 
     def measure(state, x, y, x_val, y_val):
-        train_loss, train_accuracy = evaluate(state.params, state.batch_stats, x, y)
-        val_loss, val_accuracy = evaluate(state.params, state.batch_stats, x_val, y_val)
+        params = evaluated_params(state)
+        train_loss, train_accuracy = evaluate(params, state.batch_stats, x, y)
+        val_loss, val_accuracy = evaluate(params, state.batch_stats, x_val, y_val)
         return dict(zip(CURVES, (train_loss, train_accuracy, val_loss, val_accuracy)))
 
     return measure

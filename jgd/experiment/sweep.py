@@ -35,7 +35,7 @@ from jgd.experiment import batching
 from jgd.experiment.data import Dataset
 from jgd.experiment.models import init_variables
 from jgd.experiment.settings import Settings, num_settings
-from jgd.experiment.steps import CURVES, RunState, make_epoch, make_evaluate, make_measure
+from jgd.experiment.steps import CURVES, RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
 
 
@@ -124,7 +124,7 @@ def _trainer(
         first = measure(state, x, y, x_val, y_val)
         state, rest = jax.lax.scan(body, state, jnp.arange(1, epochs + 1))
         curves = {k: jnp.concatenate([first[k][None], rest[k]]) for k in CURVES}
-        test_loss, test_accuracy = evaluate(state.params, state.batch_stats, x_test, y_test)
+        test_loss, test_accuracy = evaluate(evaluated_params(state), state.batch_stats, x_test, y_test)
         return state.params, curves, {"loss": test_loss, "accuracy": test_accuracy}
 
     return train

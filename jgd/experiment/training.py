@@ -27,9 +27,12 @@ from jgd.experiment.data import Dataset
 from jgd.experiment.early_stopping import BestEpoch
 from jgd.experiment.optimizers import optimizer_hyperparams
 from jgd.experiment.run_checkpoint import RunCheckpoint, interrupts, run_spec
-from jgd.experiment.schema import TrainingConfig
+from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
 from jgd.experiment.sharding import RunPlacement, run_placement
-from jgd.experiment.steps import RunState, make_epoch, make_evaluate, make_measure
+from jgd.experiment.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
+from jgd.monitor import STATISTICS
+from jgd.spikes import SkipSpikesState
+from jgd.trees import instances
 from jgd.types import PyTree
 
 _DEFAULT_OPTIONS = TrainingConfig()
@@ -86,6 +89,48 @@ def _compile_epoch(
     return jax.jit(epoch_fn, **jit_options).lower(state, x, y, np.int32(1)).compile()
 
 
+def wrap_optimizer(tx: jgd.GradientTransformation, options: TrainingConfig) -> jgd.GradientTransformation:
+    """``tx`` inside the wrappers ``options`` ask for: ``apply_if_finite(skip_spikes(accumulate(monitor(tx))))``.
+
+    ``monitor`` is innermost, so it measures what ``tx`` receives (the mean of the accumulated micro-batch
+    gradients) and returns; ``skip_spikes`` is outside ``accumulate``, so it judges, and drops, single micro-batches.
+    """
+    if options.monitor:
+        tx = jgd.monitor(tx)
+    if options.accumulate > 1:
+        tx = jgd.accumulate(tx, every=options.accumulate)
+    if options.skip_spikes is not None:
+        tx = _skip_spikes(tx, options.skip_spikes)
+    if options.skip_nonfinite:
+        tx = jgd.apply_if_finite(tx, options.max_consecutive_nonfinite)
+    return tx
+
+
+def _skip_spikes(tx: jgd.GradientTransformation, options: SkipSpikesConfig) -> jgd.GradientTransformation:
+    """:func:`jgd.skip_spikes` around ``tx``, watching the batch loss the step passes as ``value``.
+
+    The loss reaches ``skip_spikes`` alone: ``tx`` is called with the step's own arguments (an optax line search
+    refuses unknown ones).
+    """
+    inner = jgd.with_extra_args(tx)
+
+    def without_loss(updates, state, params=None, *, loss=None, **extra_args):
+        return inner.update(updates, state, params, **extra_args)
+
+    guarded = jgd.skip_spikes(jgd.GradientTransformation(inner.init, without_loss), options.window, options.threshold)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        return guarded.update(updates, state, params, loss=extra_args.get("value"), **extra_args)
+
+    return jgd.GradientTransformation(guarded.init, update_fn)
+
+
+def _monitored(opt_state: PyTree) -> dict[str, float]:
+    """The global statistics of :func:`jgd.monitor`'s last step and the hyperparameters, without per-leaf values."""
+    found = jgd.statistics(opt_state)
+    return {key: value for key, value in found.items() if key in STATISTICS or key.split("/")[0] not in STATISTICS}
+
+
 def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Callable[[int, RunState], dict]:
     """``row(epoch, state)``: the history row of ``state`` after ``epoch``, as Python numbers."""
     measure = make_measure(model, options.loss)
@@ -97,6 +142,10 @@ def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Call
             curves["learning_rate"] = float(rate)
         if options.skip_nonfinite:
             curves["skipped_steps"] = int(state.opt_state.skipped)
+        if options.skip_spikes is not None:
+            curves["skipped_spikes"] = int(instances(state.opt_state, SkipSpikesState)[0].skipped)
+        if options.monitor and epoch > 0:  # epoch 0 has taken no step to measure
+            curves.update(_monitored(state.opt_state))
         return {"epoch": epoch, **curves}
 
     return row
@@ -213,14 +262,24 @@ def fit(
     ``{"data": 8}``) splits every batch over the ``data`` axis and replicates
     the state, or splits it over a ``model`` axis.
 
+    The other wrappers (:func:`wrap_optimizer`): ``accumulate: k`` wraps ``tx``
+    in :func:`jgd.accumulate`, one optimizer step per ``k`` batches (micro-batches)
+    of ``batch_size``; an epoch is still one pass over the data in batches of
+    ``batch_size``, and a step may span two epochs when ``k`` does not divide
+    their number. ``monitor`` wraps it in :func:`jgd.monitor`: each row after
+    epoch 0 holds the global ``grad_norm``, ``update_norm``, ``param_norm`` and
+    ``update_ratio`` of the last optimizer step so far, and the hyperparameters,
+    as :func:`jgd.statistics` gives them. ``skip_spikes`` wraps it in
+    :func:`jgd.skip_spikes`, which sees each batch's loss; rows count the
+    skipped batches so far as ``skipped_spikes``.
+
     With ``options.checkpoint`` (its ``dir`` set) a checkpoint is saved every
     ``every`` epochs, at the end, and on SIGINT or SIGTERM, after which
     ``KeyboardInterrupt`` is raised. ``resume`` continues from it, after
     checking that it was saved by this run; ``variables`` then serve only as
     that check's template.
     """
-    if options.skip_nonfinite:
-        tx = jgd.apply_if_finite(tx, options.max_consecutive_nonfinite)
+    tx = wrap_optimizer(tx, options)
     batch_size = batching.resolve_batch_size(options.batch_size, len(data.x_train))
     params = variables["params"]
     state = RunState(params, variables.get("batch_stats", {}), tx.init(params))
@@ -244,6 +303,7 @@ def fit(
     if options.early_stopping is not None:
         state = best.state
     evaluate = make_evaluate(model, options.loss)
-    test_loss, test_acc = evaluate(state.params, state.batch_stats, *placement.put((data.x_test, data.y_test)))
+    test_data = placement.put((data.x_test, data.y_test))
+    test_loss, test_acc = evaluate(evaluated_params(state), state.batch_stats, *test_data)
     history.test = {"loss": float(test_loss), "accuracy": float(test_acc)}
     return state, history

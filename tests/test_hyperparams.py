@@ -208,3 +208,31 @@ def test_a_donated_state_leaves_the_transform_usable():
     _, state = step(params, state)
     fresh = tx.init(params)  # the first state's buffers were donated; a new one must not share them
     np.testing.assert_allclose(jgd.hyperparams(fresh)["learning_rate"], 0.1)
+
+
+# The forms that reproduce a peer (optax, Keras, torch), each with the usual guarantees.
+PEER_FORMS = {
+    "sgd_momentum_trace": lambda learning_rate: jgd.sgd(learning_rate, momentum=0.9, nesterov=True),
+    "momentum_dampening": lambda learning_rate: jgd.momentum(learning_rate, 0.9, form="trace", dampening=0.1),
+    "rmsprop_trace_momentum": lambda learning_rate: jgd.rmsprop(learning_rate, momentum=0.5, momentum_form="trace"),
+    "adam_amsgrad_eps_hat": lambda learning_rate: jgd.adam(learning_rate, amsgrad=True, eps_hat=True),
+    "adamw": lambda learning_rate: jgd.adamw(learning_rate, weight_decay=0.1),
+    "adamax_eps_in_max": lambda learning_rate: jgd.adamax(learning_rate, eps_in_max=True),
+    "nadam_b1": lambda learning_rate: jgd.nadam(learning_rate, form="b1"),
+}
+
+
+@pytest.mark.parametrize("name", PEER_FORMS)
+def test_peer_forms_jit_equals_no_jit_and_vmap_equals_a_loop(name):
+    make = PEER_FORMS[name]
+    lrs = jnp.asarray([0.01, 0.05])
+    swept = jax.jit(jax.vmap(lambda lr: _train(make, lr, steps=10)))(lrs)
+    for i, lr in enumerate(lrs):
+        jitted = jax.jit(lambda lr: _train(make, lr, steps=10))(lr)
+        tx, eager = make(float(lr)), ref.init_params()
+        state = tx.init(eager)
+        for _ in range(10):  # op by op, no compiled program around the steps
+            updates, state = tx.update(jax.grad(ref.loss)(eager), state, eager)
+            eager = jgd.apply_updates(eager, updates)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7), jitted, eager)
+        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=1e-6), swept, jitted)

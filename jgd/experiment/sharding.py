@@ -9,7 +9,7 @@ the reductions, so results match one device to rounding.
 
 Every function here works the same with one process or many (one per host
 after ``jax.distributed.initialize()``): values are built from host copies that
-every process holds, and read back by gathering across processes.
+every process holds; checkpoints (:mod:`jgd.experiment.checkpoint`) write and read each process's shards.
 """
 
 from __future__ import annotations
@@ -90,17 +90,6 @@ def place(tree: PyTree, shardings: PyTree | Sharding) -> PyTree:
     if isinstance(shardings, Sharding):
         return jax.tree.map(lambda value: put(value, shardings), tree)
     return jax.tree.map(put, tree, shardings)
-
-
-def fetch(tree: PyTree) -> PyTree:
-    """Host (NumPy) copies of every leaf; arrays split across processes are gathered (every process must call)."""
-
-    def get(x):
-        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(x)
-
-    return jax.tree.map(get, tree)
 
 
 def any_process(flag: bool) -> bool:

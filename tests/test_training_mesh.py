@@ -23,7 +23,7 @@ def test_fit_on_a_mesh_of_8_host_devices_matches_one_device():
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 7 and all(line.endswith(" ok") for line in lines), result.stdout
+    assert len(lines) == 14 and all(line.endswith(" ok") for line in lines), result.stdout
 
 
 def test_mesh_needs_known_axes_and_enough_devices():

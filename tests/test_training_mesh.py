@@ -103,7 +103,7 @@ def test_two_processes_stop_together_and_resume_like_one_device(tmp_path):
         time.sleep(0.05)
     second.send_signal(signal.SIGINT)
     assert [p.wait(timeout=120) for p in (first, second)] == [130, 130]
-    epochs = checkpoint.load(tmp_path / "run")[0]["epoch"] + 2
+    epochs = checkpoint.read_meta(tmp_path / "run")[0]["epoch"] + 2
 
     resumed = _processes(tmp_path / "run", epochs, "--resume")
     outputs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in resumed]

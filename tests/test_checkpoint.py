@@ -64,7 +64,13 @@ def _resume_matches_straight_run(directory: Path, straight) -> int:
     epochs = max(12, epoch + 3)
     result = subprocess.run([*RUN, str(directory), str(epochs), "--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    (got_meta, got), (want_meta, want) = checkpoint.load(directory), checkpoint.load(straight(epochs))
+    _assert_same_run(directory, straight(epochs), epochs)
+    return epoch
+
+
+def _assert_same_run(directory: Path, reference: Path, epochs: int) -> None:
+    """The checkpoints in the two folders are of ``epochs`` and agree bit for bit."""
+    (got_meta, got), (want_meta, want) = checkpoint.load(directory), checkpoint.load(reference)
     assert got_meta["epoch"] == want_meta["epoch"] == epochs
     assert got.keys() == want.keys() == {"state", "best"}
     for tree in want:
@@ -73,7 +79,6 @@ def _resume_matches_straight_run(directory: Path, straight) -> int:
             assert got[tree][path].dtype == value.dtype and got[tree][path].tobytes() == value.tobytes(), (tree, path)
     assert got_meta["history"]["epochs"] == want_meta["history"]["epochs"]  # every metric, to the last bit
     assert got_meta["history"]["best_epoch"] == want_meta["history"]["best_epoch"]
-    return epoch
 
 
 def test_sigint_saves_and_the_resumed_run_is_bit_identical(tmp_path, straight):
@@ -204,7 +209,8 @@ def test_an_old_format_checkpoint_resumes_bit_identically(saved, tmp_path, strai
     (tmp_path / "old").mkdir()
     _write_old_format(tmp_path / "old", meta, {name: old(tree) for name, tree in arrays.items()})
     assert checkpoint.latest(tmp_path / "old") == tmp_path / "old" / checkpoint.OLD_FILE
-    _resume_matches_straight_run(tmp_path / "old", straight)  # resumes from the file, then writes the new format
+    resumable_run.run(tmp_path / "old", 4, resume=True)  # resumes from the file, then writes the new format
+    _assert_same_run(tmp_path / "old", straight(4), 4)
     assert checkpoint.latest(tmp_path / "old").name != checkpoint.OLD_FILE
 
 

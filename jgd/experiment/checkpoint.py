@@ -160,12 +160,32 @@ def _found(directory: str | Path) -> Path:
     return where
 
 
+def _from_newest(directory: str | Path, read: Callable[[Path], Any]) -> Any:
+    """``read(where)`` of the newest checkpoint in ``directory``.
+
+    A run saving meanwhile deletes the older folder once a newer one is complete, possibly while it is being
+    read; the read then moves on to the newer one.
+    """
+    where = _found(directory)
+    while True:
+        try:
+            return read(where)
+        except ValueError:
+            newer = latest(directory)
+            if newer is None or newer == where:
+                raise
+            where = newer
+
+
 def read_meta(directory: str | Path) -> tuple[dict[str, Any], Path]:
     """``(meta, where)``: the metadata of the newest checkpoint in ``directory`` and its folder (or old file).
 
     None there is a ``FileNotFoundError`` naming the directory; an unreadable one a ``ValueError`` naming it.
     """
-    where = _found(directory)
+    return _from_newest(directory, _read_meta)
+
+
+def _read_meta(where: Path) -> tuple[dict[str, Any], Path]:
     if where.name == OLD_FILE:
         return _read_old(where)["meta"], where
     header = _read_new(where, {_META: ocp.args.JsonRestore()})[_META]
@@ -176,7 +196,10 @@ def read_meta(directory: str | Path) -> tuple[dict[str, Any], Path]:
 
 def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """``(meta, arrays)``: arrays by tree name, then by tree path, read whole into this process (for inspection)."""
-    where = _found(directory)
+    return _from_newest(directory, _load)
+
+
+def _load(where: Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     if where.name == OLD_FILE:
         raw = _read_old(where)
         return raw["meta"], raw["arrays"]
@@ -221,7 +244,10 @@ def restore(
     array must have its template leaf's tree path, shape and dtype, else a ``ValueError`` names the path;
     ``transform_constants`` missing from an old checkpoint come from the template (module docstring).
     """
-    where = _found(directory)
+    return _from_newest(directory, lambda where: _restore(where, templates, shardings))
+
+
+def _restore(where: Path, templates: Mapping[str, PyTree], shardings: PyTree | None) -> dict[str, PyTree]:
     if where.name == OLD_FILE:
         described = _read_old(where)["arrays"]
         saved = {name: {path: _describe(v) for path, v in described.get(name, {}).items()} for name in templates}

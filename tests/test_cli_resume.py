@@ -26,14 +26,14 @@ def test_train_resume_after_a_kill(tmp_path, kill):
     config.write_text(yaml.safe_dump(CONFIG))
     jgd = [sys.executable, "-m", "jgd.experiment", "train", str(config)]
     process = subprocess.Popen([*jgd, "--out", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
-    while not checkpoint.file(tmp_path / "run.checkpoint").exists():
+    while checkpoint.latest(tmp_path / "run.checkpoint") is None:
         assert process.poll() is None, process.stderr.read()
         time.sleep(0.01)
     process.send_signal(kill)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == (130 if kill == signal.SIGINT else -kill), stderr
     assert not (tmp_path / "run").exists()  # nothing published by the interrupted run
-    epochs = checkpoint.load(tmp_path / "run.checkpoint")[0]["epoch"] + 2
+    epochs = checkpoint.read_meta(tmp_path / "run.checkpoint")[0]["epoch"] + 2
     more = ["--set", f"training.epochs={epochs}"]
     resumed = subprocess.run([*jgd, "--out", str(tmp_path / "run"), *more, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

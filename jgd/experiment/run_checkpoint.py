@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,34 +63,59 @@ class RunCheckpoint:
     directory: Path
     every: int
     spec: dict[str, Any]
+    saver: checkpoint.Saver = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "saver", checkpoint.Saver(self.directory))
 
     def due(self, epoch: int, last: int, stopping: bool) -> bool:
         """Whether to save after ``epoch``: on the cadence, at the ``last`` epoch, and whenever the run stops."""
         return stopping or epoch % self.every == 0 or epoch == last
 
     def save(self, epoch: int, state: Any, best: BestEpoch, history: Any) -> None:
-        """Saves the run as it is after ``epoch``."""
+        """Starts saving the run as it is after ``epoch``; :func:`interrupts` waits for the last save on leaving."""
         trees = {"state": state, "best": best.state} if best.rule is not None else {"state": state}
         meta = {"epoch": epoch, "run": self.spec, "history": history.to_dict(), "waited": best.waited}
-        checkpoint.save(self.directory, trees, meta)
+        self.saver.save(trees, meta)
 
     def resume(self, state: Any, shardings: PyTree | None, epochs: int, rule: Any) -> tuple[Any, BestEpoch, dict]:
         """``(state, best, history fields)`` from the checkpoint, once it is known to be this run's."""
-        meta, arrays = checkpoint.load(self.directory)
-        where = checkpoint.file(self.directory)
-        differences = checkpoint.differences(meta["run"], self.spec)
+        meta, where = checkpoint.read_meta(self.directory)
+        differences = checkpoint.differences(meta["run"], _as_saved(self.spec, meta["run"]))
         if differences:
             raise ValueError(f"{where} was saved by a different run: {'; '.join(differences)}")
         if meta["epoch"] > epochs:
             raise ValueError(f"{where} is at epoch {meta['epoch']}, past epochs={epochs}")
-        restored = checkpoint.restore(arrays["state"], state, shardings)
-        best_state = checkpoint.restore(arrays["best"], state, shardings) if rule is not None else restored
+        templates = {"state": state, "best": state} if rule is not None else {"state": state}
+        restored = checkpoint.restore(self.directory, templates, shardings)
         history = meta["history"]
         best_epoch = history["best_epoch"]
+        best_state = restored.get("best", restored["state"])
         best = BestEpoch(rule, best_epoch, history["epochs"][best_epoch]["val_loss"], best_state, meta["waited"])
-        return restored, best, history
+        return restored["state"], best, history
 
 
-def interrupts(run_checkpoint: RunCheckpoint | None) -> AbstractContextManager[Callable[[], bool]]:
-    """Polls for SIGINT / SIGTERM between epochs when the run can save itself first; else they act at once."""
-    return checkpoint.deferred_interrupts() if run_checkpoint is not None else nullcontext(lambda: False)
+def _as_saved(spec: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` without the ``transform_constants`` arrays an old checkpoint lacks (restore fills them)."""
+    kept = {
+        path: kind
+        for path, kind in spec["arrays"].items()
+        if path in saved.get("arrays", {}) or ".transform_constants" not in path
+    }
+    return {**spec, "arrays": kept}
+
+
+@contextmanager
+def interrupts(run_checkpoint: RunCheckpoint | None) -> Iterator[Callable[[], bool]]:
+    """Polls for SIGINT / SIGTERM between epochs when the run can save itself first; else they act at once.
+
+    On leaving, it waits until the last checkpoint is written.
+    """
+    if run_checkpoint is None:
+        yield lambda: False
+        return
+    try:
+        with checkpoint.deferred_interrupts() as interrupted:
+            yield interrupted
+    finally:
+        run_checkpoint.saver.close()

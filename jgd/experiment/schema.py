@@ -110,7 +110,8 @@ class TrainingConfig:
     ``batch_size=None`` is the full training set; ``mesh`` holds axis sizes (see
     :mod:`jgd.experiment.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
     after ``max_consecutive_nonfinite`` in a row. ``accumulate`` batches of ``batch_size`` make one optimizer
-    step; ``monitor`` records norms and hyperparameters per epoch; ``skip_spikes`` skips loss and gradient spikes.
+    step; ``monitor`` records norms and hyperparameters per epoch; ``skip_spikes`` skips loss and gradient spikes;
+    ``shard_optimizer_state`` (with a mesh) splits the optimizer slots over the mesh's ``data`` axis (ZeRO-1).
     """
 
     epochs: int = field(default=30, metadata=rule(low=1))
@@ -120,6 +121,7 @@ class TrainingConfig:
     skip_nonfinite: bool = False
     max_consecutive_nonfinite: int = field(default=10, metadata=rule(low=1))
     mesh: dict[str, int] | None = field(default=None, metadata=rule(read=field_readers.mesh))
+    shard_optimizer_state: bool = False
     checkpoint: CheckpointConfig | None = None
     accumulate: int = field(default=1, metadata=rule(low=1))
     monitor: bool = False

@@ -9,13 +9,13 @@ the reductions, so results match one device to rounding.
 
 Every function here works the same with one process or many (one per host
 after ``jax.distributed.initialize()``): values are built from host copies that
-every process holds, and read back by gathering across processes.
+every process holds; checkpoints (:mod:`jgd.experiment.checkpoint`) write and read each process's shards.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import jax
@@ -25,6 +25,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
 from jax.sharding import PartitionSpec as P
 
+import jgd
+from jgd.base import GradientTransformation
 from jgd.types import PyTree
 
 AXES = ("data", "model")
@@ -92,17 +94,6 @@ def place(tree: PyTree, shardings: PyTree | Sharding) -> PyTree:
     return jax.tree.map(put, tree, shardings)
 
 
-def fetch(tree: PyTree) -> PyTree:
-    """Host (NumPy) copies of every leaf; arrays split across processes are gathered (every process must call)."""
-
-    def get(x):
-        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(x)
-
-    return jax.tree.map(get, tree)
-
-
 def any_process(flag: bool) -> bool:
     """Whether ``flag`` is set in any process, so that all of them take the same branch."""
     if jax.process_count() == 1:
@@ -114,26 +105,52 @@ class RunPlacement(NamedTuple):
     """Where a training run's arrays live: all on the default device, or spread over a mesh.
 
     ``state``: the run state's shardings; ``batch``: how a batch is split; ``everywhere``: a whole copy on every
-    device (data, the epoch number, the losses). All ``None`` on one device.
+    device (data, the epoch number, the losses). All ``None`` on one device. ``init_opt_state``: the
+    optimizer's ``init`` where its state is made directly in place (ZeRO-1), else ``None``.
     """
 
     state: PyTree | None = None
     batch: NamedSharding | None = None
     everywhere: NamedSharding | None = None
+    init_opt_state: Callable[[PyTree], PyTree] | None = None
 
     def put(self, tree: PyTree) -> PyTree:
         """``tree`` (host values) on every device."""
         return jax.tree.map(jnp.asarray, tree) if self.everywhere is None else place(tree, self.everywhere)
 
     def place_state(self, state: PyTree) -> PyTree:
-        """``state`` placed by :attr:`state`."""
-        return state if self.state is None else place(state, self.state)
+        """``state`` (a run state: ``params``, ``opt_state``, ...) placed by :attr:`state`.
+
+        With :attr:`init_opt_state` the optimizer state is not read from ``state`` (it may be abstract) but made
+        from the placed params by one compiled call that writes each device's part alone.
+        """
+        if self.state is None:
+            return state
+        if self.init_opt_state is None:
+            return place(state, self.state)
+        placed = place(state._replace(opt_state=()), self.state._replace(opt_state=()))
+        opt_state = jax.jit(self.init_opt_state, out_shardings=self.state.opt_state)(placed.params)
+        return placed._replace(opt_state=opt_state)
 
 
-def run_placement(mesh: Mesh | Mapping[str, int] | None, state: PyTree) -> RunPlacement:
-    """The placement of a run of ``state`` on ``mesh`` (a ``Mesh``, axis sizes for :func:`make_mesh`, or none)."""
+def run_placement(
+    mesh: Mesh | Mapping[str, int] | None, state: PyTree, shard_optimizer_state_of: GradientTransformation | None = None
+) -> RunPlacement:
+    """The placement of a run of ``state`` on ``mesh`` (a ``Mesh``, axis sizes for :func:`make_mesh`, or none).
+
+    ``shard_optimizer_state_of``: the run's transform, to split its state's slots over the ``data`` axis as
+    well (ZeRO-1, :func:`jgd.state_sharding`), the state being made in place; ``state.opt_state`` may then be
+    abstract (``jax.eval_shape(tx.init, params)``).
+    """
     if mesh is None:
+        if shard_optimizer_state_of is not None:
+            raise ValueError("training.shard_optimizer_state needs training.mesh: there is nothing to shard over")
         return RunPlacement()
     if isinstance(mesh, Mapping):
         mesh = make_mesh(mesh)
-    return RunPlacement(state_shardings(state, mesh), batch_sharding(mesh), replicated(mesh))
+    shardings = state_shardings(state, mesh)
+    if shard_optimizer_state_of is None:
+        return RunPlacement(shardings, batch_sharding(mesh), replicated(mesh))
+    tx = shard_optimizer_state_of
+    opt_shardings = jgd.state_sharding(tx, state.params, shardings.params, mesh, shard_over="data")
+    return RunPlacement(shardings._replace(opt_state=opt_shardings), batch_sharding(mesh), replicated(mesh), tx.init)

@@ -282,10 +282,13 @@ def fit(
     tx = wrap_optimizer(tx, options)
     batch_size = batching.resolve_batch_size(options.batch_size, len(data.x_train))
     params = variables["params"]
-    state = RunState(params, variables.get("batch_stats", {}), tx.init(params))
-    run_checkpoint = _checkpoint(model, state, data, key, options, batch_size, resume)
-    placement = run_placement(options.mesh, state)
+    # With shard_optimizer_state the optimizer state is made in place, split over the mesh (ZeRO-1), never whole.
+    zero = tx if options.shard_optimizer_state else None
+    opt_state = jax.eval_shape(tx.init, params) if zero else tx.init(params)
+    state = RunState(params, variables.get("batch_stats", {}), opt_state)
+    placement = run_placement(options.mesh, state, zero)
     state = placement.place_state(state)
+    run_checkpoint = _checkpoint(model, state, data, key, options, batch_size, resume)
     splits = placement.put((data.x_train, data.y_train, data.x_val, data.y_val))
     if resume:
         state, best, saved = run_checkpoint.resume(state, placement.state, options.epochs, options.early_stopping)

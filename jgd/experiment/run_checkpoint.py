@@ -41,6 +41,8 @@ def run_spec(
     training = {"batch_size": batch_size, "loss": options.loss, "early_stopping": stopping}
     if options.skip_nonfinite:
         training["max_consecutive_nonfinite"] = options.max_consecutive_nonfinite
+    if options.accumulate != 1:  # k changes the steps but not the state's arrays: recorded to catch a changed k
+        training["accumulate"] = options.accumulate
     spec = {
         "model": {"type": type(model).__name__, **fields},
         "optimizer": optimizer_hyperparams(state.opt_state),

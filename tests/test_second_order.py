@@ -564,16 +564,17 @@ def test_lbfgs_with_a_learning_rate_and_no_line_search_equals_optax(x64, scale_i
 
     mine = jgd.lbfgs(3, jgd.unit_step(), learning_rate=0.2, scale_init_precond=scale_init_precond)
     theirs = optax.lbfgs(learning_rate=0.2, memory_size=3, scale_init_precond=scale_init_precond, linesearch=None)
-    xs = {}
-    for name, tx in (("jgd", mine), ("optax", theirs)):
-        x = jnp.linspace(-1.0, 1.0, 5)
-        state = tx.init(x)
-        path = []
-        for _ in range(15):
+
+    def path(tx):
+        def step(carry, _):
+            x, state = carry
             value, grad = jax.value_and_grad(fun)(x)
             updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fun)
-            x = x + updates
-            path.append(x)
-        xs[name] = np.stack(path)
+            return (x + updates, state), x + updates
+
+        x = jnp.linspace(-1.0, 1.0, 5)
+        return jax.lax.scan(step, (x, tx.init(x)), None, length=15)[1]
+
+    xs = {name: np.asarray(jax.jit(path, static_argnums=0)(tx)) for name, tx in (("jgd", mine), ("optax", theirs))}
     np.testing.assert_allclose(xs["jgd"], xs["optax"], rtol=1e-12, atol=1e-14)
     assert np.abs(xs["jgd"][-1] - xs["jgd"][0]).max() > 1e-2

@@ -137,6 +137,7 @@ def test_results_do_not_depend_on_leaf_order(name, case):
     jax.tree.map(np.testing.assert_array_equal, _as32(forward), _as32(backward[::-1]))
 
 
+@pytest.mark.slow  # tests/test_state_dtype.py checks every method's float64 dtypes in the default run
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=trees(dtypes=(jnp.float64, jnp.float32)))

@@ -1,30 +1,37 @@
 """jgd: every classic deep-learning optimization method as a pure gradient transformation."""
 
 from jgd import masks, schedules
-from jgd.accumulate import AccumulateState, accumulate
-from jgd.adafactor import adafactor
-from jgd.adam import adam, adamax, adamw, nadam
-from jgd.adaptive import adadelta, adagrad, rmsprop
-from jgd.averages import bias_correction, ema, scale_by_rms, trace
 from jgd.base import GradientTransformation, apply_updates, chain, named, with_extra_args
-from jgd.clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
-from jgd.finite import ApplyIfFiniteState, all_finite, apply_if_finite
+from jgd.blocks.averages import bias_correction, ema, scale_by_rms, trace
+from jgd.blocks.clipping import clip_by_global_norm, clip_by_norm, clip_by_value
+from jgd.blocks.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
+from jgd.blocks.scaling import scale, scale_by_learning_rate
 from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
-from jgd.linesearch import LineSearch, LineSearchResult, backtracking_linesearch, unit_step, zoom_linesearch
-from jgd.minimize import MinimizeResult, minimize
-from jgd.moments import adabelief, lion, radam
-from jgd.monitor import MonitorState, monitor, statistics
-from jgd.muon import muon
-from jgd.offload import offload
-from jgd.partition import PartitionState, freeze, masked, partition
-from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
-from jgd.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
-from jgd.scaling import scale, scale_by_learning_rate
-from jgd.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
-from jgd.sgd import look_ahead, momentum, nesterov, sgd
-from jgd.spikes import SkipSpikesState, skip_spikes
-from jgd.state_sharding import state_sharding
-from jgd.trust_ratio import lamb, lars
+from jgd.methods.adafactor import adafactor
+from jgd.methods.adam import adam, adamax, adamw, nadam
+from jgd.methods.adaptive import adadelta, adagrad, rmsprop
+from jgd.methods.moments import adabelief, lion, radam
+from jgd.methods.muon import muon
+from jgd.methods.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
+from jgd.methods.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.methods.trust_ratio import lamb, lars
+from jgd.second_order.linesearch import (
+    LineSearch,
+    LineSearchResult,
+    backtracking_linesearch,
+    unit_step,
+    zoom_linesearch,
+)
+from jgd.second_order.minimize import MinimizeResult, minimize
+from jgd.second_order.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
+from jgd.trees import global_norm
+from jgd.wrappers.accumulate import AccumulateState, accumulate
+from jgd.wrappers.finite import ApplyIfFiniteState, all_finite, apply_if_finite
+from jgd.wrappers.monitor import MonitorState, monitor, statistics
+from jgd.wrappers.offload import offload
+from jgd.wrappers.partition import PartitionState, freeze, masked, partition
+from jgd.wrappers.spikes import SkipSpikesState, skip_spikes
+from jgd.wrappers.state_sharding import state_sharding
 
 __version__ = "0.1.0"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jgd.numerics import abs_sq
 from jgd.types import PyTree
 
 
@@ -60,3 +61,14 @@ def check_floating(name: str, tree: PyTree, *, method: str | None = None, allow_
                 f"{where} has dtype {dtype}; {method} does not take complex arrays, only real floating-point"
             )
         raise ValueError(f"{where} has dtype {dtype}; jgd transforms need real floating-point arrays")
+
+
+def global_norm(tree: PyTree) -> jax.Array:
+    """``√(Σ_leaves Σ |g|²)``, accumulated in at least float32.
+
+    Args:
+      tree: a tree of arrays (``jgd.types.PyTree``); an empty tree has norm 0.
+    """
+    leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
+    squares = [jnp.sum(abs_sq(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
+    return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))

@@ -9,8 +9,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jgd"
 RUNNER = PACKAGE / "experiment"
-CORE_MODULES = sorted(p for p in PACKAGE.glob("*.py"))
+CORE_MODULES = sorted(p for p in PACKAGE.rglob("*.py") if RUNNER not in p.parents)
 RUNNER_ONLY = ("flax", "optax", "orbax", "sklearn", "matplotlib", "yaml", "rich")
+
+
+def _module_name(path: Path) -> str:
+    """``jgd/methods/adam.py`` -> ``jgd.methods.adam``; a package's ``__init__.py`` is the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -26,7 +32,7 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", CORE_MODULES, ids=[p.stem for p in CORE_MODULES])
+@pytest.mark.parametrize("path", CORE_MODULES, ids=[_module_name(p) for p in CORE_MODULES])
 def test_core_modules_import_nothing_of_the_runner(path):
     wrong = sorted(
         name
@@ -43,7 +49,7 @@ def test_the_import_check_sees_a_wrong_arrow(tmp_path):
 
 
 def test_importing_every_core_module_loads_no_runner_dependency():
-    modules = ", ".join(f"jgd.{p.stem}" for p in CORE_MODULES if p.stem != "__init__")
+    modules = ", ".join(_module_name(p) for p in CORE_MODULES)
     script = (
         f"import sys, jgd, {modules}\n"
         f"runner_only = {RUNNER_ONLY!r}\n"

@@ -169,7 +169,7 @@ def test_adafactor_state_of_a_4096_square_matrix_is_rows_plus_columns():
 
 
 def test_adafactor_factors_the_two_largest_axes():
-    from jgd.adafactor import factored_dims
+    from jgd.methods.adafactor import factored_dims
 
     assert factored_dims((4096, 4096), 128) == (0, 1)
     assert factored_dims((8, 512, 256), 128) == (2, 1)
@@ -265,7 +265,7 @@ def test_muon_matches_optax(name, x64):
 
 def test_muon_orthogonalises():
     """Five steps bring every singular value into the quintic's band around 1 (about [0.7, 1.2])."""
-    from jgd.muon import orthogonalize
+    from jgd.methods.muon import orthogonalize
 
     x = jax.random.normal(jax.random.key(0), (3, 16, 8))
     s = jnp.linalg.svd(orthogonalize(x), compute_uv=False)

@@ -15,8 +15,8 @@ from jgd.experiment.models import MLP, init_variables
 from jgd.experiment.output_files import write_csv, write_json
 from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
 from jgd.experiment.training import fit
-from jgd.monitor import STATISTICS
-from jgd.spikes import SkipSpikesState
+from jgd.wrappers.monitor import STATISTICS
+from jgd.wrappers.spikes import SkipSpikesState
 from jgd.trees import instances
 
 

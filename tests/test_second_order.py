@@ -13,7 +13,7 @@ import scipy.optimize
 from sklearn.datasets import load_breast_cancer
 
 import jgd
-from jgd.quasi_newton import _two_loop
+from jgd.second_order.quasi_newton import _two_loop
 
 TOL = 1e-6
 

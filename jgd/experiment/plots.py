@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from jgd.experiment.sweep import SweepResult
 from jgd.experiment.sweep_results import best, describe, over_seeds
 from jgd.experiment.training import History
-from jgd.monitor import STATISTICS
+from jgd.wrappers.monitor import STATISTICS
 
 _STYLES = ("-", "--", "-.", ":")
 # Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.

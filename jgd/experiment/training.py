@@ -30,10 +30,10 @@ from jgd.experiment.run_checkpoint import RunCheckpoint, interrupts, run_spec
 from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
 from jgd.experiment.sharding import RunPlacement, run_placement
 from jgd.experiment.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
-from jgd.monitor import STATISTICS
-from jgd.spikes import SkipSpikesState
 from jgd.trees import instances
 from jgd.types import PyTree
+from jgd.wrappers.monitor import STATISTICS
+from jgd.wrappers.spikes import SkipSpikesState
 
 _DEFAULT_OPTIONS = TrainingConfig()
 

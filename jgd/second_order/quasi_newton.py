@@ -25,7 +25,7 @@ from jax.flatten_util import ravel_pytree
 from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import TransformState, evaluate, resolve, split, start
-from jgd.linesearch import LineSearch, zoom_linesearch
+from jgd.second_order.linesearch import LineSearch, zoom_linesearch
 from jgd.types import PyTree, ScalarOrSchedule
 
 

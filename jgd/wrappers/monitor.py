@@ -10,10 +10,10 @@ import numpy as np
 
 from jgd import masks, trees
 from jgd.base import GradientTransformation, with_extra_args
-from jgd.clipping import global_norm
 from jgd.hyperparams import hyperparams
-from jgd.partition import PartitionState
+from jgd.trees import global_norm
 from jgd.types import PyTree
+from jgd.wrappers.partition import PartitionState
 
 STATISTICS = ("grad_norm", "update_norm", "param_norm", "update_ratio")
 

@@ -13,8 +13,8 @@ from jax.flatten_util import ravel_pytree
 
 from jgd import trees
 from jgd.base import GradientTransformation, apply_updates, with_extra_args
-from jgd.clipping import global_norm
-from jgd.quasi_newton import QuasiNewtonState, bfgs, lbfgs
+from jgd.second_order.quasi_newton import QuasiNewtonState, bfgs, lbfgs
+from jgd.trees import global_norm
 from jgd.types import PyTree
 
 # Why the loop stopped, indexed by ``MinimizeResult.status`` (0 is success, as in scipy).

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation, with_extra_args
-from jgd.clipping import global_norm
 from jgd.hyperparams import hyperparams as current_hyperparams
 from jgd.leafwise import leafwise
+from jgd.trees import global_norm
 from jgd.types import PyTree, ScalarOrSchedule
 
 _GRAD_NORM, _LOSS = 0, 1

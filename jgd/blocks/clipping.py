@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
-from jgd.numerics import abs_sq
-from jgd.types import PyTree, ScalarOrSchedule
+from jgd.trees import global_norm
+from jgd.types import ScalarOrSchedule
 
 
 def clip_by_value(max_value: ScalarOrSchedule) -> GradientTransformation:
@@ -35,17 +34,6 @@ def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
         return g * (max_norm / jnp.maximum(jnp.linalg.norm(g), max_norm)), ()
 
     return leafwise("clip_by_norm", rule, {"max_norm": max_norm}, complex_leaves=True)
-
-
-def global_norm(tree: PyTree) -> jax.Array:
-    """``√(Σ_leaves Σ |g|²)``, accumulated in at least float32.
-
-    Args:
-      tree: a tree of arrays (``jgd.types.PyTree``); an empty tree has norm 0.
-    """
-    leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
-    squares = [jnp.sum(abs_sq(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]
-    return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
 
 
 def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:

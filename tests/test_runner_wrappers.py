@@ -15,9 +15,9 @@ from jgd.experiment.models import MLP, init_variables
 from jgd.experiment.output_files import write_csv, write_json
 from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
 from jgd.experiment.training import fit
+from jgd.trees import instances
 from jgd.wrappers.monitor import STATISTICS
 from jgd.wrappers.spikes import SkipSpikesState
-from jgd.trees import instances
 
 
 def _data(n=60, seed=0):

@@ -2,7 +2,9 @@
 
 A leaf's path is the ``/``-joined names of the keys leading to it: dict keys,
 attribute names, and sequence indices as numbers, e.g. ``"encoder/layers/0/kernel"``
-for ``params["encoder"]["layers"][0]["kernel"]``.
+for ``params["encoder"]["layers"][0]["kernel"]``. The ``value`` attribute of a
+container (an NNX ``Param``) is not part of it, so a tree of NNX Variables and
+the same tree of arrays have the same paths.
 """
 
 from __future__ import annotations
@@ -25,9 +27,19 @@ def _key_name(key) -> str:
     return str(key)
 
 
+def _is_variable_value(key) -> bool:
+    """The attribute through which a container such as an NNX Variable holds its array (``Param.value``)."""
+    return isinstance(key, jax.tree_util.GetAttrKey) and key.name == "value"
+
+
 def path_name(path: tuple) -> str:
-    """The ``/``-joined form of a key path from ``jax.tree_util.tree_flatten_with_path``."""
-    return "/".join(_key_name(key) for key in path)
+    """The ``/``-joined form of a key path from ``jax.tree_util.tree_flatten_with_path``.
+
+    A ``.value`` attribute key is left out: ``nnx.Optimizer`` initialises a transform with a tree of NNX
+    Variables (``head/bias/value``) and updates it with plain arrays (``head/bias``), and a leaf's path
+    must be the same string at both.
+    """
+    return "/".join(_key_name(key) for key in path if not _is_variable_value(key))
 
 
 def paths(tree: PyTree) -> PyTree:

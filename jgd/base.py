@@ -24,6 +24,34 @@ class GradientTransformation(NamedTuple):
     update: Callable[..., tuple[PyTree, PyTree]]
 
 
+class Label(str):
+    """A label the user wrote (:func:`named`, a ``partition`` group), as a dict key of a state.
+
+    It is a ``str`` (equal to and hashed as the plain string, so checkpoints and trees that hold the
+    plain string still match); :func:`jgd.hyperparams` finds it on the path to a state and keys that
+    state's hyperparameters by it (``"encoder/learning_rate"``), even where it is the only label.
+    """
+
+    __slots__ = ()
+
+
+def check_transform(argument: str, tx: object) -> GradientTransformation:
+    """Returns ``tx`` if it is a gradient transformation; else a ``TypeError`` naming ``argument``.
+
+    A factory passed uncalled (``jgd.adam`` for ``jgd.adam(1e-3)``) is named as such.
+
+    Args:
+      argument: the name of the argument ``tx`` was passed as, for the message.
+      tx: the value to check: anything with callable ``init`` and ``update`` (jgd's or optax's).
+    """
+    if callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None)):
+        return tx
+    if callable(tx):
+        name = getattr(tx, "__name__", repr(tx))
+        raise TypeError(f"{argument} must be a gradient transformation; got the function {name}: call it ({name}(...))")
+    raise TypeError(f"{argument} must be a gradient transformation (init, update), got {tx!r}")
+
+
 def _takes_extra_args(update: Callable) -> bool:
     params = inspect.signature(update).parameters.values()
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
@@ -35,7 +63,7 @@ def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
     Args:
       tx: any gradient transformation (jgd's or optax's); returned as it is if its ``update`` takes ``**kwargs``.
     """
-    if _takes_extra_args(tx.update):
+    if _takes_extra_args(check_transform("tx", tx).update):
         return tx
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -54,10 +82,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     Args:
       *transforms: gradient transformations (jgd's or optax's), applied first to last; none gives the identity.
     """
-    for i, t in enumerate(transforms):
-        if not (callable(getattr(t, "init", None)) and callable(getattr(t, "update", None))):
-            raise TypeError(f"chain argument {i} is not a gradient transformation: {t!r}")
-    transforms = tuple(with_extra_args(t) for t in transforms)
+    transforms = tuple(with_extra_args(check_transform(f"chain argument {i}", t)) for i, t in enumerate(transforms))
 
     def init_fn(params):
         return tuple(t.init(params) for t in transforms)
@@ -88,7 +113,8 @@ def named(label: str, tx: GradientTransformation) -> GradientTransformation:
     """
     if not isinstance(label, str) or not label or "/" in label:
         raise ValueError(f"label must be a non-empty string without '/', got {label!r}")
-    inner = with_extra_args(tx)
+    inner = with_extra_args(check_transform("tx", tx))
+    label = Label(label)
 
     def init_fn(params):
         return {label: inner.init(params)}

@@ -104,6 +104,7 @@ _RANGES: dict[str, tuple[Callable, str]] = {
     "shrink": (_open_unit, "in (0, 1)"),
     "multiplier": (_nonnegative, ">= 0"),
     "threshold": (_nonnegative, ">= 0"),
+    "num_std": (_nonnegative, ">= 0"),
     "trust_coefficient": (_positive, "> 0"),
     "decay_rate": (_nonnegative, ">= 0"),
     "decay_offset": (_nonnegative, ">= 0"),

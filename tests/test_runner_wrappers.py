@@ -62,8 +62,8 @@ def test_monitor_statistics_in_the_metrics_files_and_plot(tmp_path):
 
 
 def test_skip_spikes_from_a_tiny_config_counts_skipped_batches():
-    # A window of 4 and a threshold of 0.1 deviations call many ordinary batches spikes.
-    options = parse_config({"training": {"epochs": 2, "batch_size": 8, "skip_spikes": {"window": 4, "threshold": 0.1}}})
+    # A window of 4 and a num_std of 0.1 deviations call many ordinary batches spikes.
+    options = parse_config({"training": {"epochs": 2, "batch_size": 8, "skip_spikes": {"window": 4, "num_std": 0.1}}})
     state, history = _fit(jgd.adam(0.01), **vars(options.training))
     (spikes,) = instances(state.opt_state, SkipSpikesState)
     counts = [row["skipped_spikes"] for row in history.epochs]
@@ -81,7 +81,7 @@ def test_skip_spikes_from_a_tiny_config_counts_skipped_batches():
         ({"accumulate": 2.5}, r"^training\.accumulate must be an integer >= 1"),
         ({"monitor": "yes"}, r"^training\.monitor must be true or false, got 'yes'"),
         ({"skip_spikes": {"window": 1}}, r"^training\.skip_spikes\.window must be an integer >= 2, got 1"),
-        ({"skip_spikes": {"threshold": 0}}, r"^training\.skip_spikes\.threshold must be > 0, got 0"),
+        ({"skip_spikes": {"num_std": 0}}, r"^training\.skip_spikes\.num_std must be > 0, got 0"),
         ({"skip_spikes": {"size": 3}}, r"^training\.skip_spikes\.size is not a known field"),
         ({"skip_spikes": 3}, r"^training\.skip_spikes must be a mapping"),
         ({"accumulate": 2, "opt": "lbfgs"}, r"^training\.accumulate cannot be used with optimizer\.name lbfgs"),

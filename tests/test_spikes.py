@@ -27,7 +27,7 @@ def step(params, state, grads, loss):
     return jgd.apply_updates(params, updates), state
 
 
-TX = jgd.skip_spikes(jgd.adam(0.01), window=WINDOW, threshold=6.0)
+TX = jgd.skip_spikes(jgd.adam(0.01), window=WINDOW, num_std=6.0)
 
 
 def run_skipping():
@@ -69,17 +69,17 @@ def test_gradient_norm_alone_when_no_loss_is_given():
     assert int(state.recorded[1]) == 0
 
 
-def test_threshold_is_data():
+def test_num_std_is_data():
     tx = jgd.skip_spikes(jgd.sgd(0.1), window=WINDOW)
     state = tx.init(PARAMS)
-    assert float(jgd.hyperparams(state)["threshold"]) == 6.0
-    state = jgd.set_hyperparams(state, threshold=1e6)
-    assert float(jgd.hyperparams(state)["threshold"]) == 1e6
+    assert float(jgd.hyperparams(state)["num_std"]) == 6.0
+    state = jgd.set_hyperparams(state, num_std=1e6)
+    assert float(jgd.hyperparams(state)["num_std"]) == 1e6
 
     stacked = jax.tree.map(lambda *g: jnp.stack(g), *GRADS)
 
-    def skipped(threshold):
-        tx = jgd.skip_spikes(jgd.sgd(0.1), window=WINDOW, threshold=threshold)
+    def skipped(num_std):
+        tx = jgd.skip_spikes(jgd.sgd(0.1), window=WINDOW, num_std=num_std)
 
         def one(state, step):
             grads, loss = step
@@ -88,12 +88,12 @@ def test_threshold_is_data():
         state, _ = jax.lax.scan(one, tx.init(PARAMS), (stacked, jnp.asarray(LOSSES, jnp.float32)))
         return state.skipped
 
-    thresholds = jnp.asarray([0.0, 6.0, 1e6])
-    swept = jax.jit(jax.vmap(skipped))(thresholds)
+    stds = jnp.asarray([0.0, 6.0, 1e6])
+    swept = jax.jit(jax.vmap(skipped))(stds)
     assert swept[1] == 2 and swept[2] == 0 and swept[0] > 2
-    np.testing.assert_array_equal(swept, [jax.jit(skipped)(x) for x in thresholds])
-    with pytest.raises(ValueError, match="threshold"):
-        jgd.skip_spikes(jgd.sgd(), threshold=-1.0)
+    np.testing.assert_array_equal(swept, [jax.jit(skipped)(x) for x in stds])
+    with pytest.raises(ValueError, match="num_std"):
+        jgd.skip_spikes(jgd.sgd(), num_std=-1.0)
     with pytest.raises(ValueError, match="window"):
         jgd.skip_spikes(jgd.sgd(), window=1)
 

@@ -97,10 +97,10 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class SkipSpikesConfig:
-    """Skip a step whose loss or gradient norm is ``threshold`` deviations above the last ``window`` steps' mean."""
+    """Skip a step whose loss or gradient norm is ``num_std`` deviations above the last ``window`` steps' mean."""
 
     window: int = field(default=128, metadata=rule(low=2))
-    threshold: float = field(default=6.0, metadata=rule(low=0.0, open_low=True))
+    num_std: float = field(default=6.0, metadata=rule(low=0.0, open_low=True))
 
 
 @dataclass(frozen=True)

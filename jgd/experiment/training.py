@@ -117,7 +117,7 @@ def _skip_spikes(tx: jgd.GradientTransformation, options: SkipSpikesConfig) -> j
     def without_loss(updates, state, params=None, *, loss=None, **extra_args):
         return inner.update(updates, state, params, **extra_args)
 
-    guarded = jgd.skip_spikes(jgd.GradientTransformation(inner.init, without_loss), options.window, options.threshold)
+    guarded = jgd.skip_spikes(jgd.GradientTransformation(inner.init, without_loss), options.window, options.num_std)
 
     def update_fn(updates, state, params=None, **extra_args):
         return guarded.update(updates, state, params, loss=extra_args.get("value"), **extra_args)

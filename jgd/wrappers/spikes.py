@@ -18,7 +18,7 @@ _GRAD_NORM, _LOSS = 0, 1
 
 class SkipSpikesState(NamedTuple):
     """inner: the wrapped transform's state, unchanged by a skipped step.
-    settings: the state holding ``threshold`` as data (read and set with ``jgd.hyperparams``).
+    settings: the state holding ``num_std`` as data (read and set with ``jgd.hyperparams``).
     history: ``float32[2, window]``, the gradient norms (row 0) and losses (row 1) of the last accepted steps.
     recorded: ``int32[2]``, values written to each row so far (the next goes to ``recorded % window``).
     seen: steps seen. skipped: steps skipped.
@@ -41,12 +41,12 @@ def hyperparameter_holder(name: str, values: dict[str, ScalarOrSchedule]) -> Gra
     return leafwise(name, lambda g, *, t, **_: (g, ()), values)
 
 
-def _is_spike(history, recorded, row, value, threshold):
-    """``value - mean > threshold · std`` over a full window; non-finite values are never spikes."""
+def _is_spike(history, recorded, row, value, num_std):
+    """``value - mean > num_std · std`` over a full window; non-finite values are never spikes."""
     window = history.shape[1]
     mean = jnp.mean(history[row])
     std = jnp.std(history[row])
-    return (recorded[row] >= window) & jnp.isfinite(value) & (value - mean > threshold * std)
+    return (recorded[row] >= window) & jnp.isfinite(value) & (value - mean > num_std * std)
 
 
 def _record(history, recorded, row, value, accept):
@@ -58,11 +58,11 @@ def _record(history, recorded, row, value, accept):
 
 
 def skip_spikes(
-    tx: GradientTransformation, window: int = 128, threshold: ScalarOrSchedule = 6.0
+    tx: GradientTransformation, window: int = 128, num_std: ScalarOrSchedule = 6.0
 ) -> GradientTransformation:
     """Runs ``tx``, except on steps whose gradient norm or loss is a spike: then zero updates, state unchanged.
 
-    A value ``x_t`` is a spike when ``x_t - μ > threshold · σ``, with ``μ`` and
+    A value ``x_t`` is a spike when ``x_t - μ > num_std · σ``, with ``μ`` and
     ``σ`` the mean and (population) standard deviation of that quantity over the
     last ``window`` accepted steps (the rule of OLMo 2, Team OLMo 2024, and MaxText).
     The global gradient norm ``‖g_t‖₂`` is always watched; the loss too on the
@@ -78,14 +78,14 @@ def skip_spikes(
       tx: the transform to run on accepted steps; it receives the extra keyword
         arguments, ``loss`` included.
       window: accepted steps the mean and deviation are taken over, an int ``>= 2``.
-      threshold: standard deviations above the mean that make a spike (a float,
+      num_std: standard deviations above the mean that make a spike (a float,
         an array or a schedule of the steps seen, data like any hyperparameter);
         default 6.0, OLMo 2's.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window must be an int >= 2, got {window!r}")
     tx = with_extra_args(tx)
-    settings = hyperparameter_holder("skip_spikes", {"threshold": threshold})
+    settings = hyperparameter_holder("skip_spikes", {"num_std": num_std})
 
     def init_fn(params):
         zero = jnp.zeros((), jnp.int32)
@@ -94,13 +94,13 @@ def skip_spikes(
 
     def update_fn(updates, state, params=None, **extra_args):
         _, new_settings = settings.update({}, state.settings)
-        threshold = jnp.asarray(current_hyperparams(new_settings)["threshold"], jnp.float32)
+        num_std = jnp.asarray(current_hyperparams(new_settings)["num_std"], jnp.float32)
         norm = global_norm(updates)
-        spike = _is_spike(state.history, state.recorded, _GRAD_NORM, norm, threshold)
+        spike = _is_spike(state.history, state.recorded, _GRAD_NORM, norm, num_std)
         loss = extra_args.get("loss")
         if loss is not None:
             loss = jnp.asarray(loss, jnp.float32)
-            spike = spike | _is_spike(state.history, state.recorded, _LOSS, loss, threshold)
+            spike = spike | _is_spike(state.history, state.recorded, _LOSS, loss, num_std)
 
         def skip(inner):
             return jax.tree.map(jnp.zeros_like, updates), inner

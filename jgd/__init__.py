@@ -6,7 +6,7 @@ from jgd.blocks.averages import bias_correction, ema, scale_by_rms, trace
 from jgd.blocks.clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from jgd.blocks.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.blocks.scaling import scale, scale_by_learning_rate
-from jgd.hyperparams import TransformState, hyperparams, set_hyperparams
+from jgd.hyperparams_access import hyperparams, set_hyperparams
 from jgd.methods.adafactor import adafactor
 from jgd.methods.adam import adam, adamax, adamw, nadam
 from jgd.methods.adaptive import adadelta, adagrad, rmsprop
@@ -24,6 +24,7 @@ from jgd.second_order.linesearch import (
 )
 from jgd.second_order.minimize import MinimizeResult, minimize
 from jgd.second_order.quasi_newton import QuasiNewtonState, bfgs, lbfgs, value_and_grad_from_state
+from jgd.state import TransformState
 from jgd.trees import global_norm
 from jgd.wrappers.accumulate import AccumulateState, accumulate
 from jgd.wrappers.finite import ApplyIfFiniteState, all_finite, apply_if_finite

@@ -1,10 +1,16 @@
 """Lifts a method written on one array to a gradient transformation on pytrees.
 
-A method is a ``rule(g, *slots, [p,] t=..., **hyperparams) -> (update, new_slots)``
-on a single array, written next to its equation. :func:`leafwise` turns it into
+A method is a ``rule(g, *slots, [p], *, t, <names>) -> (update, new_slots)`` on a
+single array, written next to its equation. The rule contract: the positional
+arguments are the gradient, the slots in order and (``with_params``) the param;
+the keyword-only ones are the names the rule uses, each the step ``t``, a
+hyperparameter, a value ``prepare`` computes once per step, or a mask keyword.
+:func:`leafwise` reads the signature once and passes only those names; a rule
+that takes ``**kwargs`` or a name that is none of these is refused when the
+method is built. :func:`leafwise` turns the rule into
 a :class:`~jgd.base.GradientTransformation` that maps it over the leaves, keeps
-the slots and hyperparameters in a :class:`~jgd.hyperparams.TransformState`,
-evaluates schedules, checks trees, and handles dtypes: each leaf is computed in
+the slots and hyperparameters in a :class:`~jgd.state.TransformState` (their life
+cycle is :class:`~jgd.hyperparams.Hyperparameters`'), checks trees, and handles dtypes: each leaf is computed in
 at least float32, updates keep the leaf's dtype, and every slot keeps the dtype
 it was created with (``state_dtype``, one dtype or one per slot), whatever the
 dtypes of the grads and hyperparameters, so a state is a fixed ``lax.scan`` /
@@ -18,22 +24,53 @@ means the complex dtype of that precision (float32 or narrower -> complex64, flo
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jgd import masks as masks_lib
 from jgd import trees
 from jgd.base import GradientTransformation
-from jgd.hyperparams import resolve, split, start
+from jgd.hyperparams import Hyperparameters
 from jgd.numerics import real_dtype
-from jgd.types import PyTree, StateDtype
+from jgd.ranges import Range
+from jgd.types import Mask, StateDtype
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
-Mask = bool | PyTree | Callable[[PyTree], PyTree]
-"""A tree of Python bools (or a prefix of the params tree), or a function ``params -> such a tree``."""
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def keyword_names(name: str, function: Callable, positional: int, allowed: Sequence[str], role: str) -> tuple[str, ...]:
+    """The keyword-only names ``function`` declares, checked against the rule contract (module docstring).
+
+    Args:
+      name: the method's public name, for the messages.
+      function: a rule or a ``prepare`` function.
+      positional: how many positional arguments it must take.
+      allowed: the names it may declare.
+      role: what ``function`` is (``"rule"``, ``"prepare"``), for the messages.
+    """
+    parameters = list(inspect.signature(function).parameters.values())
+    kinds = [p.kind for p in parameters]
+    if inspect.Parameter.VAR_KEYWORD in kinds:
+        raise ValueError(f"{name}: the {role} must name each keyword argument it uses, not take **kwargs")
+    taken = [p.name for p in parameters if p.kind in _POSITIONAL]
+    # ``*slots`` stands for the slots a method's options add (RMSprop's mean, velocity).
+    if len(taken) > positional or (inspect.Parameter.VAR_POSITIONAL not in kinds and len(taken) != positional):
+        raise ValueError(f"{name}: the {role} takes {len(taken)} positional arguments {taken}, expected {positional}")
+    declared = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    unknown = sorted(set(declared) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"{name}: the {role} takes {unknown}, which are neither hyperparameters {sorted(allowed)} "
+            "nor prepared values nor masks"
+        )
+    return declared
 
 
 def slot_dtypes(name: str, slots: Sequence[str], state_dtype: StateDtype) -> dict[str, Any]:
@@ -62,97 +99,121 @@ def leafwise(
     with_params: bool = False,
     carry: dict[str, float] | None = None,
     prepare: Prepare | None = None,
+    prepared: Sequence[str] = (),
     slot_init: dict[str, Callable] | None = None,
     masks: dict[str, Mask] | None = None,
     real_slots: Sequence[str] = (),
     complex_leaves: bool = False,
+    narrowed: Mapping[str, Range] | None = None,
 ) -> GradientTransformation:
     """Builds the transform ``name`` from its per-array ``rule``.
 
     Args:
-      name: the public name, used in error messages.
-      rule: ``rule(g, *slots, [p], t, **hyperparams, **prepared) -> (update, tuple(new_slots))``,
-        where ``t`` is the 1-based step number.
+      name: the public name, used in error messages and recorded in the states it makes.
+      rule: ``rule(g, *slots, [p], *, t, <names>) -> (update, tuple(new_slots))``, where ``t`` is the
+        1-based step number and ``<names>`` any of the hyperparameters, ``prepared`` and ``masks``.
       hyperparams: name -> float, array or schedule.
       slots: names of the per-parameter accumulators, initialised to zero.
       state_dtype: one dtype for every slot, or slot name -> dtype; a slot not named keeps each param's dtype.
       with_params: whether ``rule`` takes the param as its last positional argument.
       carry: per-step scalars and their initial values, updated by ``prepare``.
-      prepare: ``prepare(updates, t, carry, **hyperparams) -> (prepared, new_carry)``,
+      prepare: ``prepare(updates, t, carry, *, <hyperparameters>) -> (prepared, new_carry)``,
         run once per step before the rule (for values shared by all leaves).
+      prepared: the names of the values ``prepare`` returns.
       slot_init: slot name -> ``init(param, dtype) -> array``, for slots that do not start
         at zero or are not shaped like their param (factored statistics).
       masks: keyword -> :data:`Mask`; the rule receives, as that keyword, the leaf's own
         Python bool (resolved against the params, or the updates when the rule takes no params).
       real_slots: slots that stay real for a complex param (|g|², norms); in the param's real dtype.
       complex_leaves: whether ``rule`` is defined on complex arrays; otherwise complex leaves are refused.
+      narrowed: hyperparameter name -> :class:`jgd.ranges.Range`, for names whose range this method narrows.
     """
-    constants, schedules = split(hyperparams)
+    component = Hyperparameters(name, hyperparams, narrowed)
+    masks = masks or {}
+    if (prepare is None) != (not prepared):
+        raise ValueError(f"{name}: prepare and the names it prepares come together")
+    uses = keyword_names(name, rule, 1 + len(slots) + with_params, ["t", *component.names, *prepared, *masks], "rule")
+    unused = sorted(set(masks) - set(uses))
+    if unused:
+        raise ValueError(f"{name}: the rule takes no mask keyword {unused}")
+    prepare_uses = keyword_names(name, prepare, 3, sorted(component.names), "prepare") if prepare else ()
+    lift = _Lifted(name, rule, uses, tuple(slots), with_params, frozenset(real_slots), masks)
     carry = carry or {}
     dtypes = slot_dtypes(name, slots, state_dtype)
     slot_init = slot_init or {}
-    masks = masks or {}
-    real_slots = frozenset(real_slots)
 
     def init_fn(params):
         trees.check_floating("params", params, method=name, allow_complex=complex_leaves)
 
-        def zeros(p, dtype):  # zeros_like keeps the param's sharding
-            return jnp.zeros_like(p, dtype=dtype)
+        def initial(slot, p):  # zeros_like keeps the param's sharding
+            dtype = _slot_dtype(jnp.result_type(p), dtypes[slot], slot in lift.real_slots)
+            return slot_init[slot](p, dtype) if slot in slot_init else jnp.zeros_like(p, dtype=dtype)
 
-        def initial(slot, p):
-            dtype = _slot_dtype(jnp.result_type(p), dtypes[slot], slot in real_slots)
-            return slot_init[slot](p, dtype) if slot in slot_init else zeros(p, dtype)
-
-        return start(
-            constants,
-            schedules,
+        return component.init(
             slots={slot: jax.tree.map(lambda p, slot=slot: initial(slot, p), params) for slot in slots},
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        if with_params and params is None:
-            raise ValueError(f"{name} needs params: call update(updates, state, params)")
-        trees.check_floating("updates", updates, method=name, allow_complex=complex_leaves)
-        for s in slots:
-            trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
-            if s not in slot_init:  # an initialised slot may have another shape (factored statistics)
-                trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
-        if params is not None:
-            trees.check_matching("updates", updates, "params", params)
-            trees.check_shapes("updates", updates, "params", params)
-        hp, state = resolve(constants, schedules, state)
+        hp, state = component.resolve(state)
+        _check_trees(name, updates, state, params, slots, slot_init, with_params, complex_leaves)
         t = state.count + 1
-        prepared, new_carry = prepare(updates, t, state.carry, **hp) if prepare else ({}, state.carry)
+        new_carry, values = state.carry, {"t": t, **hp}
+        if prepare:
+            made, new_carry = prepare(updates, t, state.carry, **{k: hp[k] for k in prepare_uses})
+            if set(made) != set(prepared):
+                raise ValueError(f"{name}: prepare returned {sorted(made)}, declared {sorted(prepared)}")
+            values.update(made)
         new_carry = {k: jnp.asarray(v).astype(state.carry[k].dtype) for k, v in new_carry.items()}
+        out, new_slots = lift(updates, state.slots, params, values)
+        return out, component.advance(state, slots=new_slots, carry=new_carry)
 
+    return GradientTransformation(init_fn, update_fn)
+
+
+def _check_trees(name, updates, state, params, slots, slot_init, with_params, complex_leaves) -> None:
+    """Raises ``ValueError`` naming the first path where the updates, slots and params do not fit together."""
+    if with_params and params is None:
+        raise ValueError(f"{name} needs params: call update(updates, state, params)")
+    trees.check_floating("updates", updates, method=name, allow_complex=complex_leaves)
+    for s in slots:
+        trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
+        if s not in slot_init:  # an initialised slot may have another shape (factored statistics)
+            trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
+    if params is not None:
+        trees.check_matching("updates", updates, "params", params)
+        trees.check_shapes("updates", updates, "params", params)
+
+
+class _Lifted:
+    """A rule mapped over the leaves: each leaf computed in at least float32, results in their own dtypes."""
+
+    def __init__(self, name, rule, uses, slots, with_params, real_slots, masks):
+        self.name, self.rule, self.uses, self.slots = name, rule, uses, slots
+        self.with_params, self.real_slots, self.masks = with_params, real_slots, masks
+
+    def __call__(self, updates, slot_trees, params, values):
         leaves, treedef = jax.tree.flatten(updates)
-        slot_leaves = [treedef.flatten_up_to(state.slots[s]) for s in slots]
-        param_leaves = [treedef.flatten_up_to(params)] if with_params else []
-        mask_leaves = {k: _mask_leaves(k, m, params if with_params else updates, treedef) for k, m in masks.items()}
+        slot_leaves = [treedef.flatten_up_to(slot_trees[s]) for s in self.slots]
+        param_leaves = [treedef.flatten_up_to(params)] if self.with_params else []
+        mask_tree = params if self.with_params else updates
+        flags = {k: masks_lib.leaf_flags(k, m, mask_tree) for k, m in self.masks.items()}
         scalars_by_dtype = {}  # hyperparameters cast once per compute dtype, not once per leaf
-        out_u, out_slots = [], [[] for _ in slots]
+        out_u, out_slots = [], [[] for _ in self.slots]
         for i, (g, *rest) in enumerate(zip(leaves, *slot_leaves, *param_leaves)):
             g = jnp.asarray(g)
             dtype = jnp.promote_types(g.dtype, jnp.float32)
             real = real_dtype(dtype)  # hyperparameters, t and the real slots
             if dtype not in scalars_by_dtype:
-                values = {"t": t, **hp, **prepared}
-                scalars_by_dtype[dtype] = {k: jnp.asarray(v).astype(real) for k, v in values.items()}
-            slot_types = [real if s in real_slots else dtype for s in slots]
+                scalars_by_dtype[dtype] = {k: jnp.asarray(values[k]).astype(real) for k in self.uses if k in values}
+            slot_types = [real if s in self.real_slots else dtype for s in self.slots]
             args = [jnp.asarray(x).astype(d) for x, d in zip((g, *rest), [dtype, *slot_types, dtype])]
-            u, new = rule(*args, **scalars_by_dtype[dtype], **{k: m[i] for k, m in mask_leaves.items()})
+            u, new = self.rule(*args, **scalars_by_dtype[dtype], **{k: f[i] for k, f in flags.items()})
             out_u.append(u.astype(g.dtype))
             for acc, old, value in zip(out_slots, rest, new):
                 acc.append(value.astype(old.dtype))
-        new_state = state._replace(
-            count=t, slots={s: treedef.unflatten(v) for s, v in zip(slots, out_slots)}, carry=new_carry
-        )
-        return treedef.unflatten(out_u), new_state
-
-    return GradientTransformation(init_fn, update_fn)
+        return treedef.unflatten(out_u), {s: treedef.unflatten(v) for s, v in zip(self.slots, out_slots)}
 
 
 def _slot_dtype(param_dtype, chosen, real: bool):
@@ -163,16 +224,3 @@ def _slot_dtype(param_dtype, chosen, real: bool):
     if real or not jnp.issubdtype(param_dtype, jnp.complexfloating):
         return chosen
     return jnp.promote_types(chosen, jnp.complex64)
-
-
-def _mask_leaves(name: str, mask: Mask, tree: PyTree, treedef) -> list[bool]:
-    """One Python bool per leaf of ``tree``, from a mask that is a prefix tree of bools or a function of ``tree``."""
-    resolved = mask(tree) if callable(mask) else mask
-    try:
-        full = jax.tree.map(lambda flag, sub: jax.tree.map(lambda _: flag, sub), resolved, tree)
-        flags = treedef.flatten_up_to(full)
-    except ValueError as error:
-        raise ValueError(f"{name} must be a bool, or a tree of bools that is a prefix of the params: {error}") from None
-    if not all(isinstance(f, bool | np.bool_) for f in flags):
-        raise ValueError(f"{name} must hold Python bools (static), got {[type(f).__name__ for f in flags]}")
-    return [bool(f) for f in flags]

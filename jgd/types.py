@@ -20,3 +20,7 @@ ScalarOrSchedule = float | jax.Array | Schedule
 StateDtype = DTypeLike | Mapping[str, DTypeLike | None] | None
 """The dtype of a transform's state slots: one floating dtype for every slot, a mapping from slot name to
 dtype (``{"mu": jnp.bfloat16}``; a slot not named keeps its param's dtype), or None for each param's own."""
+
+Mask = bool | None | PyTree | Callable[[PyTree], PyTree]
+"""Which leaves a transform applies to: ``None`` or ``True`` every leaf, ``False`` none, a tree of Python bools
+(a prefix of the params tree: a bool stands for its whole subtree), or a function ``params -> such a tree``."""

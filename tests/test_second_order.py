@@ -369,10 +369,11 @@ def test_hyperparameters_live_in_the_state(x64):
 
 
 def test_scheduled_hyperparameter(x64):
-    # c2 tightens from 0.9 to 0.1 over the first steps; its current value is kept in the state.
+    # c2 tightens from 0.9 to 0.1 over the first steps; the state reports the value its last step used,
+    # c2(2) after 3 steps (counted from 0), as every jgd transform and optax's inject_hyperparams do.
     tx = jgd.lbfgs(linesearch=jgd.zoom_linesearch(c1=1e-4, c2=lambda t: jnp.maximum(0.1, 0.9 - 0.2 * t)))
     *_, state = history(tx, rosenbrock, jnp.array([-1.2, 1.0]), 3)[-1]
-    np.testing.assert_allclose(jgd.hyperparams(state)["c2"], 0.3)
+    np.testing.assert_allclose(jgd.hyperparams(state)["c2"], 0.5)
     result = jgd.minimize(rosenbrock, jnp.array([-1.2, 1.0]), tx)
     assert bool(result.success)
 

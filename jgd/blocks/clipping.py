@@ -52,4 +52,6 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     def rule(g, *, t, max_norm, norm):
         return g * (max_norm / jnp.maximum(norm, max_norm)), ()
 
-    return leafwise("clip_by_global_norm", rule, {"max_norm": max_norm}, prepare=prepare, complex_leaves=True)
+    return leafwise(
+        "clip_by_global_norm", rule, {"max_norm": max_norm}, prepare=prepare, prepared=("norm",), complex_leaves=True
+    )

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgd.base import GradientTransformation
-from jgd.leafwise import Mask, leafwise
-from jgd.types import ScalarOrSchedule, StateDtype
+from jgd.leafwise import leafwise
+from jgd.types import Mask, ScalarOrSchedule, StateDtype
 
 
 def relative_step_size(step: jax.Array) -> jax.Array:

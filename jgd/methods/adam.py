@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
-import jax
 import jax.numpy as jnp
 
-from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
 from jgd.numerics import abs_sq
-from jgd.types import PyTree, ScalarOrSchedule, StateDtype
+from jgd.types import Mask, ScalarOrSchedule, StateDtype
 
 _REAL = ("nu", "nu_max")  # |g|² and its running max stay real for complex params
 
 
-def _adam_rule(amsgrad: str | None, eps_hat: bool, decoupled: bool):
-    """Adam's per-array rule, with the second moment's running max and ε̂ as asked, and
-    ``- η λ θ`` added when ``decoupled`` (the param is then the rule's last argument)."""
+def _adam_direction(amsgrad: str | None, eps_hat: bool):
+    """Adam's ``m̂_t`` and ``√(v̂_t + ε_root) + ε`` on one array and its new slots, with the second
+    moment's running max (``rest[0]``) and ε̂ as asked."""
 
-    def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root, weight_decay=None):
+    def direction(g, m, v, rest, t, b1, b2, eps, eps_root):
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * abs_sq(g)
         correction2 = 1 - b2**t
@@ -34,12 +31,9 @@ def _adam_rule(amsgrad: str | None, eps_hat: bool, decoupled: bool):
             new = (m, v, second)
         if eps_hat:  # Keras adds ε to √v before the correction: ε / √(1 - β2^t) after it
             eps = eps / jnp.sqrt(correction2)
-        u = -learning_rate * (m / (1 - b1**t)) / (jnp.sqrt(second + eps_root) + eps)
-        if decoupled:
-            u = u - learning_rate * weight_decay * rest[-1]
-        return u, new
+        return m / (1 - b1**t), jnp.sqrt(second + eps_root) + eps, new
 
-    return rule
+    return direction
 
 
 def _amsgrad_form(amsgrad: bool | str) -> str | None:
@@ -92,7 +86,12 @@ def adam(
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     slots = ("mu", "nu") + (("nu_max",) if form else ())
-    rule = _adam_rule(form, eps_hat, False)
+    direction = _adam_direction(form, eps_hat)
+
+    def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root):
+        m_hat, denominator, new = direction(g, m, v, rest, t, b1, b2, eps, eps_root)
+        return -learning_rate * m_hat / denominator, new
+
     return leafwise("adam", rule, hp, slots, state_dtype=state_dtype, real_slots=_REAL, complex_leaves=True)
 
 
@@ -103,7 +102,7 @@ def adamw(
     eps: ScalarOrSchedule = 1e-8,
     eps_root: ScalarOrSchedule = 0.0,
     weight_decay: ScalarOrSchedule = 1e-4,
-    mask: PyTree | Callable[[PyTree], PyTree] | None = None,
+    mask: Mask = None,
     *,
     amsgrad: bool | Literal["nu", "nu_hat"] = False,
     eps_hat: bool = False,
@@ -120,30 +119,31 @@ def adamw(
     Args:
       learning_rate, b1, b2, eps, eps_root, amsgrad, eps_hat, state_dtype: as :func:`adam`.
       weight_decay: λ, a float, an array or a schedule; 1e-4 as optax.
-      mask: which leaves decay: a tree of bools shaped like the params, or a function
-        ``params -> tree of bools``; None (default) decays every leaf.
+      mask: which leaves decay (``jgd.types.Mask``): None or True (default None) every leaf, False none,
+        a tree of bools (a prefix of the params), or a function ``params -> such a tree``.
     """
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     hp["weight_decay"] = weight_decay
     slots = ("mu", "nu") + (("nu_max",) if form else ())
-    rule = _adam_rule(form, eps_hat, True)
-    inner = leafwise(
-        "adamw", rule, hp, slots, state_dtype=state_dtype, with_params=True, real_slots=_REAL, complex_leaves=True
+    direction = _adam_direction(form, eps_hat)
+
+    def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root, weight_decay, decayed):
+        m_hat, denominator, new = direction(g, m, v, rest, t, b1, b2, eps, eps_root)
+        u = -learning_rate * m_hat / denominator
+        return (u - learning_rate * weight_decay * rest[-1] if decayed else u), new
+
+    return leafwise(
+        "adamw",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        with_params=True,
+        masks={"decayed": mask},
+        real_slots=_REAL,
+        complex_leaves=True,
     )
-    if mask is None:
-        return inner
-
-    def update_fn(updates, state, params=None, **extra_args):
-        if params is None:
-            raise ValueError("adamw needs params: call update(updates, state, params)")
-        decays = mask(params) if callable(mask) else mask
-        trees.check_matching("mask", decays, "params", params)
-        # A leaf that does not decay is seen as zero by the decay term; its Adam step is unchanged.
-        decayed = jax.tree.map(lambda keep, p: p if keep else jnp.zeros_like(p), decays, params)
-        return inner.update(updates, state, decayed, **extra_args)
-
-    return GradientTransformation(inner.init, update_fn)
 
 
 def adamax(
@@ -245,16 +245,23 @@ def nadam(
     if scheduled:
         hp["momentum_decay"] = momentum_decay
 
-    def prepare(updates, t, carry, *, b1, momentum_decay=None, **_):
-        def mu(step):
-            return b1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)) if scheduled else b1 + 0 * step
-
+    def products(t, carry, mu):
+        """``μ_t``, ``μ_{t+1}`` and the running products ``Π_{i≤t} μ_i``, ``Π_{i≤t+1} μ_i``."""
         mu_t, mu_next = mu(t), mu(t + 1)
         product = carry["mu_product"] * mu_t
         prepared = {"mu_t": mu_t, "mu_next": mu_next, "product": product, "product_next": product * mu_next}
         return prepared, {"mu_product": product}
 
-    def dozat_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, mu_t, mu_next, product, product_next, **_):
+    if scheduled:
+
+        def prepare(updates, t, carry, *, b1, momentum_decay):
+            return products(t, carry, lambda step: b1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)))
+    else:
+
+        def prepare(updates, t, carry, *, b1):
+            return products(t, carry, lambda step: b1 + 0 * step)
+
+    def dozat_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, mu_t, mu_next, product, product_next):
         average = b1 if form == "b1" else mu_t
         m = average * m + (1 - average) * g
         v = b2 * v + (1 - b2) * abs_sq(g)
@@ -269,6 +276,7 @@ def nadam(
         state_dtype=state_dtype,
         carry={"mu_product": 1.0},
         prepare=prepare,
+        prepared=("mu_t", "mu_next", "product", "product_next"),
         real_slots=_REAL,
         complex_leaves=True,
     )

@@ -128,26 +128,29 @@ def rmsprop(
     rate_outside = momentum_form == "trace"
     slots = ("mean_square",) + (("mean",) if centered else ()) + (("velocity",) if momentum is not None else ())
 
-    def rule(g, sq, *rest, t, learning_rate, decay, eps, eps_root, momentum=None):
+    def scaled(g, sq, rest, decay, eps, eps_root):
+        """``g / d_t`` and the new second moments (``E[g²]``, and ``E[g]`` if centered)."""
         sq = decay * sq + (1 - decay) * abs_sq(g)
-        new = [sq]
-        variance = sq
-        if centered:
-            mean = decay * rest[0] + (1 - decay) * g
-            variance = sq - abs_sq(mean)
-            new.append(mean)
-        step = g / (jnp.sqrt(variance + eps_root) + eps)
-        if momentum is None:
-            return -learning_rate * step, tuple(new)
+        if not centered:
+            return g / (jnp.sqrt(sq + eps_root) + eps), [sq]
+        mean = decay * rest[0] + (1 - decay) * g
+        return g / (jnp.sqrt(sq - abs_sq(mean) + eps_root) + eps), [sq, mean]
+
+    def rule(g, sq, *rest, learning_rate, decay, eps, eps_root):
+        step, new = scaled(g, sq, rest, decay, eps, eps_root)
+        return -learning_rate * step, tuple(new)
+
+    def momentum_rule(g, sq, *rest, learning_rate, decay, eps, eps_root, momentum):
+        step, new = scaled(g, sq, rest, decay, eps, eps_root)
         if not rate_outside:
             step = learning_rate * step
         v = momentum * rest[-1] + step
-        new.append(v)
         direction = momentum * v + step if nesterov else v
-        return -(learning_rate * direction if rate_outside else direction), tuple(new)
+        return -(learning_rate * direction if rate_outside else direction), (*new, v)
 
     hp = {"learning_rate": learning_rate, "decay": decay, "eps": eps, "eps_root": eps_root}
     if momentum is not None:
         hp["momentum"] = momentum
     real = ("mean_square",)
-    return leafwise("rmsprop", rule, hp, slots, state_dtype=state_dtype, real_slots=real, complex_leaves=True)
+    chosen = rule if momentum is None else momentum_rule
+    return leafwise("rmsprop", chosen, hp, slots, state_dtype=state_dtype, real_slots=real, complex_leaves=True)

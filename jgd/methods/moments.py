@@ -5,9 +5,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
-from jgd.leafwise import Mask, leafwise
+from jgd.leafwise import leafwise
 from jgd.numerics import abs_sq
-from jgd.types import ScalarOrSchedule, StateDtype
+from jgd.ranges import Range
+from jgd.types import Mask, ScalarOrSchedule, StateDtype
 
 
 def radam(
@@ -36,7 +37,8 @@ def radam(
       b2: ``β2``, in [0, 1); 0.999 (paper).
       eps: ``ε`` added to the root, ≥ 0; 1e-8.
       eps_root: ``ε_root`` added under the root, ≥ 0; 0.
-      threshold: ``ρ_t`` from which the rectified adaptive step is taken, ≥ 4; 5.
+      threshold: ``ρ_t`` from which the rectified adaptive step is taken, > 4 (the rectification's root
+        needs ``ρ_t > 4``); 5.
       state_dtype: dtype of the moments; default each param's own.
     """
 
@@ -52,7 +54,16 @@ def radam(
         return -learning_rate * jnp.where(rho >= threshold, adaptive, m_hat), (m, v)
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root, "threshold": threshold}
-    return leafwise("radam", rule, hp, ("mu", "nu"), state_dtype=state_dtype, real_slots=("nu",), complex_leaves=True)
+    return leafwise(
+        "radam",
+        rule,
+        hp,
+        ("mu", "nu"),
+        state_dtype=state_dtype,
+        real_slots=("nu",),
+        complex_leaves=True,
+        narrowed={"threshold": Range(low=4.0, low_open=True)},
+    )
 
 
 def adabelief(

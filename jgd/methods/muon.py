@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
-from jgd.leafwise import Mask, leafwise
-from jgd.types import ScalarOrSchedule, StateDtype
+from jgd.leafwise import leafwise
+from jgd.types import Mask, ScalarOrSchedule, StateDtype
 
 
 def orthogonalize(x, coefficients=(3.4445, -4.775, 2.0315), steps: int = 5, eps: float = 1e-8):

@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
-from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
+from jgd.ranges import OPEN_UNIT
+from jgd.state import made_by
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
 
 def _prepare(warmup_steps: int | None):
-    def prepare(updates, t, carry, *, learning_rate, weight_lr_power, **_):
+    def prepare(updates, t, carry, *, learning_rate, weight_lr_power):
         """The warmed-up rate ``γ_t`` and the averaging weight ``c_{t+1} = w_t / Σ_{i≤t} w_i``, ``w_t = max γ^p``."""
         if warmup_steps is None:
             lr_t = learning_rate
@@ -39,9 +40,8 @@ def _interpolate(y, z, step, *, b1, ck):
     return b1 * ck * (z_next - x) - (1 - b1) * step, z_next
 
 
-def _check_b1(b1):
-    if not callable(b1) and not isinstance(b1, jax.core.Tracer) and not float(b1) > 0:
-        raise ValueError(f"b1 must be in (0, 1) for a schedule-free method, got {b1!r}")
+# y_t = β1 x_t + (1 - β1) z_t is read back as x_t = (y_t - (1 - β1) z_t) / β1: β1 = 0 would divide by zero.
+_B1_RANGE = {"b1": OPEN_UNIT}
 
 
 def _copy(p, dtype):
@@ -78,10 +78,9 @@ def schedule_free_sgd(
       weight_lr_power: ``p``, ≥ 0; 2 (paper).
       state_dtype: dtype of ``z``; default each param's own.
     """
-    _check_b1(b1)
     _check_warmup(warmup_steps)
 
-    def rule(g, z, y, *, t, b1, weight_decay, lr_t, ck, **_):
+    def rule(g, z, y, *, b1, weight_decay, lr_t, ck):
         u, z = _interpolate(y, z, lr_t * (g + weight_decay * y), b1=b1, ck=ck)
         return u, (z,)
 
@@ -95,6 +94,8 @@ def schedule_free_sgd(
         with_params=True,
         carry={"max_lr": 0.0, "weight_sum": 0.0},
         prepare=_prepare(warmup_steps),
+        prepared=("lr_t", "ck"),
+        narrowed=_B1_RANGE,
         slot_init={"z": _copy},
     )
 
@@ -128,10 +129,9 @@ def schedule_free_adamw(
       weight_lr_power: ``p``, ≥ 0; 2 (paper).
       state_dtype: dtype of ``z`` and ``v``; default each param's own.
     """
-    _check_b1(b1)
     _check_warmup(warmup_steps)
 
-    def rule(g, z, v, y, *, t, b1, b2, eps, weight_decay, lr_t, ck, **_):
+    def rule(g, z, v, y, *, t, b1, b2, eps, weight_decay, lr_t, ck):
         v = b2 * v + (1 - b2) * g * g
         step = lr_t * (g / (jnp.sqrt(v / (1 - b2**t)) + eps) + weight_decay * y)
         u, z = _interpolate(y, z, step, b1=b1, ck=ck)
@@ -148,6 +148,8 @@ def schedule_free_adamw(
         with_params=True,
         carry={"max_lr": 0.0, "weight_sum": 0.0},
         prepare=_prepare(warmup_steps),
+        prepared=("lr_t", "ck"),
+        narrowed=_B1_RANGE,
         slot_init={"z": _copy},
     )
 
@@ -159,8 +161,6 @@ def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:
       state: the state of :func:`schedule_free_sgd` or :func:`schedule_free_adamw`, or any tree holding it.
       params: the params that transform updates, the gradient points ``y_t`` (``jgd.types.PyTree``).
     """
-    found = [s for s in transform_states(state) if "z" in s.slots and "weight_sum" in s.carry]
-    if not found:
-        raise ValueError("schedule_free_eval_params needs the state of a schedule-free transform")
-    b1, z = {**found[0].hyperparams, **found[0].scheduled}["b1"], found[0].slots["z"]
+    found = made_by("schedule_free_eval_params", state, ("schedule_free_sgd", "schedule_free_adamw"))
+    b1, z = {**found.hyperparams, **found.scheduled}["b1"], found.slots["z"]
     return jax.tree.map(lambda y, z: ((y - (1 - b1) * z) / b1).astype(y.dtype), params, z)

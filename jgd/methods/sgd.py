@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
-from jgd.hyperparams import transform_states
 from jgd.leafwise import leafwise
+from jgd.state import made_by
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
 
@@ -44,7 +44,7 @@ def sgd(
         if nesterov or dampening is not None:
             raise ValueError("nesterov and dampening need a momentum value")
 
-        def rule(g, *, t, learning_rate):
+        def rule(g, *, learning_rate):
             return -learning_rate * g, ()
 
         return leafwise("sgd", rule, {"learning_rate": learning_rate}, complex_leaves=True)
@@ -61,7 +61,8 @@ def _trace(name, learning_rate, momentum, dampening, nesterov, state_dtype) -> G
         return -learning_rate * (g + momentum * v if nesterov else v), (v,)
 
     hp = {"learning_rate": learning_rate, "momentum": momentum, "dampening": dampening}
-    return leafwise(name, rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
+    # The form is part of the recorded name: look_ahead reads the velocity of the velocity form alone.
+    return leafwise(f"{name}(trace)", rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def momentum(
@@ -108,7 +109,8 @@ def momentum(
         return -learning_rate * v, (v,)
 
     hp = {"learning_rate": learning_rate, "momentum": momentum}
-    return leafwise("momentum", rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
+    recorded = "momentum" if form == "velocity" else "momentum(ema)"
+    return leafwise(recorded, rule, hp, ("velocity",), state_dtype=state_dtype, complex_leaves=True)
 
 
 def nesterov(
@@ -167,10 +169,9 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
 
     Args:
       params: the current params ``θ``, a tree of arrays (``jgd.types.PyTree``).
-      state: the optimizer state, holding a velocity-form :func:`momentum`'s (the first one found is used).
+      state: the optimizer state, holding a velocity-form :func:`momentum`'s (the first one found is used);
+        any other state (another form, :func:`nesterov`, ``rmsprop``'s momentum) is a ``ValueError``.
     """
-    found = [s for s in transform_states(state) if "velocity" in s.slots and "momentum" in s.hyperparams]
-    if not found:
-        raise ValueError("look_ahead needs the state of a momentum transform")
-    gamma, velocity = found[0].hyperparams["momentum"], found[0].slots["velocity"]
+    found = made_by("look_ahead", state, ("momentum",))
+    gamma, velocity = found.hyperparams["momentum"], found.slots["velocity"]
     return jax.tree.map(lambda p, v: (p - gamma * v).astype(p.dtype), params, velocity)

@@ -13,9 +13,9 @@ from typing import Literal
 import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
-from jgd.leafwise import Mask, leafwise
+from jgd.leafwise import leafwise
 from jgd.numerics import abs_sq
-from jgd.types import ScalarOrSchedule, StateDtype
+from jgd.types import Mask, ScalarOrSchedule, StateDtype
 
 
 def _ratio(numerator, denominator):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgd.hyperparams import split
+from jgd.hyperparams import check_values
 from jgd.types import ScalarOrSchedule
 
 ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -52,7 +52,7 @@ class LineSearch(NamedTuple):
 
 def _check(hyperparams: dict[str, Any]) -> dict[str, Any]:
     """Validates a line search's hyperparameters by the one range table (schedules by their first value)."""
-    split(hyperparams)
+    check_values(hyperparams)
     return hyperparams
 
 

@@ -24,8 +24,9 @@ from jax.flatten_util import ravel_pytree
 
 from jgd import trees
 from jgd.base import GradientTransformation
-from jgd.hyperparams import TransformState, evaluate, resolve, split, start
+from jgd.hyperparams import Hyperparameters
 from jgd.second_order.linesearch import LineSearch, zoom_linesearch
+from jgd.state import TransformState
 from jgd.types import PyTree, ScalarOrSchedule
 
 
@@ -84,13 +85,13 @@ def _quasi_newton(
     if not isinstance(linesearch, LineSearch):
         raise ValueError(f"linesearch must be a jgd LineSearch (zoom_linesearch(), ...), got {linesearch!r}")
     rate = {} if learning_rate is None else {"learning_rate": learning_rate}
-    constants, schedules = split({**linesearch.hyperparams, **rate})
+    component = Hyperparameters(name, {**linesearch.hyperparams, **rate})
 
     def init_fn(params):
         trees.check_floating("params", params)
         x, _ = ravel_pytree(params)
         return QuasiNewtonState(
-            common=start(constants, schedules),
+            common=component.init(),
             memory=init_memory(x.size, x.dtype),
             value=jnp.asarray(jnp.inf, x.dtype),
             grad=jax.tree.map(jnp.zeros_like, params),
@@ -100,6 +101,8 @@ def _quasi_newton(
 
     def update_fn(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
         del extra_args
+        if not isinstance(state, QuasiNewtonState):
+            raise TypeError(f"{name}.update needs the state {name}.init makes, got {type(state).__name__}")
         if value_fn is None:
             raise ValueError(f"{name} needs the objective: call update(..., value_fn=f)")
         if params is None:
@@ -116,7 +119,7 @@ def _quasi_newton(
             f, gz = jax.value_and_grad(value_fn)(unravel(z))
             return f, ravel_pytree(gz)[0].astype(x.dtype)
 
-        hp, common = resolve(constants, schedules, state.common)
+        hp, common = component.resolve(state.common)
         # Before any curvature pair, H = I is scaled to a first step of length at most 1 (as optax, scipy).
         first = jnp.minimum(1, 1 / jnp.linalg.norm(u)) if scale_first_step else 1
         d = -apply_inverse(state.memory, u) * jnp.where(state.memory.pair_count == 0, first, 1)
@@ -132,7 +135,7 @@ def _quasi_newton(
         # Skip the pair unless sᵀy > 0 (beyond rounding), which keeps H positive definite (N&W §6.1).
         accept = sy > jnp.finfo(x.dtype).eps * jnp.sqrt((s @ s) * (y @ y))
         new_state = QuasiNewtonState(
-            common=common._replace(count=common.count + 1, scheduled=evaluate(schedules, common.count + 1, hp)),
+            common=component.advance(common),
             memory=add_pair(state.memory, s, y, sy, accept),
             value=found.value,
             grad=unravel(found.grad),

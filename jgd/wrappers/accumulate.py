@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from jgd import trees
-from jgd.base import GradientTransformation, with_extra_args
+from jgd.base import GradientTransformation, check_transform, with_extra_args
+from jgd.state import check_state
 from jgd.types import PyTree
 
 
@@ -42,12 +43,14 @@ def accumulate(tx: GradientTransformation, every: int, dtype: DTypeLike | None =
     Args:
       tx: the transform to run once per optimizer step.
       every: micro-batches per optimizer step, an int ``>= 1``.
-      dtype: dtype of the gradient buffer (default float32, so bfloat16
+      dtype: a floating dtype for the gradient buffer (default float32, so bfloat16
         gradients are summed without loss); ``None`` uses each gradient's dtype.
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
-    tx = with_extra_args(tx)
+    if dtype is not None and not _is_floating(dtype):
+        raise ValueError(f"dtype must be a floating dtype (a sum of gradients), got {dtype!r}")
+    tx = with_extra_args(check_transform("tx", tx))
 
     def init_fn(params):
         trees.check_floating("params", params)
@@ -58,6 +61,7 @@ def accumulate(tx: GradientTransformation, every: int, dtype: DTypeLike | None =
         return AccumulateState(tx.init(params), jax.tree.map(zeros, params), jnp.zeros((), jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
+        state = check_state("accumulate", state, AccumulateState)
         trees.check_matching("updates", updates, "the accumulated gradients", state.gradient_sum)
         total = jax.tree.map(lambda s, g: s + jnp.asarray(g).astype(s.dtype), state.gradient_sum, updates)
         micro_step = state.micro_step + 1
@@ -74,3 +78,10 @@ def accumulate(tx: GradientTransformation, every: int, dtype: DTypeLike | None =
         return new_updates, AccumulateState(inner, total, micro_step)
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _is_floating(dtype: DTypeLike) -> bool:
+    try:
+        return jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:  # not a dtype at all
+        return False

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jgd.base import GradientTransformation, with_extra_args
+from jgd.base import GradientTransformation, check_transform, with_extra_args
+from jgd.state import check_state
 from jgd.types import PyTree
 
 
@@ -45,13 +46,14 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive: int = 10) ->
     """
     if max_consecutive < 1:
         raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive}")
-    inner = with_extra_args(inner)
+    inner = with_extra_args(check_transform("inner", inner))
 
     def init_fn(params):
         zero = jnp.zeros((), jnp.int32)
         return ApplyIfFiniteState(inner.init(params), zero, zero, jnp.zeros((), bool))
 
     def update_fn(updates, state, params=None, **extra_args):
+        state = check_state("apply_if_finite", state, ApplyIfFiniteState)
         new_updates, new_inner = inner.update(updates, state.inner, params, **extra_args)
         ok = all_finite(new_updates)
         consecutive = jnp.where(ok, 0, state.consecutive + 1)

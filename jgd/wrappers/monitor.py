@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgd import masks, trees
-from jgd.base import GradientTransformation, with_extra_args
-from jgd.hyperparams import hyperparams
+from jgd.base import GradientTransformation, check_transform, with_extra_args
+from jgd.hyperparams_access import hyperparams
+from jgd.state import check_state
 from jgd.trees import global_norm
 from jgd.types import PyTree
 from jgd.wrappers.partition import PartitionState
@@ -63,7 +64,7 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
     Args:
       tx: the gradient transformation to run and measure (jgd's or optax's).
     """
-    tx = with_extra_args(tx)
+    tx = with_extra_args(check_transform("tx", tx))
 
     def init_fn(params):
         trees.check_floating("params", params)
@@ -72,6 +73,7 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
         return MonitorState(tx.init(params), leaves, totals)
 
     def update_fn(updates, state, params=None, **extra_args):
+        state = check_state("monitor", state, MonitorState)
         new_updates, inner = tx.update(updates, state.inner, params, **extra_args)
         leaves, totals = _measure(updates, new_updates, params)
         return new_updates, MonitorState(inner, leaves, totals)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import jax
 
 from jgd.base import GradientTransformation, with_extra_args
-from jgd.hyperparams import TransformState, transform_states
+from jgd.state import TransformState, transform_states
 from jgd.types import PyTree
 
 
@@ -50,12 +50,19 @@ def offload(tx: GradientTransformation, slots: Sequence[str] | None = None) -> G
     if isinstance(slots, str):
         raise ValueError(f"slots must be a sequence of slot names, such as ({slots!r},), got the string {slots!r}")
     chosen = None if slots is None else frozenset(slots)
+    if not isinstance(tx, GradientTransformation):
+        raise TypeError(
+            f"offload moves the slots of jgd transforms; tx is a {type(tx).__module__}.{type(tx).__name__}, "
+            "whose state offload cannot read (build it from jgd's transforms, e.g. jgd.adam for optax.adam)"
+        )
     tx = with_extra_args(tx)
 
     def init_fn(params):
         state = tx.init(params)
+        names = {name for s in transform_states(state) for name in s.slots}
+        if not names:
+            raise ValueError("offload: tx's state holds no jgd slots to offload (its transforms are not jgd's)")
         if chosen is not None:
-            names = {name for s in transform_states(state) for name in s.slots}
             unknown = sorted(chosen - names)
             if unknown:
                 raise ValueError(f"offload: no slot named {unknown} in the state; its slots are {sorted(names)}")

@@ -7,9 +7,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jgd.base import GradientTransformation, with_extra_args
-from jgd.hyperparams import hyperparams as current_hyperparams
-from jgd.leafwise import leafwise
+from jgd.base import GradientTransformation, check_transform, with_extra_args
+from jgd.hyperparams import Hyperparameters
+from jgd.state import check_state
 from jgd.trees import global_norm
 from jgd.types import PyTree, ScalarOrSchedule
 
@@ -30,15 +30,6 @@ class SkipSpikesState(NamedTuple):
     recorded: jax.Array
     seen: jax.Array
     skipped: jax.Array
-
-
-def hyperparameter_holder(name: str, values: dict[str, ScalarOrSchedule]) -> GradientTransformation:
-    """A transform of no parameters whose state holds ``values`` as hyperparameters.
-
-    ``init({})`` gives the state; ``update({}, state)`` advances its count and
-    evaluates the schedules, after which ``jgd.hyperparams(state)`` gives this step's values.
-    """
-    return leafwise(name, lambda g, *, t, **_: (g, ()), values)
 
 
 def _is_spike(history, recorded, row, value, num_std):
@@ -84,17 +75,18 @@ def skip_spikes(
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window must be an int >= 2, got {window!r}")
-    tx = with_extra_args(tx)
-    settings = hyperparameter_holder("skip_spikes", {"num_std": num_std})
+    tx = with_extra_args(check_transform("tx", tx))
+    settings = Hyperparameters("skip_spikes", {"num_std": num_std})
 
     def init_fn(params):
         zero = jnp.zeros((), jnp.int32)
         history = jnp.zeros((2, window), jnp.float32)
-        return SkipSpikesState(tx.init(params), settings.init({}), history, jnp.zeros(2, jnp.int32), zero, zero)
+        return SkipSpikesState(tx.init(params), settings.init(), history, jnp.zeros(2, jnp.int32), zero, zero)
 
     def update_fn(updates, state, params=None, **extra_args):
-        _, new_settings = settings.update({}, state.settings)
-        num_std = jnp.asarray(current_hyperparams(new_settings)["num_std"], jnp.float32)
+        state = check_state("skip_spikes", state, SkipSpikesState)
+        values, new_settings = settings.resolve(state.settings)
+        num_std = jnp.asarray(values["num_std"], jnp.float32)
         norm = global_norm(updates)
         spike = _is_spike(state.history, state.recorded, _GRAD_NORM, norm, num_std)
         loss = extra_args.get("loss")
@@ -113,7 +105,12 @@ def skip_spikes(
         if loss is not None:
             history, recorded = _record(history, recorded, _LOSS, loss, ~spike)
         new_state = SkipSpikesState(
-            inner, new_settings, history, recorded, state.seen + 1, state.skipped + spike.astype(jnp.int32)
+            inner,
+            settings.advance(new_settings),
+            history,
+            recorded,
+            state.seen + 1,
+            state.skipped + spike.astype(jnp.int32),
         )
         return new_updates, new_state
 

@@ -4,7 +4,8 @@ A method is a ``rule(g, *slots, [p], *, t, <names>) -> (update, new_slots)`` on 
 single array, written next to its equation. The rule contract: the positional
 arguments are the gradient, the slots in order and (``with_params``) the param;
 the keyword-only ones are the names the rule uses, each the step ``t``, a
-hyperparameter, a value ``prepare`` computes once per step, or a mask keyword.
+hyperparameter, a value ``prepare`` computes once per step, or a mask keyword;
+a hyperparameter the method may be built without is declared ``name=None``.
 :func:`leafwise` reads the signature once and passes only those names; a rule
 that takes ``**kwargs`` or a name that is none of these is refused when the
 method is built. :func:`leafwise` turns the rule into
@@ -36,7 +37,7 @@ from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import Hyperparameters
 from jgd.numerics import real_dtype
-from jgd.ranges import Range
+from jgd.ranges import RANGES, Range
 from jgd.types import Mask, StateDtype
 
 Prepare = Callable[..., tuple[dict[str, jax.Array], dict[str, jax.Array]]]
@@ -63,8 +64,11 @@ def keyword_names(name: str, function: Callable, positional: int, allowed: Seque
     # ``*slots`` stands for the slots a method's options add (RMSprop's mean, velocity).
     if len(taken) > positional or (inspect.Parameter.VAR_POSITIONAL not in kinds and len(taken) != positional):
         raise ValueError(f"{name}: the {role} takes {len(taken)} positional arguments {taken}, expected {positional}")
-    declared = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
-    unknown = sorted(set(declared) - set(allowed))
+    keywords = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    declared = tuple(p.name for p in keywords)
+    # A hyperparameter a method may be built without (Adafactor's momentum) is declared ``name=None``.
+    optional = {p.name for p in keywords if p.default is None and p.name in RANGES}
+    unknown = sorted(set(declared) - set(allowed) - optional)
     if unknown:
         raise ValueError(
             f"{name}: the {role} takes {unknown}, which are neither hyperparameters {sorted(allowed)} "

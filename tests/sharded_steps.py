@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jgd
-from jgd.hyperparams import transform_states
+from jgd.state import transform_states
 
 METHODS = {
     "sgd": lambda: jgd.sgd(0.1),

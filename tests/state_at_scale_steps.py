@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jgd
-from jgd.hyperparams import transform_states
+from jgd.state import transform_states
 
 STEPS = 20
 rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.hyperparams import transform_states
+from jgd.state import transform_states
 
 # name -> (factory(hyperparameter, state_dtype), one of its slots); the hyperparameter is the learning
 # rate, or the decay of the blocks that have none.

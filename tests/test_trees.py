@@ -111,5 +111,5 @@ def test_empty_tree_and_scalar_params(tx):
 def test_apply_updates_and_chain_name_bad_input():
     with pytest.raises(ValueError, match=r"updates has no leaf at \['a'\]"):
         jgd.apply_updates({"a": jnp.ones(2)}, {"b": jnp.ones(2)})
-    with pytest.raises(TypeError, match="chain argument 1 is not a gradient transformation"):
+    with pytest.raises(TypeError, match="chain argument 1 must be a gradient transformation"):
         jgd.chain(jgd.sgd(0.1), 0.1)

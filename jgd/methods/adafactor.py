@@ -100,7 +100,23 @@ def adafactor(
     def init_full(p, dtype):
         return jnp.zeros_like(p, dtype=dtype) if dims(p) is None else jnp.zeros((1,), dtype)
 
-    def rule(g, v_row, v_col, v, *rest, t, learning_rate, decay_rate, decay_offset, eps, min_scale, decayed, **opt):
+    def rule(
+        g,
+        v_row,
+        v_col,
+        v,
+        *rest,
+        t,
+        learning_rate,
+        decay_rate,
+        decay_offset,
+        eps,
+        min_scale,
+        decayed,
+        clipping_threshold=None,
+        momentum=None,
+        weight_decay_rate=None,
+    ):
         *mu, p = rest
         beta = 1 - (t - decay_offset) ** -decay_rate
         g2 = g * g + eps
@@ -114,16 +130,16 @@ def adafactor(
             v_col = beta * v_col + (1 - beta) * jnp.mean(g2, axis=second)
             row_mean = jnp.mean(v_row, axis=second - (second > largest), keepdims=True)
             u = g * jax.lax.rsqrt(jnp.expand_dims(v_row / row_mean, largest) * jnp.expand_dims(v_col, second))
-        if "clipping_threshold" in opt:
-            u = u / jnp.maximum(1, _rms(u) / opt["clipping_threshold"])
+        if clipping_threshold is not None:
+            u = u / jnp.maximum(1, _rms(u) / clipping_threshold)
         u = learning_rate * u
         if multiply_by_parameter_scale:
             u = u * jnp.maximum(_rms(p), min_scale)
-        if "momentum" in opt:
-            mu = [opt["momentum"] * mu[0] + (1 - opt["momentum"]) * u]
+        if momentum is not None:
+            mu = [momentum * mu[0] + (1 - momentum) * u]
             u = mu[0]
-        if "weight_decay_rate" in opt and decayed:
-            u = u + opt["weight_decay_rate"] * p
+        if weight_decay_rate is not None and decayed:
+            u = u + weight_decay_rate * p
         return -u, (v_row, v_col, v, *mu)
 
     slots = ("v_row", "v_col", "v") + (("mu",) if momentum is not None else ())

@@ -83,9 +83,9 @@ def test_set_hyperparams_refuses_a_value_of_another_shape():
 def test_an_update_given_another_transforms_state_names_both():
     with pytest.raises(TypeError, match=r"adam.update needs the state adam.init makes .* got dict"):
         jgd.adam(0.1).update(GRADS, {"x": 1}, PARAMS)
-    with pytest.raises(TypeError, match="adam.update needs .* got the state of sgd"):
+    with pytest.raises(TypeError, match=r"adam.update needs .* got the state of sgd"):
         jgd.adam(0.1).update(GRADS, jgd.sgd(0.1).init(PARAMS), PARAMS)
-    with pytest.raises(TypeError, match="accumulate.update needs .* got the state of sgd"):
+    with pytest.raises(TypeError, match=r"accumulate.update needs .* got the state of sgd"):
         jgd.accumulate(jgd.sgd(0.1), 2).update(GRADS, jgd.sgd(0.1).init(PARAMS), PARAMS)
 
 

@@ -137,6 +137,8 @@ def leafwise(
     if (prepare is None) != (not prepared):
         raise ValueError(f"{name}: prepare and the names it prepares come together")
     uses = keyword_names(name, rule, 1 + len(slots) + with_params, ["t", *component.names, *prepared, *masks], "rule")
+    for keyword, mask in masks.items():
+        masks_lib.check_mask(keyword, mask)
     unused = sorted(set(masks) - set(uses))
     if unused:
         raise ValueError(f"{name}: the rule takes no mask keyword {unused}")

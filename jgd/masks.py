@@ -48,6 +48,11 @@ def path_name(path: tuple) -> str:
     return "/".join(path_keys(path))
 
 
+def bracket_name(path: tuple) -> str:
+    """``jax.tree_util.keystr`` of a key path (``"['encoder'][0]"``), without an NNX Variable's ``.value``."""
+    return jax.tree_util.keystr(tuple(key for key in path if not _is_variable_value(key)))
+
+
 def paths(tree: PyTree) -> PyTree:
     """A tree shaped like ``tree`` holding each leaf's path, e.g. ``"encoder/0/kernel"``."""
     return jax.tree_util.tree_map_with_path(lambda path, _: path_name(path), tree)
@@ -75,40 +80,71 @@ def decayed(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map_with_path(decay, params)
 
 
+def broadcast(argument: str, spec: PyTree, tree: PyTree) -> list[tuple[str, object]]:
+    """Each leaf of ``tree``, as its :func:`path_name`, with the value ``spec`` gives it.
+
+    ``spec`` is one value for every leaf, or a tree whose leaves lie at the leaves' paths or at
+    prefixes of them (a value stands for its whole subtree, as optax's masks and labels). Paths are
+    compared as :func:`path_name` writes them, not by node type, so a plain dict applies to an
+    ``nnx.State`` and a tree of NNX Variables to the same tree of arrays. A ``spec`` entry at no
+    parameter's path nor a prefix of one, or a parameter under no entry, is a ``ValueError`` naming it.
+
+    Args:
+      argument: the name of the argument ``spec`` came from, for the messages.
+      spec: a single value, or a tree of values.
+      tree: the params or updates; ``None`` leaves (another group's) take no value but count as paths.
+    """
+    entries = {path_keys(path): value for path, value in jax.tree_util.tree_flatten_with_path(spec)[0]}
+    every = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+    prefixes = {keys[:n] for keys in (path_keys(path) for path, _ in every) for n in range(len(keys) + 1)}
+    for keys in entries:
+        if keys not in prefixes | {()}:
+            raise ValueError(
+                f"{argument} has an entry at {'/'.join(keys)!r}, which is no parameter's path nor a prefix of one"
+            )
+    found = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        keys = path_keys(path)
+        prefix = next((keys[:n] for n in range(len(keys) + 1) if keys[:n] in entries), None)
+        if prefix is None:
+            raise ValueError(
+                f"{argument} has no entry for the parameter {'/'.join(keys)!r}: give one value, "
+                "or a tree that is a prefix of the params"
+            )
+        found.append(("/".join(keys), entries[prefix]))
+    return found
+
+
 def leaf_flags(argument: str, mask: Mask, tree: PyTree) -> list[bool]:
     """One Python bool per leaf of ``tree`` (in ``jax.tree.leaves`` order), from a mask in any of its forms.
 
-    ``None`` or ``True`` selects every leaf and ``False`` none; a tree of bools selects by position,
-    where a bool may stand for a whole subtree (a prefix of ``tree``, as optax's masks); a function
-    is called on ``tree`` and its result read the same way. Paths are compared as :func:`path_name`
-    writes them, so a mask built from a tree of NNX Variables applies to the same tree of arrays.
+    ``None`` or ``True`` selects every leaf and ``False`` none; a tree of bools is read by
+    :func:`broadcast` (a bool may stand for a whole subtree); a function is called on ``tree`` and
+    its result read the same way.
 
     Args:
       argument: the name of the argument the mask was passed as, for the messages.
       mask: ``None``, a bool, a tree of bools or a function ``tree -> tree of bools``.
       tree: the params (or updates) the mask selects from.
     """
-    keyed = jax.tree_util.tree_flatten_with_path(tree)[0]
-    if mask is None or isinstance(mask, bool):
-        return [mask is not False] * len(keyed)
     resolved = mask(tree) if callable(mask) else mask
-    flags = {path_keys(path): flag for path, flag in jax.tree_util.tree_flatten_with_path(resolved)[0]}
-    wrong = [f"{'/'.join(p) or 'the root'}: {type(f).__name__}" for p, f in flags.items() if not _is_bool(f)]
-    if wrong:
-        raise ValueError(f"{argument} must hold Python bools (static), got {wrong[:3]}")
-    chosen, used = [], set()
-    for path, _ in keyed:
-        keys = path_keys(path)
-        prefix = next((keys[:n] for n in range(len(keys) + 1) if keys[:n] in flags), None)
-        if prefix is None:
-            raise ValueError(f"{argument} has no entry for the parameter {'/'.join(keys)!r} (nor for a tree above it)")
-        chosen.append(bool(flags[prefix]))
-        used.add(prefix)
-    unused = sorted("/".join(p) or "the root" for p in set(flags) - used)
-    if unused:
-        raise ValueError(f"{argument} has entries {unused[:3]} that match no parameter")
-    return chosen
+    resolved = True if resolved is None else resolved
+    check_mask(argument, resolved)
+    return [bool(flag) for _, flag in broadcast(argument, resolved, tree)]
 
 
-def _is_bool(flag) -> bool:
-    return isinstance(flag, bool | np.bool_)
+def check_mask(argument: str, mask: Mask) -> None:
+    """Raises ``TypeError`` naming the first leaf of a mask tree that is not a Python bool.
+
+    A function is checked when it is called; ``None`` needs no check.
+
+    Args:
+      argument: the name of the argument the mask was passed as, for the message.
+      mask: a mask in any of its forms (``jgd.types.Mask``).
+    """
+    if mask is None or callable(mask):
+        return
+    for path, flag in jax.tree_util.tree_flatten_with_path(mask)[0]:
+        if not isinstance(flag, bool | np.bool_):
+            where = path_name(path) or "the root"
+            raise TypeError(f"{argument} must hold Python bools (static), got {type(flag).__name__} at {where}")

@@ -34,7 +34,7 @@ SEED_METHODS = set(METHODS)
 METHODS |= {
     "accumulate_adam": lambda: jgd.accumulate(jgd.adam(0.01), every=2),
     "partition": lambda: jgd.partition(
-        {"w1": ("w1", jgd.adam(0.01)), "b": ("b.*", 0.5), "w2": ("w2", jgd.freeze())}, jgd.momentum(0.05)
+        {"w1": ("w1", jgd.adam(0.01)), "b": ("b.*", 0.5), "w2": ("w2", jgd.freeze())}, default=jgd.momentum(0.05)
     ),
     "monitor_skip_spikes": lambda: jgd.monitor(jgd.skip_spikes(jgd.adam(0.01), window=4)),
     "radam": lambda: jgd.radam(0.01),

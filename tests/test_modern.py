@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jgd
+from jgd.hyperparams import transform_states
 from tests import modern_reference as ref
 
 STEPS = 50
@@ -272,6 +273,31 @@ def test_muon_orthogonalises():
     assert s.shape == (3, 8) and float(s.min()) > 0.6 and float(s.max()) < 1.25
 
 
+def test_muon_is_a_partition_of_its_matrices_and_the_rest():
+    """Muon's group holds one moment per matrix and nothing for the rest; Adam's group, two per other leaf."""
+    params = ref.init(jnp.float32)
+    part, _ = jax.eval_shape(jgd.muon(stacked_matrices=True).init, params)
+    assert dict(part.members) == {"muon": ("stack", "v", "w"), "adam": ("b", "s")}
+    assert all(type(key) is str for key in part.groups), "muon chose its labels: its names stay unlabelled"
+    muon_slots, adam_slots = part.groups["muon"].slots, part.groups["adam"].slots
+    assert set(muon_slots) == {"mu"} and set(adam_slots) == {"mu", "nu"}
+    assert {k for k, x in muon_slots["mu"].items() if x is not None} == {"stack", "v", "w"}
+    assert {k for k, x in adam_slots["nu"].items() if x is not None} == {"b", "s"}
+
+
+def test_muon_hyperparameters_keep_the_argument_names():
+    params = ref.init(jnp.float32)
+    state = jgd.muon(0.02).init(params)
+    names = {"learning_rate", "beta", "weight_decay", "adam_b1", "adam_b2", "adam_eps_root", "adam_weight_decay"}
+    assert set(jgd.hyperparams(state)) == names | {"muon/eps", "adam/eps"}
+    state = jgd.set_hyperparams(state, eps=1e-6)  # one eps for both groups, as the argument
+    eps = [float(v) for k, v in jgd.hyperparams(state).items() if k.endswith("eps")]
+    assert eps == pytest.approx([1e-6, 1e-6])
+    with_adam_rate = jgd.hyperparams(jgd.muon(0.02, adam_learning_rate=0.01).init(params))
+    assert float(with_adam_rate["adam_learning_rate"]) == pytest.approx(0.01)
+    assert float(with_adam_rate["learning_rate"]) == pytest.approx(0.02)
+
+
 # method(learning_rate, other) with `other` a second hyperparameter, its name, two values, and an invalid argument.
 GUARANTEES = {
     "radam": (lambda lr, h: jgd.radam(lr, b2=h), "b2", (0.99, 0.9), {"threshold": -1.0}),
@@ -294,6 +320,11 @@ GUARANTEES = {
     "schedule_free_sgd": (lambda lr, h: jgd.schedule_free_sgd(lr, b1=h), "b1", (0.9, 0.5), {"b1": 0.0}),
     "muon": (lambda lr, h: jgd.muon(lr, beta=h, stacked_matrices=True), "beta", (0.95, 0.5), {"adam_b2": -0.1}),
 }
+
+
+def slots(state):
+    """The slots of every jgd state in ``state`` (a method built of groups, muon, holds several)."""
+    return [s.slots for s in transform_states(state)]
 
 
 def _run(tx, params, steps=3):
@@ -350,7 +381,7 @@ def test_trees_keep_their_dtypes(name, dtype):
     new, state = jax.jit(lambda p: _run(make(0.01, GUARANTEES[name][2][0]), p, steps=2))(params)
     assert all(new[k].dtype == dtype and new[k].shape == params[k].shape for k in params)
     assert all(np.isfinite(np.asarray(new[k], np.float32)).all() for k in params)
-    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(state.slots))
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(slots(state)))
 
 
 @pytest.mark.parametrize("name", GUARANTEES)
@@ -372,4 +403,4 @@ def test_state_dtype_sets_the_slots():
         jgd.muon(state_dtype=jnp.bfloat16),
     ):
         _, state = _run(tx, params, steps=1)
-        assert {leaf.dtype for leaf in jax.tree.leaves(state.slots)} == {jnp.dtype(jnp.bfloat16)}
+        assert {leaf.dtype for leaf in jax.tree.leaves(slots(state))} == {jnp.dtype(jnp.bfloat16)}

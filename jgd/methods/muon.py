@@ -1,12 +1,15 @@
-"""Muon: momentum orthogonalised by Newton–Schulz iterations, on matrices; Adam on the other leaves."""
+"""Muon: momentum orthogonalised by Newton–Schulz iterations on the matrices, Adam on the other leaves."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
-from jgd.base import GradientTransformation
-from jgd.leafwise import leafwise
+from jgd.base import GradientTransformation, chain
+from jgd.blocks.scaling import scale_by_learning_rate
+from jgd.leafwise import leafwise, slot_dtypes
 from jgd.types import Mask, ScalarOrSchedule, StateDtype
+from jgd.wrappers.partition import by_labels
 
 
 def orthogonalize(x, coefficients=(3.4445, -4.775, 2.0315), steps: int = 5, eps: float = 1e-8):
@@ -23,6 +26,42 @@ def orthogonalize(x, coefficients=(3.4445, -4.775, 2.0315), steps: int = 5, eps:
         gram = x @ jnp.swapaxes(x, -1, -2)
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x if wide else jnp.swapaxes(x, -1, -2)
+
+
+def _muon_rule(ns_coeffs, ns_steps: int, nesterov: bool, bias_correction: bool):
+    """The matrices' direction, before ``-η``: ``√max(1, m / n) NS(m̃_t) + λ θ_t``."""
+
+    def rule(g, m, p, *, t, beta, eps, weight_decay, decayed):
+        m = beta * m + (1 - beta) * g
+        if not bias_correction:
+            m_hat = beta * m + (1 - beta) * g if nesterov else m
+        elif nesterov:
+            m_hat = beta * m / (1 - beta ** (t + 1)) + (1 - beta) * g / (1 - beta**t)
+        else:
+            m_hat = m / (1 - beta**t)
+        u = orthogonalize(m_hat, ns_coeffs, ns_steps, eps) * jnp.sqrt(jnp.maximum(1, p.shape[-1] / p.shape[-2]))
+        return (u + weight_decay * p if decayed else u), (m,)
+
+    return rule
+
+
+def _adam_rule(nesterov: bool):
+    """The other leaves' direction, before ``-η_a``: ``m̂_t / (√(v̂_t + ε_root) + ε) + λ_a θ_t`` (AdamW)."""
+
+    def rule(g, m, v, p, *, t, adam_b1, adam_b2, eps, adam_eps_root, adam_weight_decay):
+        m = adam_b1 * m + (1 - adam_b1) * g
+        v = adam_b2 * v + (1 - adam_b2) * g * g
+        if nesterov:
+            m_hat = adam_b1 * m / (1 - adam_b1 ** (t + 1)) + (1 - adam_b1) * g / (1 - adam_b1**t)
+        else:
+            m_hat = m / (1 - adam_b1**t)
+        return m_hat / (jnp.sqrt(v / (1 - adam_b2**t) + adam_eps_root) + eps) + adam_weight_decay * p, (m, v)
+
+    return rule
+
+
+def _scale_by_adam_learning_rate(g, *, t, adam_learning_rate):
+    return -adam_learning_rate * g, ()
 
 
 def muon(
@@ -57,6 +96,13 @@ def muon(
     they go to Adam. The other leaves take Adam with decoupled weight decay, ``m̂`` in the same
     Nesterov or plain form: ``θ_{t+1} = θ_t - η_a (m̂_t / (√(v̂_t + ε_root) + ε) + λ_a θ_t)``.
 
+    It is a :func:`jgd.partition` by label, as optax's: the group ``"muon"`` (the matrices, slot ``mu``)
+    and the group ``"adam"`` (the others, slots ``mu`` and ``nu``), each holding state for its own leaves
+    only. The hyperparameters keep the names of the arguments (``learning_rate``, ``beta``, ``adam_b1``,
+    ...); ``η`` is applied after both groups unless ``adam_learning_rate`` is given, so it is one
+    ``learning_rate``. ``eps`` serves both groups and each holds it: :func:`jgd.hyperparams` shows
+    ``"muon/eps"`` and ``"adam/eps"``, and ``set_hyperparams(state, eps=...)`` sets both.
+
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 0.02 (Jordan's code).
       ns_coeffs: ``(a, b, c)`` of the Newton–Schulz quintic; (3.4445, -4.775, 2.0315) (Jordan).
@@ -75,44 +121,29 @@ def muon(
       adam_learning_rate: ``η_a``; ``None`` for ``η``.
       state_dtype: dtype of the moments; default each param's own.
     """
-    hp = {"learning_rate": learning_rate, "beta": beta, "eps": eps, "weight_decay": weight_decay}
-    hp.update(adam_b1=adam_b1, adam_b2=adam_b2, adam_eps_root=adam_eps_root, adam_weight_decay=adam_weight_decay)
-    if adam_learning_rate is not None:
-        hp["adam_learning_rate"] = adam_learning_rate
-
-    def is_matrix(p):
-        return p.ndim == 2 or (stacked_matrices and p.ndim > 2)
-
-    def momentum(g, m, b, t):
-        m = b * m + (1 - b) * g
-        if bias_correction:
-            m_hat = b * m / (1 - b ** (t + 1)) + (1 - b) * g / (1 - b**t) if nesterov else m / (1 - b**t)
-        else:
-            m_hat = b * m + (1 - b) * g if nesterov else m
-        return m, m_hat
-
-    def rule(g, m, v, p, *, t, learning_rate, beta, eps, weight_decay, decayed, **adam):
-        if is_matrix(p):
-            m, m_hat = momentum(g, m, beta, t)
-            u = orthogonalize(m_hat, ns_coeffs, ns_steps, eps) * jnp.sqrt(jnp.maximum(1, p.shape[-1] / p.shape[-2]))
-            return -learning_rate * (u + weight_decay * p if decayed else u), (m, v)
-        b1, b2 = adam["adam_b1"], adam["adam_b2"]
-        m = b1 * m + (1 - b1) * g
-        m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t) if nesterov else m / (1 - b1**t)
-        v = b2 * v + (1 - b2) * g * g
-        u = m_hat / (jnp.sqrt(v / (1 - b2**t) + adam["adam_eps_root"]) + eps) + adam["adam_weight_decay"] * p
-        return -adam.get("adam_learning_rate", learning_rate) * u, (m, v)
-
-    def init_nu(p, dtype):  # Adam's second moment; a placeholder on the matrices
-        return jnp.zeros((1,), dtype) if is_matrix(p) else jnp.zeros_like(p, dtype=dtype)
-
-    return leafwise(
+    dtypes = slot_dtypes("muon", ("mu", "nu"), state_dtype)
+    muon_hp = {"beta": beta, "eps": eps, "weight_decay": weight_decay}
+    adam_hp = {"adam_b1": adam_b1, "adam_b2": adam_b2, "eps": eps, "adam_eps_root": adam_eps_root}
+    adam_hp["adam_weight_decay"] = adam_weight_decay
+    rule = _muon_rule(ns_coeffs, ns_steps, nesterov, bias_correction)
+    matrices = leafwise(
         "muon",
         rule,
-        hp,
-        ("mu", "nu"),
-        state_dtype=state_dtype,
+        muon_hp,
+        ("mu",),
+        state_dtype={"mu": dtypes["mu"]},
         with_params=True,
-        slot_init={"nu": init_nu},
         masks={"decayed": weight_decay_mask},
     )
+    others = leafwise("muon", _adam_rule(nesterov), adam_hp, ("mu", "nu"), state_dtype=dtypes, with_params=True)
+
+    def labels(params):
+        return jax.tree.map(lambda p: "muon" if p.ndim == 2 or (stacked_matrices and p.ndim > 2) else "adam", params)
+
+    if adam_learning_rate is None:  # one η, after both groups: a single learning_rate to read and set
+        return chain(
+            by_labels({"muon": matrices, "adam": others}, labels, labelled=False), scale_by_learning_rate(learning_rate)
+        )
+    adam_step = leafwise("muon", _scale_by_adam_learning_rate, {"adam_learning_rate": adam_learning_rate})
+    groups = {"muon": chain(matrices, scale_by_learning_rate(learning_rate)), "adam": chain(others, adam_step)}
+    return by_labels(groups, labels, labelled=False)

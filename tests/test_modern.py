@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import jgd
-from jgd.hyperparams import transform_states
+from jgd.state import transform_states
 from tests import modern_reference as ref
 
 STEPS = 50

@@ -43,8 +43,8 @@ def test_norms_equal_numpy():
     encoder = jax.tree.leaves(g["encoder"])
     assert stats["grad_norm/group:encoder"] == pytest.approx(norm(*encoder), rel=1e-6)
     assert stats["update_norm/group:head"] == pytest.approx(norm(u["head"]["kernel"]), rel=1e-6)
-    # The hyperparameters come along: adam's are unique to it, the learning rate is repeated in both groups.
-    assert stats["b2"] == pytest.approx(0.999) and isinstance(stats["b2"], float)
+    # The hyperparameters come along, each keyed by the group it belongs to (a label always shows).
+    assert stats["encoder/b2"] == pytest.approx(0.999) and isinstance(stats["encoder/b2"], float)
     assert (stats["encoder/learning_rate"], stats["head/learning_rate"]) == pytest.approx((0.01, 0.1))
 
 

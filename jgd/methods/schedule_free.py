@@ -53,6 +53,23 @@ def _check_warmup(warmup_steps):
         raise ValueError(f"warmup_steps must be a positive int or None, got {warmup_steps!r}")
 
 
+def _schedule_free(name, rule, hp, slots, state_dtype, warmup_steps) -> GradientTransformation:
+    """A schedule-free method from its base step ``rule``: the averaging weights, ``z`` and the range of ``β1``."""
+    return leafwise(
+        name,
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        with_params=True,
+        carry={"max_lr": 0.0, "weight_sum": 0.0},
+        prepare=_prepare(warmup_steps),
+        prepared=("lr_t", "ck"),
+        narrowed=_B1_RANGE,
+        slot_init={"z": _copy},
+    )
+
+
 def schedule_free_sgd(
     learning_rate: ScalarOrSchedule = 1.0,
     warmup_steps: int | None = None,
@@ -85,19 +102,7 @@ def schedule_free_sgd(
         return u, (z,)
 
     hp = {"learning_rate": learning_rate, "b1": b1, "weight_decay": weight_decay, "weight_lr_power": weight_lr_power}
-    return leafwise(
-        "schedule_free_sgd",
-        rule,
-        hp,
-        ("z",),
-        state_dtype=state_dtype,
-        with_params=True,
-        carry={"max_lr": 0.0, "weight_sum": 0.0},
-        prepare=_prepare(warmup_steps),
-        prepared=("lr_t", "ck"),
-        narrowed=_B1_RANGE,
-        slot_init={"z": _copy},
-    )
+    return _schedule_free("schedule_free_sgd", rule, hp, ("z",), state_dtype, warmup_steps)
 
 
 def schedule_free_adamw(
@@ -139,19 +144,7 @@ def schedule_free_adamw(
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "weight_decay": weight_decay}
     hp["weight_lr_power"] = weight_lr_power
-    return leafwise(
-        "schedule_free_adamw",
-        rule,
-        hp,
-        ("z", "nu"),
-        state_dtype=state_dtype,
-        with_params=True,
-        carry={"max_lr": 0.0, "weight_sum": 0.0},
-        prepare=_prepare(warmup_steps),
-        prepared=("lr_t", "ck"),
-        narrowed=_B1_RANGE,
-        slot_init={"z": _copy},
-    )
+    return _schedule_free("schedule_free_adamw", rule, hp, ("z", "nu"), state_dtype, warmup_steps)
 
 
 def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import jax
@@ -85,11 +86,14 @@ def slot_dtypes(name: str, slots: Sequence[str], state_dtype: StateDtype) -> dic
         raise ValueError(f"{name}: state_dtype names no slot {unknown}; its slots are {list(slots)}")
     for slot, dtype in chosen.items():
         try:
-            floating = dtype is None or jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+            inexact = dtype is None or jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
         except TypeError:
-            floating = False
-        if not floating:
-            raise ValueError(f"{name}: state_dtype for slot {slot!r} must be a floating dtype, got {dtype!r}")
+            inexact = False
+        if not inexact:
+            raise ValueError(
+                f"{name}: state_dtype for slot {slot!r} must be a floating (or, for complex params, complex) dtype, "
+                f"got {dtype!r}"
+            )
     return {s: chosen.get(s) for s in slots}
 
 
@@ -151,17 +155,23 @@ def leafwise(
     def init_fn(params):
         trees.check_floating("params", params, method=name, allow_complex=complex_leaves)
 
-        def initial(slot, p):  # zeros_like keeps the param's sharding
-            dtype = _slot_dtype(jnp.result_type(p), dtypes[slot], slot in lift.real_slots)
+        def initial(slot, path, p):  # zeros_like keeps the param's sharding
+            dtype = _slot_dtype(name, path, jnp.result_type(p), dtypes[slot], slot in lift.real_slots)
             return slot_init[slot](p, dtype) if slot in slot_init else jnp.zeros_like(p, dtype=dtype)
 
         return component.init(
-            slots={slot: jax.tree.map(lambda p, slot=slot: initial(slot, p), params) for slot in slots},
+            slots={slot: jax.tree_util.tree_map_with_path(partial(initial, slot), params) for slot in slots},
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 
+    # A state of constants alone carries nothing from one step to the next: None may stand for it, as optax's
+    # stateless transforms take update(updates, None).
+    stateless = not slots and not carry and not component.schedules
+
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        if state is None and stateless:
+            state = component.init()
         hp, state = component.resolve(state)
         _check_trees(name, updates, state, params, slots, slot_init, with_params, complex_leaves)
         t = state.count + 1
@@ -222,11 +232,18 @@ class _Lifted:
         return treedef.unflatten(out_u), {s: treedef.unflatten(v) for s, v in zip(self.slots, out_slots)}
 
 
-def _slot_dtype(param_dtype, chosen, real: bool):
+def _slot_dtype(name: str, path: tuple, param_dtype, chosen, real: bool):
     """A slot's dtype for one param: ``chosen`` (or the param's), real for a real slot, complex for the
-    others when the param is complex (``chosen``'s precision)."""
+    others when the param is complex (``chosen``'s precision). A complex ``chosen`` for a real param is
+    a ``ValueError`` naming the leaf."""
     if chosen is None:
         return real_dtype(param_dtype) if real else param_dtype
-    if real or not jnp.issubdtype(param_dtype, jnp.complexfloating):
-        return chosen
-    return jnp.promote_types(chosen, jnp.complex64)
+    is_complex = jnp.issubdtype(param_dtype, jnp.complexfloating)
+    if jnp.issubdtype(jnp.dtype(chosen), jnp.complexfloating) and not is_complex:
+        raise ValueError(
+            f"{name}: state_dtype {jnp.dtype(chosen).name} is complex, but params{jax.tree_util.keystr(path)} "
+            f"is {jnp.dtype(param_dtype).name}; a complex slot needs a complex param"
+        )
+    if real:
+        return real_dtype(chosen)
+    return jnp.promote_types(chosen, jnp.complex64) if is_complex else chosen

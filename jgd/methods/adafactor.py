@@ -63,6 +63,9 @@ def adafactor(
     Shazeer & Stern, "Adafactor: adaptive learning rates with sublinear memory cost", ICML 2018,
     Alg. 4 and 5 (``mean`` in place of sums: the same ``V̂``).
 
+    Complex params are refused (a ``ValueError`` naming the leaf): the factored statistics are means
+    of ``g² + ε1`` over rows and columns, and neither the paper nor optax defines them for ``|g|²``.
+
     Args:
       learning_rate: ``ρ_t``, a float, an array or a schedule; the paper's :func:`relative_step_size`.
         optax's ``learning_rate=None`` (no such factor) is ``learning_rate=1.0``.

@@ -103,6 +103,10 @@ def muon(
     ``learning_rate``. ``eps`` serves both groups and each holds it: :func:`jgd.hyperparams` shows
     ``"muon/eps"`` and ``"adam/eps"``, and ``set_hyperparams(state, eps=...)`` sets both.
 
+    Complex params are refused (a ``ValueError`` naming the leaf): the Newton–Schulz iteration here is
+    the real polynomial ``a X + b (X Xᵀ) X + c (X Xᵀ)² X``. optax's ``contrib.muon`` runs it with ``Xᴴ``
+    for complex leaves; that form is not ported yet.
+
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 0.02 (Jordan's code).
       ns_coeffs: ``(a, b, c)`` of the Newton–Schulz quintic; (3.4445, -4.775, 2.0315) (Jordan).

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jgd import masks
 from jgd.base import GradientTransformation, Label, check_transform, with_extra_args
 from jgd.leafwise import leafwise
+from jgd.state import check_state
 from jgd.types import Mask, PyTree, ScalarOrSchedule
 
 DEFAULT = "default"
@@ -137,6 +138,7 @@ def _grouped(transforms: dict[str, GradientTransformation], select: Select, key:
         return PartitionState(groups, members)
 
     def update_fn(updates, state, params=None, **extra_args):
+        state = check_state("partition", state, PartitionState)
         out, treedef = jax.tree.flatten(updates)
         chosen, members = select(updates)
         if members != state.members:

@@ -40,7 +40,7 @@ def adagrad(
         one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
-    def rule(g, sum_sq, *, t, learning_rate, eps, eps_root, initial_accumulator):
+    def rule(g, sum_sq, *, learning_rate, eps, eps_root, initial_accumulator):
         sum_sq = sum_sq + abs_sq(g)
         return -learning_rate * g / (jnp.sqrt(initial_accumulator + sum_sq + eps_root) + eps), (sum_sq,)
 
@@ -75,7 +75,7 @@ def adadelta(
         param's own dtype.
     """
 
-    def rule(g, sq_grad, sq_step, *, t, learning_rate, rho, eps):
+    def rule(g, sq_grad, sq_step, *, learning_rate, rho, eps):
         sq_grad = rho * sq_grad + (1 - rho) * g * g
         step = -jnp.sqrt((sq_step + eps) / (sq_grad + eps)) * g  # one root: XLA keeps two as separate passes
         sq_step = rho * sq_step + (1 - rho) * step * step

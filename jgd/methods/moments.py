@@ -129,7 +129,7 @@ def lion(
       state_dtype: dtype of the momentum; default each param's own.
     """
 
-    def rule(g, m, p, *, t, learning_rate, b1, b2, weight_decay, decayed):
+    def rule(g, m, p, *, learning_rate, b1, b2, weight_decay, decayed):
         step = jnp.sign(b1 * m + (1 - b1) * g)
         if decayed:
             step = step + weight_decay * p

@@ -60,7 +60,7 @@ def _adam_rule(nesterov: bool):
     return rule
 
 
-def _scale_by_adam_learning_rate(g, *, t, adam_learning_rate):
+def _scale_by_adam_learning_rate(g, *, adam_learning_rate):
     return -adam_learning_rate * g, ()
 
 

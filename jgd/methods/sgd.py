@@ -101,7 +101,7 @@ def momentum(
     if dampening is not None:
         raise ValueError("dampening needs form='trace'")
 
-    def rule(g, v, *, t, learning_rate, momentum):
+    def rule(g, v, *, learning_rate, momentum):
         if form == "velocity":
             v = momentum * v + learning_rate * g
             return -v, (v,)
@@ -152,7 +152,7 @@ def nesterov(
     if dampening is not None:
         raise ValueError("dampening needs form='trace'")
 
-    def rule(g, v, *, t, learning_rate, momentum):
+    def rule(g, v, *, learning_rate, momentum):
         v = momentum * v + learning_rate * g
         return -(momentum * v + learning_rate * g), (v,)
 

@@ -325,6 +325,6 @@ def _check_rules(rules: Mapping, default):
     return groups, multipliers, patterns
 
 
-def _scale_by_multiplier(g, *, t, multiplier):
+def _scale_by_multiplier(g, *, multiplier):
     """``u = m · u``: the updates of the default transform, scaled for one group."""
     return multiplier * g, ()

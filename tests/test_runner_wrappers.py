@@ -9,12 +9,12 @@ import pytest
 
 import jgd
 from jgd.experiment import plots
-from jgd.experiment.config_reader import parse_config
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.config.reader import parse_config
+from jgd.experiment.config.schema import SkipSpikesConfig, TrainingConfig
 from jgd.experiment.output_files import write_csv, write_json
-from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
-from jgd.experiment.training import fit
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.training import fit
 from jgd.trees import instances
 from jgd.wrappers.monitor import STATISTICS
 from jgd.wrappers.spikes import SkipSpikesState

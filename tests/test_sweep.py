@@ -15,17 +15,17 @@ import yaml
 
 import jgd
 from jgd.experiment import cli
-from jgd.experiment.config_reader import load_config, parse_config
-from jgd.experiment.config_writer import to_dict
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.optimizers import build_optimizer, with_values
-from jgd.experiment.schema import TrainingConfig
-from jgd.experiment.settings import cross, grid, log_uniform, random_search, uniform
-from jgd.experiment.sweep import SweepResult, sweep
-from jgd.experiment.sweep_config import config_settings, run_sweep
-from jgd.experiment.sweep_results import best, over_seeds, rows
-from jgd.experiment.training import fit
+from jgd.experiment.config.optimizers import build_optimizer, with_values
+from jgd.experiment.config.reader import load_config, parse_config
+from jgd.experiment.config.schema import TrainingConfig
+from jgd.experiment.config.writer import to_dict
+from jgd.experiment.sweep.engine import SweepResult, sweep
+from jgd.experiment.sweep.from_config import config_settings, run_sweep
+from jgd.experiment.sweep.results import best, over_seeds, rows
+from jgd.experiment.sweep.settings import cross, grid, log_uniform, random_search, uniform
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.training import fit
 
 ORDER = jax.random.key(7)
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from jgd.experiment.settings import Settings
-from jgd.experiment.sweep import SweepResult
+from jgd.experiment.output_files import python_number
+from jgd.experiment.sweep.engine import SweepResult
+from jgd.experiment.sweep.settings import Settings
 
 
 def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
@@ -26,7 +27,10 @@ def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
 
 
 def rows(result: SweepResult) -> list[dict[str, Any]]:
-    """One row per setting: method, hyperparameters, seed, :func:`final_metrics` and the divergence flags."""
+    """One row per setting: method, hyperparameters, seed, :func:`final_metrics` and the divergence flags.
+
+    Each float is the shortest decimal of its value in the run's dtype (``0.3``, not ``0.30000001192092896``).
+    """
     columns = {
         **result.settings,
         **final_metrics(result),
@@ -35,7 +39,8 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
         "diverged": result.diverged,
     }
     return [
-        {"method": result.label, **{k: v[i].item() for k, v in columns.items()}} for i in range(len(result.diverged))
+        {"method": result.label, **{k: python_number(v[i]) for k, v in columns.items()}}
+        for i in range(len(result.diverged))
     ]
 
 
@@ -68,7 +73,7 @@ def best(result: SweepResult, select: str = "val_loss") -> dict[str, Any] | None
     if np.isnan(score).all():
         return None
     g = int(np.nanargmax(score) if select.endswith("accuracy") else np.nanargmin(score))
-    return {"method": result.label, **{k: v[g].item() for k, v in table.items()}, "rows": runs[g].tolist()}
+    return {"method": result.label, **{k: python_number(v[g]) for k, v in table.items()}, "rows": runs[g].tolist()}
 
 
 def _json_ready(value: Any) -> Any:

@@ -47,6 +47,9 @@ def test_train_writes_everything(tmp_path, staging, capsys):
     assert names == {"metrics.json", "metrics.csv", "config.yaml", "loss.png", "accuracy.png", "summary.txt"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [0, 1, 2, 3]
+    # The learning rate, a float32 in the state, is written as the shortest decimal that reads back to it.
+    assert {row["learning_rate"] for row in metrics["epochs"]} == {0.01}
+    assert (out / "metrics.csv").read_text().splitlines()[1].split(",")[-1] == "0.01"
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 3
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "test acc" in capsys.readouterr().out

@@ -29,17 +29,21 @@ def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
 def rows(result: SweepResult) -> list[dict[str, Any]]:
     """One row per setting: method, hyperparameters, seed, :func:`final_metrics` and the divergence flags.
 
-    Each float is the shortest decimal of its value in the run's dtype (``0.3``, not ``0.30000001192092896``).
+    A hyperparameter is the shortest decimal of the value trained with (``0.3``, not the float32's
+    ``0.30000001192092896``), so it reads as the config wrote it; the measurements are exact.
     """
-    columns = {
-        **result.settings,
+    measured = {
         **final_metrics(result),
         "nonfinite": result.nonfinite,
         "exploded": result.exploded,
         "diverged": result.diverged,
     }
     return [
-        {"method": result.label, **{k: python_number(v[i]) for k, v in columns.items()}}
+        {
+            "method": result.label,
+            **{k: python_number(v[i]) for k, v in result.settings.items()},
+            **{k: v[i].item() for k, v in measured.items()},
+        }
         for i in range(len(result.diverged))
     ]
 
@@ -66,7 +70,8 @@ def best(result: SweepResult, select: str = "val_loss") -> dict[str, Any] | None
     """The row of :func:`over_seeds` with the best mean ``select`` among those no seed of which diverged.
 
     Accuracies are maximized, losses minimized; ``rows`` lists the settings
-    (one per seed) it stands for. ``None`` when every setting diverged.
+    (one per seed) it stands for. ``None`` when every setting diverged. Hyperparameters are written as in
+    :func:`rows`.
     """
     table, runs = over_seeds(result)
     score = np.where(table["diverged"] == 0, table[select], np.nan)

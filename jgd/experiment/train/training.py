@@ -126,19 +126,23 @@ def _skip_spikes(tx: jgd.GradientTransformation, options: SkipSpikesConfig) -> j
 def _monitored(opt_state: PyTree) -> dict[str, float]:
     """The global statistics of :func:`jgd.monitor`'s last step and the hyperparameters, without per-leaf values.
 
-    The keys are those :func:`jgd.statistics` gives; the values are read from the state's arrays, so each is the
-    shortest decimal of its own float32 value.
+    The keys are those :func:`jgd.statistics` gives; the hyperparameters are their shortest decimals, as in the
+    other rows.
 
     Args:
       opt_state: an optimizer state holding a :class:`jgd.MonitorState`.
     """
     monitored = instances(opt_state, jgd.MonitorState)[0]
-    row = {name: python_number(value) for name, value in monitored.totals.items()}
+    row = {name: float(value) for name, value in monitored.totals.items()}
     return row | {key: python_number(value) for key, value in optimizer_hyperparams(monitored.inner).items()}
 
 
 def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Callable[[int, RunState], dict]:
-    """``row(epoch, state)``: the history row of ``state`` after ``epoch``, as Python numbers."""
+    """``row(epoch, state)``: the history row of ``state`` after ``epoch``, as Python numbers.
+
+    Measurements are exact; hyperparameters are the shortest decimals of their values (``0.001``, not the
+    float32's ``0.0010000000474974513``), so they read as the config wrote them.
+    """
     measure = make_measure(model, options.loss)
 
     def row(epoch: int, state: RunState) -> dict[str, float]:

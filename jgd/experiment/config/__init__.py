@@ -1,5 +1,5 @@
 """Experiment configs: the YAML schema, its reading and checking, and the optimizer a config describes.
 
-Reading a config loads only ``yaml`` and the transform library, so a mistake in one is reported before
-the training modules load Flax and optax.
+Reading a config loads ``yaml`` and the transform library, and optax only for a config that names an
+``optax.`` method, so a mistake in it is reported before the training modules load Flax and matplotlib.
 """

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.experiment.config_reader import apply_overrides, load_config, parse_config
-from jgd.experiment.config_writer import to_dict
-from jgd.experiment.optimizers import build_optimizer
-from jgd.experiment.schema import OptimizerConfig
+from jgd.experiment.config.optimizers import build_optimizer
+from jgd.experiment.config.reader import apply_overrides, load_config, parse_config
+from jgd.experiment.config.schema import OptimizerConfig
+from jgd.experiment.config.writer import to_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SEED_METHODS = ["SGD", "Momentum", "Nesterov", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdaMax", "Nadam", "L-BFGS"]

@@ -9,7 +9,7 @@ the reductions, so results match one device to rounding.
 
 Every function here works the same with one process or many (one per host
 after ``jax.distributed.initialize()``): values are built from host copies that
-every process holds; checkpoints (:mod:`jgd.experiment.checkpoint`) write and read each process's shards.
+every process holds; checkpoints (:mod:`jgd.experiment.train.checkpoint`) write and read each process's shards.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
 from jax.sharding import PartitionSpec as P
 
 import jgd
-from jgd.base import GradientTransformation
+from jgd import GradientTransformation
 from jgd.types import PyTree
 
 AXES = ("data", "model")

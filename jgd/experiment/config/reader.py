@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
-from jgd.experiment import field_readers as read
-from jgd.experiment.config_writer import to_dict
-from jgd.experiment.field_readers import join
-from jgd.experiment.methods import LINE_SEARCH
-from jgd.experiment.optimizers import check_optimizer, sweepable, sweepable_schedule_parameters, with_values
-from jgd.experiment.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
+from jgd.experiment.config import field_readers as read
+from jgd.experiment.config.field_readers import join
+from jgd.experiment.config.method_table import LINE_SEARCH
+from jgd.experiment.config.optimizers import check_optimizer, sweepable, sweepable_schedule_parameters, with_values
+from jgd.experiment.config.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
+from jgd.experiment.config.writer import to_dict
 
 _NO_RULE = Rule()
 
@@ -208,7 +208,7 @@ def _check_accumulate(config: Config) -> None:
 
 
 def parse_config(raw: Any) -> Config:
-    """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.schema.Config`."""
+    """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.config.schema.Config`."""
     config = read_section(Config, raw, "")
     _check_accumulate(config)
     config = _resolve_methods(config, raw.get("methods") or [])

@@ -47,7 +47,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from jgd.experiment import sharding
+from jgd.experiment.train import sharding
 from jgd.types import PyTree
 
 FORMAT = "jgd-checkpoint/2"

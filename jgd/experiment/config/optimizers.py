@@ -128,10 +128,15 @@ def optimizer_hyperparams(state: Any) -> dict[str, jax.Array]:
 
 
 def sweepable(optimizer: OptimizerConfig) -> list[str]:
-    """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks."""
+    """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks.
+
+    A sweep passes each value to the method's constructor by name, so a name that several parts of the
+    method hold (muon's ``eps``, keyed ``"muon/eps"`` and ``"adam/eps"``) is one sweepable name.
+    """
     method = build_method(optimizer)
     state = jax.eval_shape(method.init, {"w": jax.ShapeDtypeStruct((1,), jnp.result_type(float))})
-    return [*optimizer_hyperparams(state), *BLOCKS]
+    names = dict.fromkeys(key.rsplit("/", 1)[-1] for key in optimizer_hyperparams(state))
+    return [*names, *BLOCKS]
 
 
 def sweepable_schedule_parameters(spec: Mapping[str, Any]) -> list[str]:

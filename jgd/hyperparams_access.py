@@ -140,7 +140,9 @@ def set_hyperparams(state: PyTree, values: dict[str, Any] | None = None, /, **na
       state: a jgd transform's state, or any tree holding them (a chain's, optax's wrappers',
         ``nnx.Optimizer.opt_state``). Containers around the values (NNX Variables) are kept.
       values: keys as :func:`hyperparams` shows them, for labelled keys such as ``"encoder/learning_rate"``.
-      **named_values: plain names; a name used by several transforms is set in all of them.
+      **named_values: keys too. A key :func:`hyperparams` shows sets that one value; a plain name it does
+        not show as a key (``learning_rate`` where it shows ``"encoder/learning_rate"`` and
+        ``"decoder/learning_rate"``) sets the value in every transform that has the name.
 
     Raises ``ValueError`` for an unknown name, a name that follows a schedule, a value out of its
     range, or a value of another shape.

@@ -25,7 +25,7 @@ from jgd.types import PyTree
 
 class _Entry(NamedTuple):
     name: str
-    index: int  # the state's position among the states found
+    position: int  # the state's position among the states found
     scheduled: bool
 
 
@@ -110,7 +110,7 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     values = {}
     for key in shown:
         (entry,) = lookup[key]
-        s = found[entry.index]
+        s = found[entry.position]
         values[key] = _value(s.scheduled[entry.name] if entry.scheduled else s.hyperparams[entry.name])
     return values
 
@@ -155,7 +155,7 @@ def set_hyperparams(state: PyTree, values: dict[str, Any] | None = None, /, **na
         if key not in lookup:
             raise ValueError(f"unknown hyperparameter {key!r}; this state has {sorted(set(lookup))}")
         for entry in lookup[key]:
-            targets[entry.index][entry.name] = _checked(key, entry, found[entry.index], value)
+            targets[entry.position][entry.name] = _checked(key, entry, found[entry.position], value)
     for index, new in targets.items():
         validate_order({**{k: _value(v) for k, v in found[index].hyperparams.items()}, **new})
 

@@ -1,5 +1,8 @@
 """The ``jgd`` command line: ``jgd train CONFIG``, ``jgd compare CONFIG`` and ``jgd sweep CONFIG``.
 
+CONFIG is a YAML file, or the name of a config that ships with jgd (``jgd compare digits`` runs
+``jgd/experiment/configs/compare_digits.yaml``, the main job; without CONFIG, ``digits``).
+
 The config is read and checked first, with nothing heavier than ``yaml`` and
 the transform library loaded, so a mistake in it is reported at once; only
 then are the training modules (:mod:`jgd.experiment.commands`: Flax, optax,
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from jgd.experiment.config.reader import load_config
@@ -29,8 +33,29 @@ _COMMANDS = {
 }
 
 
-def _output_dir(args: argparse.Namespace, config: Config) -> Path:
-    out = Path(args.out or config.output_dir or Path("runs") / Path(args.config).stem)
+def bundled_configs() -> Path:
+    """The folder of the configs that ship with jgd (the same files as ``configs/`` in the repository)."""
+    return Path(str(resources.files("jgd.experiment") / "configs"))
+
+
+def config_path(command: str, config: str) -> Path:
+    """``config`` if it names a file; else the bundled config ``<command>_<config>.yaml`` (``compare``, ``digits``).
+
+    Raises:
+      FileNotFoundError: neither a file nor a bundled name, with the bundled names for ``command``.
+    """
+    path = Path(config)
+    if path.is_file() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    bundled = bundled_configs() / f"{command}_{config}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem.removeprefix(f"{command}_") for p in bundled_configs().glob(f"{command}_*.yaml"))
+    raise FileNotFoundError(f"config file not found: {config} (nor a bundled config; jgd {command} ships {names})")
+
+
+def _output_dir(args: argparse.Namespace, config: Config, path: Path) -> Path:
+    out = Path(args.out or config.output_dir or Path("runs") / path.stem)
     # Only a folder of earlier jgd results (or an empty one) is replaced, never an unrelated one.
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").is_file())):
         raise ValueError(f"output folder {out} exists and does not hold jgd results; choose another with --out")
@@ -43,11 +68,12 @@ def run(args: argparse.Namespace) -> Path:
     Args:
       args: the parsed command line: ``command``, ``config``, ``set``, ``out`` and, for ``train``, ``resume``.
     """
-    config = load_config(args.config, args.set)
+    path = config_path(args.command, args.config)
+    config = load_config(path, args.set)
     _, field, what = _COMMANDS[args.command]
     if not getattr(config, field):
         raise ValueError(f"{args.config}: jgd {args.command} needs {what}")
-    out = _output_dir(args, config)
+    out = _output_dir(args, config, path)
     # The runs load Flax, optax, orbax and matplotlib, seconds of imports: only now that the config is known good.
     from jgd.experiment import commands
 
@@ -68,7 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, _, _) in _COMMANDS.items():
         sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("config", help="YAML config file (schema: configs/README.md)")
+        sub.add_argument(
+            "config",
+            nargs="?",
+            default="digits",
+            help=f"YAML config file (schema: configs/README.md), or a bundled config's name (default: digits, "
+            f"jgd/experiment/configs/{name}_digits.yaml)",
+        )
         sub.add_argument(
             "--set",
             action="append",

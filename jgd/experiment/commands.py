@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import jax
 import numpy as np
@@ -138,8 +139,10 @@ def train(config: Config, out: Path, resume: bool = False) -> None:
       out: the output folder, replaced only once everything has succeeded.
       resume: continue from the run's checkpoint.
     """
+    optimizer = config.optimizer
+    assert optimizer is not None  # the command line checked that the config has one
     data, model, variables, order_key = _setup(config)
-    tx = build_optimizer(config.optimizer)
+    tx = build_optimizer(optimizer)
     t = dataclasses.replace(config.training, checkpoint=_checkpoint(config.training.checkpoint, out, resume))
     with _staged(out) as staging:
         with _progress() as progress:
@@ -152,14 +155,14 @@ def train(config: Config, out: Path, resume: bool = False) -> None:
                 t,
                 resume=resume,
                 progress=progress,
-                description=config.optimizer.name,
+                description=optimizer.name,
             )
         write_json(staging / "metrics.json", history.to_dict())
         write_csv(staging / "metrics.csv", history.epochs)
         _write_config(config, staging)
-        title = f"{config.optimizer.name}, {_describe(model, data)}"
+        title = f"{optimizer.name}, {_describe(model, data)}"
         plots.plot_history(history, staging, title)
-        table = tables.table(title, [_summary_row(config.optimizer.name, t.batch_size, history)])
+        table = tables.table(title, [_summary_row(optimizer.name, t.batch_size, history)])
         tables.save(table, staging)
     tables.show(table)
     if history.stopped_early:
@@ -174,31 +177,32 @@ def compare(config: Config, out: Path) -> None:
       out: the output folder, replaced only once everything has succeeded.
     """
     data, model, variables, order_key = _setup(config)
+    methods = [(cast(str, m.label), m) for m in config.methods]  # the reader labels every method
     transforms = {
-        m.label: build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, m in enumerate(config.methods)
+        label: build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, (label, m) in enumerate(methods)
     }
     t = config.training
     histories: dict[str, History] = {}
     with _staged(out) as staging:
         started = time.perf_counter()
         with _progress() as progress:
-            for method in config.methods:
+            for label, method in methods:
                 # Every method starts from the same variables and, per batch size, sees the same batches.
                 options = dataclasses.replace(t, batch_size=method.batch_size, checkpoint=None)
-                _, histories[method.label] = fit(
+                _, histories[label] = fit(
                     model,
                     variables,
-                    transforms[method.label],
+                    transforms[label],
                     data,
                     order_key,
                     options,
                     progress=progress,
-                    description=method.label,
+                    description=label,
                 )
-        summary = [_summary_row(m.label, m.batch_size, histories[m.label]) for m in config.methods]
+        summary = [_summary_row(label, m.batch_size, histories[label]) for label, m in methods]
         write_json(
             staging / "metrics.json",
-            {m.label: {"batch_size": _batch(m.batch_size), **histories[m.label].to_dict()} for m in config.methods},
+            {label: {"batch_size": _batch(m.batch_size), **histories[label].to_dict()} for label, m in methods},
         )
         write_csv(staging / "metrics.csv", [{"method": k, **row} for k, h in histories.items() for row in h.epochs])
         write_csv(staging / "summary.csv", summary)
@@ -232,8 +236,10 @@ def sweep(config: Config, out: Path) -> None:
       config: a config with a ``sweep`` section.
       out: the output folder, replaced only once everything has succeeded.
     """
+    section = config.sweep
+    assert section is not None  # the command line checked that the config has one
     data, model, _, order_key = _setup(config)
-    methods, select = config.sweep_methods, config.sweep.select
+    methods, select = config.sweep_methods, section.select
     with _staged(out) as staging:
         started = time.perf_counter()
         with _progress() as progress:
@@ -245,13 +251,13 @@ def sweep(config: Config, out: Path) -> None:
         }
         write_json(
             staging / "metrics.json",
-            {"select": select, "divergence_factor": config.sweep.divergence_factor, "methods": metrics},
+            {"select": select, "divergence_factor": section.divergence_factor, "methods": metrics},
         )
         write_csv(staging / "metrics.csv", [row for r in results for row in sweep_results.rows(r)])
         write_csv(staging / "summary.csv", summary)
         _write_config(config, staging)
         plots.plot_sweep(results, staging, _describe(model, data), select)
-        seeds = len(config.sweep.seeds)
+        seeds = len(section.seeds or (config.seed,))
         title = (
             f"{_describe(model, data)}, {config.training.epochs} epochs, {len(results[0].diverged) // seeds} settings"
             f"{f' × {seeds} seeds' if seeds > 1 else ''}, {time.perf_counter() - started:.0f} s in all\n"

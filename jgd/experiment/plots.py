@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -27,7 +28,7 @@ _RATIO = "update_ratio"
 
 
 def plot_curves(
-    curves: Mapping[str, tuple[list[float], list[float]]],
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     path: str | Path,
     *,
     title: str,
@@ -180,7 +181,7 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
         xs = np.unique(x)
         ys = np.array([loss[(x == v) & ok].min() if ((x == v) & ok).any() else np.nan for v in xs])
         ys = np.maximum(ys, _LOSS_FLOOR)
-        style = {"color": f"C{i % 10}", "linestyle": _STYLES[i % len(_STYLES)]}
+        style: dict[str, Any] = {"color": f"C{i % 10}", "linestyle": _STYLES[i % len(_STYLES)]}
         ax.plot(xs, ys, marker="o", markersize=4, label=result.label, linewidth=1.6, **style)
         lost = np.isnan(ys)
         # Blended transform (data x, axes y): diverged values sit in a band at the top whatever the loss range,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import jax.numpy as jnp
 
@@ -242,7 +243,7 @@ def nadam(
         return leafwise("nadam", seed_rule, hp, slots, state_dtype=state_dtype, real_slots=_REAL, complex_leaves=True)
 
     scheduled = momentum_decay is not None
-    if scheduled:
+    if momentum_decay is not None:
         hp["momentum_decay"] = momentum_decay
 
     def products(t, carry, mu):
@@ -252,6 +253,7 @@ def nadam(
         prepared = {"mu_t": mu_t, "mu_next": mu_next, "product": product, "product_next": product * mu_next}
         return prepared, {"mu_product": product}
 
+    prepare: Callable[..., Any]  # one of two signatures: leafwise passes the hyperparameters each names
     if scheduled:
 
         def prepare(updates, t, carry, *, b1, momentum_decay):

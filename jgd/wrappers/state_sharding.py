@@ -7,11 +7,14 @@ The state is never built: its shapes, dtypes and memory spaces come from tracing
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
 from jgd.base import GradientTransformation
+from jgd.compat import on_host
 from jgd.types import PyTree
 
 _HOST = "pinned_host"
@@ -68,7 +71,7 @@ def _split_over(sharding: Sharding, shape: tuple[int, ...], axis: str) -> Shardi
 def _find_mesh(mesh: Mesh | None, by_path: dict) -> Mesh | None:
     if mesh is not None:
         return mesh
-    meshes = [s.mesh for _, s in by_path.values() if isinstance(s, NamedSharding)]
+    meshes = [cast(Mesh, s.mesh) for _, s in by_path.values() if isinstance(s, NamedSharding)]
     return meshes[0] if meshes else None
 
 
@@ -128,7 +131,7 @@ def state_sharding(
         sharding = replicated if match is None or leaf.ndim == 0 else match[1]
         if match is not None and leaf.ndim and shard_over is not None:
             sharding = _split_over(sharding, leaf.shape, shard_over)
-        if aval.memory_space == jax.memory.Space.Host:
+        if on_host(aval):
             sharding = sharding.with_memory_kind(_HOST)
         out.append(sharding)
     return jax.tree.unflatten(treedef, out)

@@ -188,7 +188,10 @@ class SweepConfig:
     @property
     def space(self) -> dict[str, tuple]:
         """The swept names and their grid values or random-search distributions."""
-        return self.grid if self.random is None else self.random.space
+        if self.random is not None:
+            return self.random.space
+        assert self.grid is not None  # the reader requires a grid or a random search
+        return self.grid
 
     @property
     def samples(self) -> int | None:

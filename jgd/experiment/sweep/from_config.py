@@ -9,7 +9,7 @@ itself is read and checked by :mod:`jgd.experiment.config.reader`.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -39,7 +39,7 @@ def _config_transform(optimizer: OptimizerConfig, path: str, **values: Any) -> G
 def config_settings(sweep_config: SweepConfig) -> Settings:
     """The settings a sweep section describes: its grid or random samples, each crossed with every seed."""
     space = sweep_config.space
-    if sweep_config.samples is None:
+    if sweep_config.random is None:
         table = grid(**space)
     else:
         random = sweep_config.random
@@ -82,7 +82,7 @@ def run_sweep(
                 chunk=s.chunk,
                 mesh=mesh,
                 divergence_factor=s.divergence_factor,
-                label=method.label,
+                label=cast(str, method.label),  # the reader labels every method
                 progress=progress,
             )
         )

@@ -129,7 +129,9 @@ def save(directory: str | Path, trees: Mapping[str, PyTree], meta: Mapping[str, 
         saver.save(trees, meta)
     finally:
         saver.close()
-    return latest(directory)
+    written = latest(directory)
+    assert written is not None  # the save above completed
+    return written
 
 
 def _unreadable(where: Path, error: Exception) -> ValueError:

@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
+from jax.sharding import Mesh, NamedSharding, Sharding
 from jax.sharding import PartitionSpec as P
 
 import jgd
 from jgd import GradientTransformation
+from jgd.compat import mesh_axis_types
 from jgd.types import PyTree
 
 AXES = ("data", "model")
@@ -51,7 +52,7 @@ def make_mesh(axes: Mapping[str, int]) -> Mesh:
     return jax.make_mesh(
         tuple(sizes.values()),
         tuple(sizes),
-        axis_types=(AxisType.Auto,) * len(sizes),
+        **mesh_axis_types(len(sizes)),
         devices=jax.devices()[:needed],
     )
 

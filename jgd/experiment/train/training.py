@@ -77,7 +77,7 @@ def _compile_epoch(
     def epoch_fn(state, x, y, epoch):
         return one_epoch(state, x, y, jax.random.fold_in(key, epoch))
 
-    jit_options = {}
+    jit_options: dict[str, Any] = {}
     if placement.everywhere is not None:
         everywhere = placement.everywhere
         jit_options = {
@@ -210,7 +210,7 @@ def _train_epochs(
     interrupt (after saving).
     """
     started, trained_before = time.perf_counter(), history.train_seconds
-    start = history.epochs[-1]["epoch"]
+    start = int(history.epochs[-1]["epoch"])
     last = start if history.stopped_early else options.epochs
     x, y = splits[:2]
     with interrupts(run_checkpoint) as interrupted:
@@ -226,6 +226,7 @@ def _train_epochs(
             if run_checkpoint is not None and run_checkpoint.due(epoch, last, stop or best.stop):
                 run_checkpoint.save(epoch, state, best, history)
             if stop:
+                assert run_checkpoint is not None  # only a run that saves itself polls for interrupts
                 raise KeyboardInterrupt(
                     f"interrupted; saved a checkpoint of epoch {epoch} in {run_checkpoint.directory}"
                 )
@@ -238,7 +239,7 @@ def _progress_display(progress: Progress | None, description: str, epochs: int, 
     """``show(row)``: advances a progress bar showing the row's losses (nothing without ``progress``)."""
     if progress is None:
         return lambda row: None
-    done = history.epochs[-1]["epoch"]
+    done = int(history.epochs[-1]["epoch"])
     task = progress.add_task(description, total=epochs, completed=done, status=_status(history.epochs[-1]))
     return lambda row: progress.update(task, advance=1, status=_status(row))
 
@@ -301,6 +302,7 @@ def fit(
     run_checkpoint = _checkpoint(model, state, data, key, options, batch_size, resume)
     splits = placement.put((data.x_train, data.y_train, data.x_val, data.y_val))
     if resume:
+        assert run_checkpoint is not None  # _checkpoint raised where resume has none
         state, best, saved = run_checkpoint.resume(state, placement.state, options.epochs, options.early_stopping)
         history = History(**saved)
     started = time.perf_counter()

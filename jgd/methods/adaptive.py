@@ -46,7 +46,16 @@ def adagrad(
 
     hp = {"learning_rate": learning_rate, "eps": eps, "eps_root": eps_root, "initial_accumulator": initial_accumulator}
     slots = ("sum_of_squares",)
-    return leafwise("adagrad", rule, hp, slots, state_dtype=state_dtype, real_slots=slots, complex_leaves=True)
+    return leafwise(
+        "adagrad",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=slots,
+        nonnegative_slots=slots,
+        complex_leaves=True,
+    )
 
 
 def adadelta(
@@ -82,7 +91,8 @@ def adadelta(
         return learning_rate * step, (sq_grad, sq_step)
 
     hp = {"learning_rate": learning_rate, "rho": rho, "eps": eps}
-    return leafwise("adadelta", rule, hp, ("mean_square_grad", "mean_square_step"), state_dtype=state_dtype)
+    slots = ("mean_square_grad", "mean_square_step")
+    return leafwise("adadelta", rule, hp, slots, state_dtype=state_dtype, nonnegative_slots=slots)
 
 
 def rmsprop(
@@ -153,4 +163,13 @@ def rmsprop(
         hp["momentum"] = momentum
     real = ("mean_square",)
     chosen = rule if momentum is None else momentum_rule
-    return leafwise("rmsprop", chosen, hp, slots, state_dtype=state_dtype, real_slots=real, complex_leaves=True)
+    return leafwise(
+        "rmsprop",
+        chosen,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=real,
+        nonnegative_slots=real,
+        complex_leaves=True,
+    )

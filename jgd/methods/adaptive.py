@@ -144,7 +144,8 @@ def rmsprop(
         if not centered:
             return g / (jnp.sqrt(sq + eps_root) + eps), [sq]
         mean = decay * rest[0] + (1 - decay) * g
-        return g / (jnp.sqrt(sq - abs_sq(mean) + eps_root) + eps), [sq, mean]
+        # E[g²] ≥ |E[g]|² holds for the exact averages, not for rounded or quantized ones: clamp at 0, not NaN.
+        return g / (jnp.sqrt(jnp.maximum(sq - abs_sq(mean), 0) + eps_root) + eps), [sq, mean]
 
     def rule(g, sq, *rest, learning_rate, decay, eps, eps_root):
         step, new = scaled(g, sq, rest, decay, eps, eps_root)

@@ -178,7 +178,9 @@ def leafwise(
             return lowbit.initial(where, value, chosen, signed=slot not in nonnegative_slots)
 
         return component.init(
-            slots={slot: jax.tree_util.tree_map_with_path(partial(initial, slot), params) for slot in slots},
+            slots={
+                slot: lowbit.hoist(jax.tree_util.tree_map_with_path(partial(initial, slot), params)) for slot in slots
+            },
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 

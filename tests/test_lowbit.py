@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -198,13 +199,14 @@ def test_a_negative_value_in_a_slot_declared_nonnegative_reads_back_as_nan():
     assert np.all(np.isfinite(read[0])) and np.all(np.isnan(read[1]))
 
 
-# Every leafwise method, built with a state_dtype: (factory, needs params).
+# Every method lifted by jgd.leafwise that keeps slots, built with a state_dtype.
 METHODS = {
     "adam": lambda d: jgd.adam(0.01, state_dtype=d),
     "adam_amsgrad": lambda d: jgd.adam(0.01, amsgrad=True, state_dtype=d),
     "adamw": lambda d: jgd.adamw(0.01, state_dtype=d),
     "adamax": lambda d: jgd.adamax(0.01, state_dtype=d),
     "nadam": lambda d: jgd.nadam(0.01, state_dtype=d),
+    "nadam_seed": lambda d: jgd.nadam(0.01, form="seed", state_dtype=d),
     "radam": lambda d: jgd.radam(0.01, state_dtype=d),
     "adabelief": lambda d: jgd.adabelief(0.01, state_dtype=d),
     "lamb": lambda d: jgd.lamb(0.01, state_dtype=d),
@@ -217,6 +219,9 @@ METHODS = {
     "lars": lambda d: jgd.lars(0.1, state_dtype=d),
     "adafactor": lambda d: jgd.adafactor(0.01, momentum=0.9, factored=False, state_dtype=d),
     "schedule_free_adamw": lambda d: jgd.schedule_free_adamw(0.01, state_dtype=d),
+    "schedule_free_sgd": lambda d: jgd.schedule_free_sgd(0.1, state_dtype=d),
+    "sgd_momentum": lambda d: jgd.sgd(0.01, 0.9, state_dtype=d),
+    "trace": lambda d: jgd.trace(0.9, state_dtype=d),
     "muon": lambda d: jgd.muon(0.01, state_dtype=d),
     "scale_by_rms": lambda d: jgd.scale_by_rms(numerator=jgd.trace(0.9, state_dtype=d), state_dtype=d),
     "ema": lambda d: jgd.ema(0.9, state_dtype=d),
@@ -356,6 +361,23 @@ def test_eval_shape_sharding_offload_accumulate_and_partition(trained):
     got = jax.jit(lambda: run(parts, steps=5))()
     assert [leaf.shape for _, leaf in slot_leaves(got[1]) if isinstance(leaf, jgd.QuantizedArray)] == [(64, 96)] * 2
     assert regression()[1](got[0]) < regression()[1](params)
+
+
+def test_an_nnx_optimizer_keeps_quantized_slots_of_variables():
+    model = nnx.Linear(64, 96, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, jgd.adam(0.01, state_dtype=jgd.quantized(8)), wrt=nnx.Param)
+    x = jnp.ones((8, 64))
+
+    @nnx.jit
+    def step(model, optimizer):
+        loss, grads = nnx.value_and_grad(lambda m: jnp.mean(m(x) ** 2))(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(step(model, optimizer)) for _ in range(3)]
+    assert losses[2] < losses[0]
+    kernel = optimizer.opt_state.slots["nu"]["kernel"]
+    assert isinstance(kernel, jgd.QuantizedArray) and isinstance(kernel.codes, nnx.Variable) and not kernel.signed
 
 
 def test_a_vmapped_learning_rate_sweep_equals_the_runs_one_by_one():

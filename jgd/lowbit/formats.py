@@ -224,6 +224,46 @@ def _is_quantized(x: Any) -> bool:
     return isinstance(x, QuantizedArray)
 
 
+def _one_level(node: Any) -> tuple[list, Any]:
+    """``node``'s children with their keys, and its structure with them as leaves."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)
+    return flat, treedef
+
+
+def _wraps_quantized(node: Any) -> bool:
+    """Whether ``node`` is a container (an NNX Variable) holding a :class:`QuantizedArray` as its ``.value``."""
+    if _is_quantized(node) or jax.tree_util.treedef_is_leaf(jax.tree.structure(node)):
+        return False
+    flat, _ = _one_level(node)
+    if len(flat) != 1 or not _is_quantized(flat[0][1]) or not flat[0][0]:
+        return False
+    key = flat[0][0][-1]
+    return isinstance(key, jax.tree_util.GetAttrKey) and key.name == "value"
+
+
+def hoist(tree: Any) -> Any:
+    """``tree`` with each container around a :class:`QuantizedArray` moved inside it, around its codes and scales.
+
+    A slot made from a tree of NNX Variables (``nnx.Optimizer`` initialises with one) keeps each Variable,
+    as every slot does; NNX takes a Variable's value for an array, so a quantized slot must be a
+    :class:`QuantizedArray` of Variables rather than a Variable of a :class:`QuantizedArray`.
+
+    Args:
+      tree: a slot's tree, as made from the params.
+    """
+
+    def inside(node):
+        flat, treedef = _one_level(node)
+        q = flat[0][1]
+
+        def wrap(x):
+            return None if x is None else treedef.unflatten([x])
+
+        return dataclasses.replace(q, codes=wrap(q.codes), scales=wrap(q.scales), col_scales=wrap(q.col_scales))
+
+    return jax.tree.map(lambda x: inside(x) if _wraps_quantized(x) else x, tree, is_leaf=_wraps_quantized)
+
+
 def logical(tree: Any) -> Any:
     """``tree`` with each :class:`QuantizedArray` as a ``jax.ShapeDtypeStruct`` of the array it stands for,
     for checks of structure and shape against the params."""

@@ -109,6 +109,7 @@ def scale_by_rms(
         {"decay": decay, "eps": eps, "eps_root": eps_root},
         ("second_moment",),
         state_dtype=state_dtype,
+        nonnegative_slots=("second_moment",),
     )
     top = chain(numerator) if numerator else chain()
 

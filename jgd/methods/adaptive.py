@@ -46,7 +46,16 @@ def adagrad(
 
     hp = {"learning_rate": learning_rate, "eps": eps, "eps_root": eps_root, "initial_accumulator": initial_accumulator}
     slots = ("sum_of_squares",)
-    return leafwise("adagrad", rule, hp, slots, state_dtype=state_dtype, real_slots=slots, complex_leaves=True)
+    return leafwise(
+        "adagrad",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=slots,
+        nonnegative_slots=slots,
+        complex_leaves=True,
+    )
 
 
 def adadelta(
@@ -82,7 +91,8 @@ def adadelta(
         return learning_rate * step, (sq_grad, sq_step)
 
     hp = {"learning_rate": learning_rate, "rho": rho, "eps": eps}
-    return leafwise("adadelta", rule, hp, ("mean_square_grad", "mean_square_step"), state_dtype=state_dtype)
+    slots = ("mean_square_grad", "mean_square_step")
+    return leafwise("adadelta", rule, hp, slots, state_dtype=state_dtype, nonnegative_slots=slots)
 
 
 def rmsprop(
@@ -134,7 +144,8 @@ def rmsprop(
         if not centered:
             return g / (jnp.sqrt(sq + eps_root) + eps), [sq]
         mean = decay * rest[0] + (1 - decay) * g
-        return g / (jnp.sqrt(sq - abs_sq(mean) + eps_root) + eps), [sq, mean]
+        # E[g²] ≥ |E[g]|² holds for the exact averages, not for rounded or quantized ones: clamp at 0, not NaN.
+        return g / (jnp.sqrt(jnp.maximum(sq - abs_sq(mean), 0) + eps_root) + eps), [sq, mean]
 
     def rule(g, sq, *rest, learning_rate, decay, eps, eps_root):
         step, new = scaled(g, sq, rest, decay, eps, eps_root)
@@ -153,4 +164,13 @@ def rmsprop(
         hp["momentum"] = momentum
     real = ("mean_square",)
     chosen = rule if momentum is None else momentum_rule
-    return leafwise("rmsprop", chosen, hp, slots, state_dtype=state_dtype, real_slots=real, complex_leaves=True)
+    return leafwise(
+        "rmsprop",
+        chosen,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=real,
+        nonnegative_slots=real,
+        complex_leaves=True,
+    )

@@ -139,7 +139,15 @@ def muon(
         with_params=True,
         masks={"decayed": weight_decay_mask},
     )
-    others = leafwise("muon", _adam_rule(nesterov), adam_hp, ("mu", "nu"), state_dtype=dtypes, with_params=True)
+    others = leafwise(
+        "muon",
+        _adam_rule(nesterov),
+        adam_hp,
+        ("mu", "nu"),
+        state_dtype=dtypes,
+        with_params=True,
+        nonnegative_slots=("nu",),
+    )
 
     def labels(params):
         return jax.tree.map(lambda p: "muon" if p.ndim == 2 or (stacked_matrices and p.ndim > 2) else "adam", params)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.lowbit import dequantize
 from jgd.state import made_by
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
@@ -173,5 +174,5 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
         any other state (another form, :func:`nesterov`, ``rmsprop``'s momentum) is a ``ValueError``.
     """
     found = made_by("look_ahead", state, ("momentum",))
-    gamma, velocity = found.hyperparams["momentum"], found.slots["velocity"]
+    gamma, velocity = found.hyperparams["momentum"], dequantize(found.slots["velocity"])
     return jax.tree.map(lambda p, v: (p - gamma * v).astype(p.dtype), params, velocity)

@@ -79,6 +79,7 @@ def lamb(
         with_params=True,
         masks=masks,
         real_slots=("nu",),
+        nonnegative_slots=("nu",),
         complex_leaves=True,
     )
 

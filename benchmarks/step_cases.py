@@ -97,9 +97,10 @@ def make_tree(shapes, seed):
 
 def time_interleaved(runs: dict[str, dict], repeats: int) -> None:
     """Calls each run's ``fn(*args)`` in turn ``repeats`` times, appending to its ``times``: each sees the same
-    machine. ``fn`` returns the new ``args[:2]`` (params and state, donated); runs may share one ``args`` list."""
-    for _ in range(repeats):
-        for run in runs.values():
+    machine. The order reverses every repeat (A B C, C B A, ...), so that a drifting load favours none.
+    ``fn`` returns the new ``args[:2]`` (params and state, donated); runs may share one ``args`` list."""
+    for repeat in range(repeats):
+        for run in list(runs.values())[:: -1 if repeat % 2 else 1]:
             params, state, grads = run["args"]
             start = time.perf_counter()
             run["args"][:2] = jax.block_until_ready(run["fn"](params, state, grads))

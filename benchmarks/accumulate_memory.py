@@ -19,7 +19,7 @@ import jgd
 try:
     from benchmarks.update_step import resnet18_shapes
 except ImportError:  # run as a script from the benchmarks folder
-    from update_step import resnet18_shapes
+    from step_cases import resnet18_shapes
 
 VARIANTS = {
     "adam alone": (lambda: jgd.adam(1e-3), lambda: optax.adam(1e-3)),

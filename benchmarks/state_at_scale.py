@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from update_step import make_tree, resnet18_shapes, time_interleaved
+from step_cases import make_tree, resnet18_shapes, time_interleaved
 
 import jgd
 

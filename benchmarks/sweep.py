@@ -1,7 +1,7 @@
 """A learning-rate sweep of Adam with jgd against optax, side by side: vmapped, and one setting at a time.
 
 The digits MLP (64-128-128-10, ReLU), batches of 128 from the training split
-(reshuffled every epoch), 300 steps per setting, N learning rates log-spaced
+(reshuffled every epoch), 300 steps per setting (``--steps``), N learning rates log-spaced
 from 1e-4 to 1e-1. The training loop is shared; only the optimizer differs:
 
 - vmapped: ``jax.vmap`` over the learning rate, put into the optimizer state
@@ -22,7 +22,7 @@ to turn float32 rounding into visible differences): column "Δ loss". Compiles
 are timed apart; the runs of all variants are interleaved and the median of
 the repeats is reported, with the load average, since the machine may be shared.
 
-    python benchmarks/sweep.py [--repeats 3] [--sizes 8 64]
+    python benchmarks/sweep.py [--repeats 3] [--sizes 8 64] [--steps 300]    # N = 8 and 64 by default
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import optax
 import jgd
 from jgd.experiment.train.data import load_dataset
 
-STEPS, BATCH, WIDTHS = 300, 128, (128, 128, 10)
+BATCH, WIDTHS = 128, (128, 128, 10)
 
 
 class MLP(nn.Module):
@@ -54,13 +54,13 @@ class MLP(nn.Module):
         return nn.Dense(self.widths[-1])(x)
 
 
-def batches() -> tuple[np.ndarray, np.ndarray]:
-    """``STEPS`` batches of ``BATCH`` digits, each epoch a fresh permutation of the training split."""
+def batches(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` batches of ``BATCH`` digits, each epoch a fresh permutation of the training split."""
     data = load_dataset("digits")
     rng = np.random.default_rng(0)
-    epochs = -(-STEPS * BATCH // len(data.x_train))
-    order = np.concatenate([rng.permutation(len(data.x_train)) for _ in range(epochs)])[: STEPS * BATCH]
-    return data.x_train[order].reshape(STEPS, BATCH, -1), data.y_train[order].reshape(STEPS, BATCH)
+    epochs = -(-steps * BATCH // len(data.x_train))
+    order = np.concatenate([rng.permutation(len(data.x_train)) for _ in range(epochs)])[: steps * BATCH]
+    return data.x_train[order].reshape(steps, BATCH, -1), data.y_train[order].reshape(steps, BATCH)
 
 
 def make_step(model: nn.Module, tx, apply_updates: Callable) -> Callable:
@@ -79,7 +79,7 @@ def make_step(model: nn.Module, tx, apply_updates: Callable) -> Callable:
 
 
 def compile_variant(kind: str, step: Callable, state_with: Callable, lrs: np.ndarray, params, xs, ys) -> Callable:
-    """A function running all ``lrs`` the way ``kind`` says, returning their losses ``[N, STEPS]``; compiled here."""
+    """A function running all ``lrs`` the way ``kind`` says, returning their losses ``[N, steps]``; compiled here."""
 
     def train(params, opt_state, xs, ys):
         return jax.lax.scan(step, (params, opt_state), (xs, ys))[1]
@@ -97,7 +97,7 @@ def compile_variant(kind: str, step: Callable, state_with: Callable, lrs: np.nda
 
     def run(lr):
         carry, losses = (params, state_with(lr)), []
-        for i in range(STEPS):
+        for i in range(len(xs)):
             carry, value = fn(carry, xs, ys, i)
             losses.append(value)
         return np.asarray(jnp.stack(losses))
@@ -154,15 +154,16 @@ def measure(n: int, repeats: int, model: nn.Module, params, xs, ys) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 64], help="the numbers N of learning rates")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per setting")
     args = parser.parse_args()
-    xs, ys = (jnp.asarray(a) for a in batches())
+    xs, ys = (jnp.asarray(a) for a in batches(args.steps))
     model = MLP(WIDTHS)
     params = model.init(jax.random.key(0), xs[0])
     load = os.getloadavg()
     print(
         f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].device_kind} ({os.cpu_count()} cores), "
-        f"digits MLP 64-{'-'.join(map(str, WIDTHS))}, batch {BATCH}, {STEPS} steps, Adam, "
+        f"digits MLP 64-{'-'.join(map(str, WIDTHS))}, batch {BATCH}, {args.steps} steps, Adam, "
         f"median of {args.repeats}; load average {load[0]:.1f} at the start\n"
     )
     print("| N | library | variant | time s | ms per setting | ÷ optax vmapped | ÷ its vmapped | compile s | Δ loss |")

@@ -1,166 +1,184 @@
-"""One optimizer step (update + apply_updates, jitted, buffers donated): jgd against optax, side by side.
+"""One optimizer step (update + apply_updates, params and state donated): jgd against optax, timed two ways.
 
-For every method and tree it prints ms/step, GB/s (bytes an ideal single pass
-moves: params, grads and slots read, params and slots written), the fraction of
-a streaming ``a*x + b`` measured in the same run, compile time, and the ratio
-jgd / optax. Steps are interleaved (jgd, optax, jgd, ...) and the median is taken.
-The ``flat`` columns run jgd on the same params raveled into one vector
-(``jax.flatten_util.ravel_pytree``), the layout for trees of many small leaves.
+- per call: the jitted step called from Python and waited on, as a training loop calls it (dispatch and
+  synchronisation included);
+- in jit: K steps under ``lax.fori_loop`` in one compiled function, time / K: the step alone. Each step's
+  gradients are scaled by ``1 + 1e-7 i`` so that XLA cannot hoist work out of the loop.
 
-    python benchmarks/update_step.py                  # everything (about 15 min on 2 cores)
-    python benchmarks/update_step.py --methods adam --trees leaves_3000 --json out.json
+For every tree and method it prints the bytes a parameter that XLA's cost analysis counts for the compiled
+step (``bytes accessed``, what tests/test_bytes_gate.py holds) beside the ideal, ``12 + 8 × slots`` for
+float32 (params read and written, grads read, each slot read and written), and the times with the percentage
+of a stream kernel: ``y ← y - a·x`` (SGD's arithmetic, 12 bytes an element) over as many float32 as the tree
+has params, timed the same two ways in the same loop, so that % stream = (ideal bytes / step time) / (stream
+bytes / stream time). jgd, optax and the stream are called in turn (interleaved), the median of the repeats
+taken. ``--profile DIR`` also writes a ``jax.profiler`` trace of a few steps of each library and the table of
+the kernels they ran, per step (DIR/kernels.md).
+
+    python benchmarks/update_step.py              # sgd, momentum, nesterov, adam, adamw, lion; three trees
+    python benchmarks/update_step.py --methods all --trees leaves_3000 --json out.json
+    python benchmarks/update_step.py --methods adam lion --trees one_leaf --leaf-size 1048576 --profile traces
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import optax.contrib
 from jax.flatten_util import ravel_pytree
+from kernel_profile import kernel_table, profile_step
+from step_cases import DEFAULT_METHODS, DEFAULT_TREES, METHODS, TREES, make_tree, time_interleaved
 
 import jgd
 
-# (jgd, optax, slots): the same method with agreeing conventions.
-METHODS = {
-    "sgd": (lambda: jgd.sgd(1e-3), lambda: optax.sgd(1e-3), 0),
-    "momentum": (lambda: jgd.momentum(1e-3, 0.9), lambda: optax.sgd(1e-3, momentum=0.9), 1),
-    "nesterov": (lambda: jgd.nesterov(1e-3, 0.9), lambda: optax.sgd(1e-3, momentum=0.9, nesterov=True), 1),
-    "adagrad": (
-        lambda: jgd.adagrad(1e-3, eps=0.0, eps_root=1e-7, initial_accumulator=0.1),
-        lambda: optax.adagrad(1e-3),
-        1,
-    ),
-    "adadelta": (lambda: jgd.adadelta(1.0, rho=0.9), lambda: optax.adadelta(1.0), 2),
-    "rmsprop": (lambda: jgd.rmsprop(1e-3, eps=0.0, eps_root=1e-8), lambda: optax.rmsprop(1e-3), 1),
-    "adam": (lambda: jgd.adam(1e-3), lambda: optax.adam(1e-3), 2),
-    "adamax": (lambda: jgd.adamax(1e-3), lambda: optax.adamax(1e-3), 2),
-    "nadam": (lambda: jgd.nadam(1e-3, momentum_decay=None), lambda: optax.nadam(1e-3), 2),
-    # The methods large runs use (slots: param-sized arrays; adafactor's factored statistics count as 0).
-    "adamw": (lambda: jgd.adamw(1e-3, weight_decay=1e-4), lambda: optax.adamw(1e-3, weight_decay=1e-4), 2),
-    "lion": (lambda: jgd.lion(1e-4, weight_decay=1e-3), lambda: optax.lion(1e-4, weight_decay=1e-3), 1),
-    "radam": (lambda: jgd.radam(1e-3), lambda: optax.radam(1e-3), 2),
-    "adabelief": (lambda: jgd.adabelief(1e-3), lambda: optax.adabelief(1e-3), 2),
-    "lamb": (lambda: jgd.lamb(1e-3), lambda: optax.lamb(1e-3), 2),
-    "lars": (lambda: jgd.lars(1e-3, form="optax"), lambda: optax.lars(1e-3), 1),
-    "adafactor": (lambda: jgd.adafactor(1e-3), lambda: optax.adafactor(1e-3), 0),
-    "schedule_free_adamw": (
-        lambda: jgd.schedule_free_adamw(1e-3),
-        lambda: optax.contrib.schedule_free_adamw(1e-3),
-        2,
-    ),
-    "muon": (lambda: jgd.muon(0.02, bias_correction=True), lambda: optax.contrib.muon(0.02), 2),
-}
 
-
-def resnet18_shapes() -> list[tuple[int, ...]]:
-    """Trainable leaves of a ResNet-18 (convolutions, batch-norm scale and bias, classifier): 11.7M."""
-    shapes = [(7, 7, 3, 64), (64,), (64,)]
-    cin = 64
-    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-        for block in range(2):
-            shapes += [(3, 3, cin, cout), (cout,), (cout,), (3, 3, cout, cout), (cout,), (cout,)]
-            if block == 0 and (stride != 1 or cin != cout):
-                shapes += [(1, 1, cin, cout), (cout,), (cout,)]
-            cin = cout
-    return [*shapes, (512, 1000), (1000,)]
-
-
-TREES = {
-    "one_16M_leaf": lambda: [(1 << 24,)],
-    "resnet18_like": resnet18_shapes,
-    "leaves_300": lambda: [(3500,)] * 300,
-    "leaves_1000": lambda: [(3500,)] * 1000,
-    "leaves_3000": lambda: [(3500,)] * 3000,
-}
-
-
-def make_tree(shapes, seed):
-    keys = jax.random.split(jax.random.key(seed), len(shapes))
-    return {f"p{i:04d}": jax.random.normal(k, s, jnp.float32) * 0.01 for i, (k, s) in enumerate(zip(keys, shapes))}
-
-
-def compiled_step(tx, params, grads):
+def step_of(tx):
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return jgd.apply_updates(params, updates), state
 
-    state = tx.init(params)
+    return step
+
+
+def looped(step, k: int):
+    """``k`` steps under ``lax.fori_loop``, step i's gradients scaled by ``1 + 1e-7 i`` (nothing loop-invariant)."""
+
+    def run(params, state, grads):
+        def body(i, carry):
+            scale = 1 + 1e-7 * i.astype(jnp.float32)
+            return step(*carry, jax.tree.map(lambda g: g * scale.astype(g.dtype), grads))
+
+        return jax.lax.fori_loop(0, k, body, (params, state))
+
+    return run
+
+
+def stream_step(y, unused, x):
+    """``y - a·x``: 12 bytes an element, SGD's step without the optimizer around it."""
+    return y - 1e-3 * x, unused
+
+
+def _compile(fn, args):
     start = time.perf_counter()
-    fn = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
-    return fn, state, time.perf_counter() - start
+    compiled = jax.jit(fn, donate_argnums=(0, 1)).lower(*args).compile()
+    return compiled, time.perf_counter() - start
 
 
-def time_interleaved(runs: dict[str, dict], repeats: int) -> None:
-    """Calls each run's step in turn ``repeats`` times, appending to its ``times``: each sees the same machine."""
-    for _ in range(repeats):
-        for run in runs.values():
-            params, state, grads = run["args"]
-            start = time.perf_counter()
-            run["args"][:2] = jax.block_until_ready(run["fn"](params, state, grads))
-            run["times"].append(time.perf_counter() - start)
+def compiled_step(tx, params, grads):
+    """The per-call step of ``tx``, its initial state and the compile time."""
+    state = tx.init(params)
+    fn, seconds = _compile(step_of(tx), (params, state, grads))
+    return fn, state, seconds
 
 
-def stream_run() -> dict:
-    """y = a*x + b over 16M float32 (8 bytes an element moved), the roofline of a memory-bound step,
-    timed in the same loop as the steps so that it sees the same machine."""
-    x = jnp.ones(1 << 24, jnp.float32)
-    fn = (
-        jax.jit(lambda x, unused, also_unused: (1.0001 * x + 0.5, None), donate_argnums=0)
-        .lower(x, None, None)
-        .compile()
-    )
-    for _ in range(3):  # the first calls fault pages in
-        x, _ = jax.block_until_ready(fn(x, None, None))
-    return {"fn": fn, "args": [x, None, None], "times": [], "bytes": 8 * x.size}
+def contender(step, args: list, k: int) -> dict:
+    """The per-call and in-jit runs of ``step`` on ``args`` (one list, shared: each feeds the other), warmed up."""
+    call, call_s = _compile(step, args)
+    loop, loop_s = _compile(looped(step, k), args)
+    args[:2] = jax.block_until_ready(call(*args))  # the first calls fault pages in
+    args[:2] = jax.block_until_ready(loop(*args))
+    return {
+        "call": {"fn": call, "args": args, "times": []},
+        "jit": {"fn": loop, "args": args, "times": []},
+        "bytes": call.cost_analysis()["bytes accessed"],
+        "loop_bytes": loop.cost_analysis()["bytes accessed"],  # XLA counts a loop's body once
+        "compile_s": call_s,
+        "loop_compile_s": loop_s,
+    }
 
 
-def measure(tree_name, method, repeats, flat):
-    shapes = TREES[tree_name]()
-    make_jgd, make_optax, slots = METHODS[method]
-    contenders = {"jgd": make_jgd(), "optax": make_optax()}
-    if flat:
-        contenders["jgd_flat"] = make_jgd()
+def contenders(tree: str, method: str, args) -> tuple[dict, int]:
+    shapes = TREES[tree](args.leaf_size)
+    make_jgd, make_optax, _ = METHODS[method]
+    txs = {"jgd": make_jgd(), "optax": make_optax()}
+    if args.flat:
+        txs["jgd_flat"] = make_jgd()
     runs = {}
-    for name, tx in contenders.items():
+    for name, tx in txs.items():
         params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
         if name == "jgd_flat":
             params, grads = ravel_pytree(params)[0], ravel_pytree(grads)[0]
-        fn, state, compile_s = compiled_step(tx, params, grads)
-        params, state = jax.block_until_ready(fn(params, state, grads))  # warm-up
-        runs[name] = {"fn": fn, "args": [params, state, grads], "compile_s": compile_s, "times": []}
-    runs["stream"] = stream_run()
-    time_interleaved(runs, repeats)
+        runs[name] = contender(step_of(tx), [params, tx.init(params), grads], args.loop_steps)
     n = sum(int(np.prod(s)) for s in shapes)
-    moved = (12 + 8 * slots) * n  # params read and written, grads read, each slot read and written
-    stream = runs.pop("stream")
-    out = {"leaves": len(shapes), "params": n, "stream_gbps": stream["bytes"] / np.median(stream["times"]) / 1e9}
+    x = jax.random.normal(jax.random.key(2), (n,), jnp.float32)
+    runs["stream"] = contender(stream_step, [jnp.zeros(n, jnp.float32), None, x], args.loop_steps)
+    return runs, n
+
+
+def measure(tree: str, method: str, args) -> dict:
+    """Times jgd, optax (and jgd flat) and the stream per call and in jit, interleaved; medians in ms."""
+    runs, n = contenders(tree, method, args)
+    time_interleaved({f"{name} {mode}": r[mode] for name, r in runs.items() for mode in ("call", "jit")}, args.repeats)
+    ideal = 12 + 8 * METHODS[method][2]
+    out = {"tree": tree, "method": method, "leaves": len(TREES[tree](args.leaf_size)), "params": n, "ideal": ideal}
+    stream = runs["stream"]
     for name, r in runs.items():
-        seconds = np.median(r["times"])
-        out[name] = {"ms": 1e3 * seconds, "gbps": moved / seconds / 1e9, "compile_s": r["compile_s"]}
+        call_ms = 1e3 * np.median(r["call"]["times"])
+        jit_ms = 1e3 * np.median(r["jit"]["times"]) / args.loop_steps
+        out[name] = {"bytes_per_param": r["bytes"] / n, "loop_bytes_per_param": r["loop_bytes"] / n}
+        out[name].update(call_ms=call_ms, jit_ms=jit_ms, compile_s=r["compile_s"], loop_compile_s=r["loop_compile_s"])
+        for mode in ("call", "jit"):  # (ideal / 12) × t_stream / t_step
+            ratio = np.median(stream[mode]["times"]) / np.median(r[mode]["times"])
+            out[name][f"{mode}_pct_stream"] = 100 * ideal / 12 * ratio
+    out["stream"]["gbps"] = {mode: 12 * n / out["stream"][f"{mode}_ms"] / 1e6 for mode in ("call", "jit")}
+    if args.profile:
+        out["profile"] = profile(tree, method, runs, args.profile)
     return out
 
 
+def profile(tree: str, method: str, runs: dict, folder: str) -> dict:
+    """Traces a few per-call steps of each library; appends their kernel tables to ``folder``/kernels.md."""
+    tables = {}
+    with open(pathlib.Path(folder) / "kernels.md", "a") as fh:
+        for name in ("jgd", "optax"):
+            call = runs[name]["call"]
+            rows = profile_step(call["fn"], call["args"], f"{folder}/traces/{tree}_{method}_{name}")
+            tables[name] = rows
+            fh.write(f"\n### {tree}, {method}, {name}: kernels of one step\n\n{kernel_table(rows)}\n")
+    return tables
+
+
+HEADER = (
+    "| tree | params (leaves) | method | B/param jgd | B/param optax | ideal "
+    "| per call ms jgd | optax | jgd/optax | % stream jgd | optax "
+    "| in jit ms jgd | optax | jgd/optax | % stream jgd | optax |"
+)
+
+
+def row(r: dict) -> str:
+    j, o = r["jgd"], r["optax"]
+    cells = [r["tree"], f"{r['params'] / 1e6:.2f}M ({r['leaves']})", r["method"]]
+    cells += [f"{j['bytes_per_param']:.1f}", f"{o['bytes_per_param']:.1f}", str(r["ideal"])]
+    for mode in ("call", "jit"):
+        cells += [f"{j[mode + '_ms']:.3f}", f"{o[mode + '_ms']:.3f}", f"{j[mode + '_ms'] / o[mode + '_ms']:.2f}"]
+        cells += [f"{j[mode + '_pct_stream']:.0f}%", f"{o[mode + '_pct_stream']:.0f}%"]
+    if "jgd_flat" in r:
+        f = r["jgd_flat"]
+        cells += [f"{f['call_ms']:.3f}", f"{f['jit_ms']:.3f}", f"{f['jit_ms'] / o['jit_ms']:.2f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
 MEMORY_VARIANTS = {
-    "jgd adam": (lambda: jgd.adam(1e-3), 128),
-    "jgd adam, state_dtype=bfloat16": (lambda: jgd.adam(1e-3, state_dtype=jnp.bfloat16), 64),
-    "optax adam": (lambda: optax.adam(1e-3), 128),
+    "jgd adam": (lambda: jgd.adam(1e-3), 8),
+    "jgd adam, state_dtype=bfloat16": (lambda: jgd.adam(1e-3, state_dtype=jnp.bfloat16), 4),
+    "optax adam": (lambda: optax.adam(1e-3), 8),
 }
 
 
-def memory_table() -> list[dict[str, float]]:
-    """Adam on one 16M float32 leaf: the state's bytes, the step's scratch and aliased (donated) buffers as
-    XLA plans them, and every live array after 20 steps (params, grads and state, if nothing is copied)."""
-    print("\n| Adam, one 16M float32 leaf | state MB (expected) | step scratch MB | donated in place MB | live MB |")
+def memory_table(size: int) -> list[dict[str, float]]:
+    """Adam on one float32 leaf of ``size``: the state's bytes, the step's scratch and aliased (donated) buffers
+    as XLA plans them, and every live array after 20 steps (params, grads and state, if nothing is copied)."""
+    print(f"\n| Adam, one float32 leaf of {size} | state MB (expected) | step scratch MB ", end="")
+    print("| donated in place MB | live MB |")
     print("|---|---|---|---|---|")
     rows = []
-    for variant, (make, expected) in MEMORY_VARIANTS.items():
-        params, grads = make_tree([(1 << 24,)], 0), make_tree([(1 << 24,)], 1)
+    for variant, (make, bytes_per_param) in MEMORY_VARIANTS.items():
+        params, grads = make_tree([(size,)], 0), make_tree([(size,)], 1)
         fn, state, _ = compiled_step(make(), params, grads)
         for _ in range(20):
             params, state = jax.block_until_ready(fn(params, state, grads))
@@ -173,51 +191,52 @@ def memory_table() -> list[dict[str, float]]:
             "live_mb": sum(a.nbytes for a in jax.live_arrays()) / 2**20,
         }
         print(
-            f"| {variant} | {row['state_mb']:.0f} ({expected}) | {row['scratch_mb']:.0f} | {row['donated_mb']:.0f} "
-            f"| {row['live_mb']:.0f} |"
+            f"| {variant} | {row['state_mb']:.1f} ({bytes_per_param * size / 2**20:.1f}) | {row['scratch_mb']:.1f} "
+            f"| {row['donated_mb']:.1f} | {row['live_mb']:.1f} |"
         )
         rows.append(row)
         del params, state, grads, fn
     return rows
 
 
-def main() -> None:
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--trees", nargs="*", default=list(TREES), choices=list(TREES))
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--no-flat", action="store_true", help="skip the raveled-params column")
+    parser.add_argument("--methods", nargs="*", default=DEFAULT_METHODS, choices=[*METHODS, "all"])
+    parser.add_argument("--trees", nargs="*", default=DEFAULT_TREES, choices=list(TREES))
+    parser.add_argument("--leaf-size", type=int, default=1 << 24, help="params of the one_leaf tree (16M)")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--loop-steps", type=int, default=10, help="K, the steps of one in-jit call")
+    parser.add_argument("--flat", action="store_true", help="add jgd on the params raveled into one vector")
+    parser.add_argument("--no-memory", action="store_true", help="skip Adam's memory table")
+    parser.add_argument("--profile", metavar="DIR", help="write traces and the kernels of each step to DIR")
     parser.add_argument("--json", default="update_step.json", help="where to write the results")
     args = parser.parse_args()
+    args.methods = list(METHODS) if "all" in args.methods else args.methods
+    return args
 
-    platform = jax.devices()[0].platform
-    print(f"jax {jax.__version__}, optax {optax.__version__}, {platform}; % stream: of a*x+b timed in the same loop\n")
-    header = (
-        "| tree | leaves | method | jgd ms | optax ms | jgd/optax | jgd GB/s (% stream) | optax GB/s "
-        "| jgd compile s | optax compile s | compile ratio |"
+
+def main() -> None:
+    args = parse_args()
+    if args.profile:
+        pathlib.Path(args.profile).mkdir(parents=True, exist_ok=True)
+    device = jax.devices()[0]
+    print(
+        f"jax {jax.__version__}, optax {optax.__version__}, {device.platform} ({device.device_kind}); "
+        f"median of {args.repeats}, in jit {args.loop_steps} steps a call; B/param: XLA's bytes accessed\n"
     )
-    flat_header = " flat ms | flat/optax | flat compile s |"
-    print(header + ("" if args.no_flat else flat_header))
-    print("|" + "---|" * (header.count("|") - 1 + (0 if args.no_flat else 3)))
-    results = {"rows": []}
+    flat_header = " flat call ms | flat jit ms | flat/optax in jit |" if args.flat else ""
+    print(HEADER + flat_header)
+    print("|" + "---|" * (HEADER + flat_header).count(" |"))
+    results = {"device": device.device_kind, "loop_steps": args.loop_steps, "rows": []}
     for tree in args.trees:
         for method in args.methods:
-            r = measure(tree, method, args.repeats, not args.no_flat)
-            j, o = r["jgd"], r["optax"]
-            row = (
-                f"| {tree} | {r['leaves']} | {method} | {j['ms']:.2f} | {o['ms']:.2f} | {j['ms'] / o['ms']:.2f} "
-                f"| {j['gbps']:.1f} ({100 * j['gbps'] / r['stream_gbps']:.0f}%) | {o['gbps']:.1f} "
-                f"| {j['compile_s']:.2f} "
-                f"| {o['compile_s']:.2f} | {j['compile_s'] / o['compile_s']:.2f} |"
-            )
-            if "jgd_flat" in r:
-                f = r["jgd_flat"]
-                row += f" {f['ms']:.2f} | {f['ms'] / o['ms']:.2f} | {f['compile_s']:.2f} |"
-            print(row, flush=True)
-            results["rows"].append({"tree": tree, "method": method, **r})
-    results["memory"] = memory_table()
+            r = measure(tree, method, args)
+            print(row(r), flush=True)
+            results["rows"].append(r)
+    if not args.no_memory:
+        results["memory"] = memory_table(args.leaf_size)
     with open(args.json, "w") as fh:
-        json.dump(results, fh, indent=1)
+        json.dump(results, fh, indent=1, default=float)
 
 
 if __name__ == "__main__":

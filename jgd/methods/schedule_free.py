@@ -38,7 +38,9 @@ def _interpolate(y, z, step, *, b1, ck):
     """``z_{t+1} = z_t - step``, ``x_{t+1} = (1 - c) x_t + c z_{t+1}``, and the change of ``y = β1 x + (1 - β1) z``."""
     z_next = z - step
     x = (y - (1 - b1) * z) / b1
-    return b1 * ck * (z_next - x) - (1 - b1) * step, z_next
+    # (1 - β1)(z_{t+1} - z_t), not -(1 - β1) step: the step is then needed by z alone, and XLA need not write it out
+    # for this update to read back (a pass over memory that optax's form does not make).
+    return b1 * ck * (z_next - x) + (1 - b1) * (z_next - z), z_next
 
 
 # y_t = β1 x_t + (1 - β1) z_t is read back as x_t = (y_t - (1 - β1) z_t) / β1: β1 = 0 would divide by zero.

@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +94,7 @@ def slot_dtypes(name: str, slots: Sequence[str], state_dtype: StateDtype) -> dic
         raise ValueError(f"{name}: state_dtype names no slot {unknown}; its slots are {list(slots)}")
     for slot, dtype in chosen.items():
         try:
-            inexact = dtype is None or lowbit.is_spec(dtype) or jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
+            inexact = dtype is None or lowbit.is_spec(dtype) or jnp.issubdtype(jnp.dtype(cast(Any, dtype)), jnp.inexact)
         except TypeError:
             inexact = False
         if not inexact:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -187,23 +188,24 @@ def quantize(
       seed: three uint32 words for stochastic rounding (:func:`random_bits`); None rounds to nearest this time.
     """
     x = jnp.asarray(x).astype(jnp.float32)
-    meta = {"shape": x.shape, "bits": bits, "signed": signed, "block_size": block_size, "rounding": rounding}
-    stochastic = rounding == "stochastic" and seed is not None
+    meta = partial(QuantizedArray, shape=x.shape, bits=bits, signed=signed, block_size=block_size, rounding=rounding)
     fit = rounding == "stochastic"
+
+    def noise(shape):
+        return random_bits(seed, shape) if fit and seed is not None else None
+
     if rank1 and x.ndim >= 2:
         matrix = x.reshape(-1, x.shape[-1])
         rows, cols = _extent(matrix, 1, bits, signed, fit), _extent(matrix, 0, bits, signed, fit)
-        noise = random_bits(seed, matrix.shape) if stochastic else None
-        index = _scaled(matrix, jnp.minimum(rows[:, None], cols[None, :]), signed, bits, noise)
+        index = _scaled(matrix, jnp.minimum(rows[:, None], cols[None, :]), signed, bits, noise(matrix.shape))
         rows = _unsigned_guard(matrix, rows, 1, signed)
-        return QuantizedArray(_pack(index, bits), rows, cols, rank1=True, **meta)
+        return meta(_pack(index, bits), rows, cols, rank1=True)
     blocks = -(-x.size // block_size)
     flat = jnp.pad(x.reshape(-1), (0, blocks * block_size - x.size)).reshape(blocks, block_size)
     scales = _extent(flat, 1, bits, signed, fit)
-    noise = random_bits(seed, flat.shape) if stochastic else None
-    index = _scaled(flat, scales[:, None], signed, bits, noise)
+    index = _scaled(flat, scales[:, None], signed, bits, noise(flat.shape))
     scales = _unsigned_guard(flat, scales, 1, signed)
-    return QuantizedArray(_pack(index, bits), scales, None, rank1=False, **meta)
+    return meta(_pack(index, bits), scales, None, rank1=False)
 
 
 def dequantize(q: QuantizedArray, dtype=jnp.float32) -> jax.Array:
@@ -214,7 +216,7 @@ def dequantize(q: QuantizedArray, dtype=jnp.float32) -> jax.Array:
       dtype: the dtype to return; float32 by default (the codes and scales are exact in it).
     """
     code = jnp.asarray(finder(q.bits, q.signed).code)
-    if q.rank1:
+    if q.rank1 and q.col_scales is not None:  # rank-1 arrays always hold column scales
         index = _unpack(q.codes, q.bits, q.shape[-1])
         values = code[index] * jnp.minimum(q.scales[:, None], q.col_scales[None, :])
         return values.reshape(q.shape).astype(dtype)

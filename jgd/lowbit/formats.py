@@ -98,6 +98,11 @@ def quantized(
     Returns:
       A spec for ``state_dtype`` (alone or as the value of a slot in a mapping).
     """
+    return _checked(bits, block_size, rounding, min_size, normalization)
+
+
+def _checked(bits, block_size, rounding, min_size, normalization) -> Quantized:
+    """:func:`quantized`'s arguments checked, each bad one a ``ValueError`` naming it."""
     if isinstance(bits, bool) or bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits!r}")
     block_size = (256 if bits == 8 else 128) if block_size is None else _positive_int("block_size", block_size)

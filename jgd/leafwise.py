@@ -208,7 +208,8 @@ def _new_slots(name, params, dtypes, slot_init, real_slots, nonnegative) -> dict
         where = f"{name}, slot {slot!r} of params{jax.tree_util.keystr(path)}"
         return lowbit.initial(where, value, chosen, signed=slot not in nonnegative)
 
-    return {slot: lowbit.hoist(jax.tree_util.tree_map_with_path(partial(initial, slot), params)) for slot in dtypes}
+    made = {slot: jax.tree_util.tree_map_with_path(partial(initial, slot), params) for slot in dtypes}
+    return {slot: lowbit.hoist(tree) if lowbit.is_quantized(dtypes[slot]) else tree for slot, tree in made.items()}
 
 
 def _check_trees(name, updates, state, params, slots, slot_init, with_params, complex_leaves) -> None:

@@ -148,6 +148,11 @@ def is_spec(value: Any) -> bool:
     return isinstance(value, (Quantized, Stochastic))
 
 
+def is_quantized(chosen: Any) -> bool:
+    """Whether a slot's ``state_dtype`` entry is :func:`quantized`."""
+    return isinstance(chosen, Quantized)
+
+
 def storage_dtype(chosen: Any) -> Any:
     """The plain dtype a slot's value is made in before it takes ``chosen``'s form (None: the param's)."""
     if isinstance(chosen, Stochastic):
@@ -237,9 +242,9 @@ def _one_level(node: Any) -> tuple[list, Any]:
 
 def _wraps_quantized(node: Any) -> bool:
     """Whether ``node`` is a container (an NNX Variable) holding a :class:`QuantizedArray` as its ``.value``."""
-    if _is_quantized(node) or jax.tree_util.treedef_is_leaf(jax.tree.structure(node)):
+    if _is_quantized(node):
         return False
-    flat, _ = _one_level(node)
+    flat, _ = _one_level(node)  # a leaf is its own one child
     if len(flat) != 1 or not _is_quantized(flat[0][1]) or not flat[0][0]:
         return False
     key = flat[0][0][-1]

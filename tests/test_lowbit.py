@@ -197,7 +197,11 @@ def slot_leaves(state):
 def test_each_slot_is_declared_nonnegative_exactly_when_it_never_goes_negative(name):
     """Quantized, a slot takes the unsigned code iff its method declares it nonnegative; in float32 over a few
     steps of gradients of both signs, such a slot stays ≥ 0 and every other slot goes negative somewhere."""
-    quantized = slot_leaves(METHODS[name](jgd.quantized(8, min_size=0)).init(SMALL))
+    low = METHODS[name](jgd.quantized(8, min_size=0))
+    quantized = slot_leaves(low.init(SMALL))
+    # Its update takes quantized slots and gives them back in the same form (traced, not run).
+    after = jax.eval_shape(lambda s: low.update(SMALL, s, SMALL)[1], low.init(SMALL))
+    assert jax.tree.structure(after) == jax.tree.structure(low.init(SMALL))
     signed = {}
     for slot, leaf in quantized:
         assert isinstance(leaf, jgd.QuantizedArray), (slot, leaf)

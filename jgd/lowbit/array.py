@@ -2,8 +2,9 @@
 
 Quantizing ``x`` block by block (Dettmers et al., "8-bit optimizers via block-wise quantization",
 ICLR 2022): the flattened array is cut into blocks of ``block_size`` elements (the last one padded),
-``s_b = max_{i∈b} |x_i|`` is kept in float32 and each ``x_i / s_b ∈ [-1, 1]`` is stored as the index of a
-code ``c_k`` (:mod:`jgd.lowbit.codes`); reading back gives ``x̃_i = c_{k_i} s_b``. With rank-1
+``s_b = max_{i∈b} |x_i|`` is kept in float32 (with stochastic rounding of a signed slot, the smallest scale
+whose code range holds the block: :func:`_extent`) and each ``x_i / s_b ∈ [-1, 1]`` is stored as the
+index of a code ``c_k`` (:mod:`jgd.lowbit.codes`); reading back gives ``x̃_i = c_{k_i} s_b``. With rank-1
 normalisation (Li, Chen & Zhu, "Memory efficient optimizers with 4-bit states", NeurIPS 2023, §4.2) an
 array of two axes or more, seen as a matrix ``(rows, last axis)``, keeps ``r_i = max_j |x_ij|`` and
 ``c_j = max_i |x_ij|`` and scales ``x_ij`` by ``min(r_i, c_j)``; arrays of one axis keep blocks.
@@ -32,7 +33,7 @@ class QuantizedArray:
 
     codes: uint8, ``(blocks, block_size)`` (``block_size / 2`` at 4 bits: two codes a byte, the first in
       the low half), or ``(rows, last axis)`` with rank-1 normalisation (the last axis halved, rounded up).
-    scales: float32, each block's absmax ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
+    scales: float32, each block's scale ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
     col_scales: float32 ``(last axis,)`` with rank-1 normalisation, else None.
     shape: the shape of the array it stands for (static, like the rest below).
     bits: 8 or 4. signed: whether the code holds negative values. block_size: elements per block.

@@ -10,9 +10,10 @@ step (``bytes accessed``, what tests/test_bytes_gate.py holds) beside the ideal,
 float32 (params read and written, grads read, each slot read and written), and the times with the percentage
 of a stream kernel: ``y ← y - a·x`` (SGD's arithmetic, 12 bytes an element) over as many float32 as the tree
 has params, timed the same two ways in the same loop, so that % stream = (ideal bytes / step time) / (stream
-bytes / stream time). jgd, optax and the stream are called in turn (interleaved), the median of the repeats
-taken. ``--profile DIR`` also writes a ``jax.profiler`` trace of a few steps of each library and the table of
-the kernels they ran, per step (DIR/kernels.md).
+bytes / stream time). jgd, optax and the stream are called in turn (interleaved, the order reversed every
+repeat), the median of the repeats taken. ``--noise`` adds jgd timed against a second jgd: the ratio that
+noise alone gives. ``--profile DIR`` also writes a ``jax.profiler`` trace of a few steps of each library and
+the table of the kernels they ran, per step (DIR/kernels.md).
 
     python benchmarks/update_step.py              # sgd, momentum, nesterov, adam, adamw, lion; three trees
     python benchmarks/update_step.py --methods all --trees leaves_3000 --json out.json
@@ -98,6 +99,8 @@ def contenders(tree: str, method: str, args) -> tuple[dict, int]:
     txs = {"jgd": make_jgd(), "optax": make_optax()}
     if args.flat:
         txs["jgd_flat"] = make_jgd()
+    if args.noise:
+        txs["jgd_again"] = make_jgd()
     runs = {}
     for name, tx in txs.items():
         params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
@@ -160,6 +163,9 @@ def row(r: dict) -> str:
     if "jgd_flat" in r:
         f = r["jgd_flat"]
         cells += [f"{f['call_ms']:.3f}", f"{f['jit_ms']:.3f}", f"{f['jit_ms'] / o['jit_ms']:.2f}"]
+    if "jgd_again" in r:
+        a = r["jgd_again"]
+        cells += [f"{j['call_ms'] / a['call_ms']:.2f}", f"{j['jit_ms'] / a['jit_ms']:.2f}"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -207,6 +213,7 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--loop-steps", type=int, default=10, help="K, the steps of one in-jit call")
     parser.add_argument("--flat", action="store_true", help="add jgd on the params raveled into one vector")
+    parser.add_argument("--noise", action="store_true", help="add jgd timed against itself: the noise floor")
     parser.add_argument("--no-memory", action="store_true", help="skip Adam's memory table")
     parser.add_argument("--profile", metavar="DIR", help="write traces and the kernels of each step to DIR")
     parser.add_argument("--json", default="update_step.json", help="where to write the results")
@@ -224,9 +231,10 @@ def main() -> None:
         f"jax {jax.__version__}, optax {optax.__version__}, {device.platform} ({device.device_kind}); "
         f"median of {args.repeats}, in jit {args.loop_steps} steps a call; B/param: XLA's bytes accessed\n"
     )
-    flat_header = " flat call ms | flat jit ms | flat/optax in jit |" if args.flat else ""
-    print(HEADER + flat_header)
-    print("|" + "---|" * (HEADER + flat_header).count(" |"))
+    header = HEADER + (" flat call ms | flat jit ms | flat/optax in jit |" if args.flat else "")
+    header += " jgd/jgd per call | jgd/jgd in jit |" if args.noise else ""
+    print(header)
+    print("|" + "---|" * header.count(" |"))
     results = {"device": device.device_kind, "loop_steps": args.loop_steps, "rows": []}
     for tree in args.trees:
         for method in args.methods:

@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 import jgd
-from jgd.experiment.data import load_dataset
+from jgd.experiment.train.data import load_dataset
 
 BATCH, WIDTHS = 128, (128, 128, 10)
 

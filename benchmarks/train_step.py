@@ -21,7 +21,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 import jgd
-from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.train.models import MLP, init_variables
 
 METHODS = {
     "sgd": (lambda: jgd.sgd(1e-2), lambda: optax.sgd(1e-2)),

@@ -7,6 +7,7 @@ from jgd.blocks.clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from jgd.blocks.regularization import l1_penalty, l2_penalty, max_norm, weight_decay
 from jgd.blocks.scaling import scale, scale_by_learning_rate
 from jgd.hyperparams_access import hyperparams, set_hyperparams
+from jgd.lowbit import QuantizedArray, dequantize, quantized, stochastic
 from jgd.methods.adafactor import adafactor
 from jgd.methods.adam import adam, adamax, adamw, nadam
 from jgd.methods.adaptive import adadelta, adagrad, rmsprop
@@ -45,6 +46,7 @@ __all__ = [
     "MinimizeResult",
     "MonitorState",
     "PartitionState",
+    "QuantizedArray",
     "QuasiNewtonState",
     "SkipSpikesState",
     "TransformState",
@@ -66,6 +68,7 @@ __all__ = [
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
+    "dequantize",
     "ema",
     "freeze",
     "global_norm",
@@ -89,6 +92,7 @@ __all__ = [
     "nesterov",
     "offload",
     "partition",
+    "quantized",
     "radam",
     "rmsprop",
     "scale",
@@ -103,6 +107,7 @@ __all__ = [
     "skip_spikes",
     "state_sharding",
     "statistics",
+    "stochastic",
     "trace",
     "unit_step",
     "value_and_grad_from_state",

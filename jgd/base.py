@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,7 @@ def check_transform(argument: str, tx: object) -> GradientTransformation:
       tx: the value to check: anything with callable ``init`` and ``update`` (jgd's or optax's).
     """
     if callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None)):
-        return tx
+        return cast(GradientTransformation, tx)  # or optax's, of the same shape
     if callable(tx):
         name = getattr(tx, "__name__", repr(tx))
         raise TypeError(f"{argument} must be a gradient transformation; got the function {name}: call it ({name}(...))")

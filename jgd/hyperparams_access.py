@@ -25,7 +25,7 @@ from jgd.types import PyTree
 
 class _Entry(NamedTuple):
     name: str
-    index: int  # the state's position among the states found
+    position: int  # the state's position among the states found
     scheduled: bool
 
 
@@ -110,7 +110,7 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     values = {}
     for key in shown:
         (entry,) = lookup[key]
-        s = found[entry.index]
+        s = found[entry.position]
         values[key] = _value(s.scheduled[entry.name] if entry.scheduled else s.hyperparams[entry.name])
     return values
 
@@ -140,7 +140,9 @@ def set_hyperparams(state: PyTree, values: dict[str, Any] | None = None, /, **na
       state: a jgd transform's state, or any tree holding them (a chain's, optax's wrappers',
         ``nnx.Optimizer.opt_state``). Containers around the values (NNX Variables) are kept.
       values: keys as :func:`hyperparams` shows them, for labelled keys such as ``"encoder/learning_rate"``.
-      **named_values: plain names; a name used by several transforms is set in all of them.
+      **named_values: keys too. A key :func:`hyperparams` shows sets that one value; a plain name it does
+        not show as a key (``learning_rate`` where it shows ``"encoder/learning_rate"`` and
+        ``"decoder/learning_rate"``) sets the value in every transform that has the name.
 
     Raises ``ValueError`` for an unknown name, a name that follows a schedule, a value out of its
     range, or a value of another shape.
@@ -153,7 +155,7 @@ def set_hyperparams(state: PyTree, values: dict[str, Any] | None = None, /, **na
         if key not in lookup:
             raise ValueError(f"unknown hyperparameter {key!r}; this state has {sorted(set(lookup))}")
         for entry in lookup[key]:
-            targets[entry.index][entry.name] = _checked(key, entry, found[entry.index], value)
+            targets[entry.position][entry.name] = _checked(key, entry, found[entry.position], value)
     for index, new in targets.items():
         validate_order({**{k: _value(v) for k, v in found[index].hyperparams.items()}, **new})
 

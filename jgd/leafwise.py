@@ -37,6 +37,7 @@ from jgd import masks as masks_lib
 from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import Hyperparameters
+from jgd.lowbit import formats as lowbit
 from jgd.numerics import real_dtype
 from jgd.ranges import RANGES, Range
 from jgd.types import Mask, StateDtype
@@ -79,14 +80,21 @@ def keyword_names(name: str, function: Callable, positional: int, allowed: Seque
 
 
 def slot_dtypes(name: str, slots: Sequence[str], state_dtype: StateDtype) -> dict[str, Any]:
-    """Each slot's dtype from ``state_dtype`` (one dtype, or slot name -> dtype); ``None`` means the param's."""
+    """Each slot's dtype from ``state_dtype`` (one dtype, or slot name -> dtype); ``None`` means the param's.
+
+    Args:
+      name: the method's public name, for the messages.
+      slots: the method's slot names.
+      state_dtype: a floating dtype, a low-bit form (:func:`jgd.quantized`, :func:`jgd.stochastic`), None, or a
+        mapping from slot name to one of these.
+    """
     chosen = dict(state_dtype) if isinstance(state_dtype, Mapping) else {s: state_dtype for s in slots}
     unknown = sorted(set(chosen) - set(slots))
     if unknown:
         raise ValueError(f"{name}: state_dtype names no slot {unknown}; its slots are {list(slots)}")
     for slot, dtype in chosen.items():
         try:
-            inexact = dtype is None or jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
+            inexact = dtype is None or lowbit.is_spec(dtype) or jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
         except TypeError:
             inexact = False
         if not inexact:
@@ -111,6 +119,7 @@ def leafwise(
     slot_init: dict[str, Callable] | None = None,
     masks: dict[str, Mask] | None = None,
     real_slots: Sequence[str] = (),
+    nonnegative_slots: Sequence[str] = (),
     complex_leaves: bool = False,
     narrowed: Mapping[str, Range] | None = None,
 ) -> GradientTransformation:
@@ -133,6 +142,9 @@ def leafwise(
       masks: keyword -> :data:`Mask`; the rule receives, as that keyword, the leaf's own
         Python bool (resolved against the params, or the updates when the rule takes no params).
       real_slots: slots that stay real for a complex param (|g|², norms); in the param's real dtype.
+      nonnegative_slots: slots that are never negative (second moments, running maxima of ``|g|``); the
+        others are signed. A quantized slot takes the unsigned code if nonnegative, the signed one if not
+        (:func:`jgd.quantized`); a negative value in a slot declared here reads back as NaN.
       complex_leaves: whether ``rule`` is defined on complex arrays; otherwise complex leaves are refused.
       narrowed: hyperparameter name -> :class:`jgd.ranges.Range`, for names whose range this method narrows.
     """
@@ -147,20 +159,28 @@ def leafwise(
     if unused:
         raise ValueError(f"{name}: the rule takes no mask keyword {unused}")
     prepare_uses = keyword_names(name, prepare, 3, sorted(component.names), "prepare") if prepare else ()
-    lift = _Lifted(name, rule, uses, tuple(slots), with_params, frozenset(real_slots), masks)
     carry = carry or {}
     dtypes = slot_dtypes(name, slots, state_dtype)
+    unknown = sorted(set(nonnegative_slots) - set(slots))
+    if unknown:
+        raise ValueError(f"{name}: nonnegative_slots names no slot {unknown}; its slots are {list(slots)}")
+    lift = _Lifted(name, rule, uses, tuple(slots), with_params, frozenset(real_slots), masks, dtypes)
     slot_init = slot_init or {}
 
     def init_fn(params):
         trees.check_floating("params", params, method=name, allow_complex=complex_leaves)
 
         def initial(slot, path, p):  # zeros_like keeps the param's sharding
-            dtype = _slot_dtype(name, path, jnp.result_type(p), dtypes[slot], slot in lift.real_slots)
-            return slot_init[slot](p, dtype) if slot in slot_init else jnp.zeros_like(p, dtype=dtype)
+            chosen = dtypes[slot]
+            dtype = _slot_dtype(name, path, jnp.result_type(p), lowbit.storage_dtype(chosen), slot in lift.real_slots)
+            value = slot_init[slot](p, dtype) if slot in slot_init else jnp.zeros_like(p, dtype=dtype)
+            where = f"{name}, slot {slot!r} of params{jax.tree_util.keystr(path)}"
+            return lowbit.initial(where, value, chosen, signed=slot not in nonnegative_slots)
 
         return component.init(
-            slots={slot: jax.tree_util.tree_map_with_path(partial(initial, slot), params) for slot in slots},
+            slots={
+                slot: lowbit.hoist(jax.tree_util.tree_map_with_path(partial(initial, slot), params)) for slot in slots
+            },
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 
@@ -194,20 +214,27 @@ def _check_trees(name, updates, state, params, slots, slot_init, with_params, co
         raise ValueError(f"{name} needs params: call update(updates, state, params)")
     trees.check_floating("updates", updates, method=name, allow_complex=complex_leaves)
     for s in slots:
-        trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
+        slot = lowbit.logical(state.slots[s])  # a quantized leaf stands for one array
+        trees.check_matching("updates", updates, f"the state's {s!r}", slot)
         if s not in slot_init:  # an initialised slot may have another shape (factored statistics)
-            trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
+            trees.check_shapes("updates", updates, f"the state's {s!r}", slot)
     if params is not None:
         trees.check_matching("updates", updates, "params", params)
         trees.check_shapes("updates", updates, "params", params)
 
 
 class _Lifted:
-    """A rule mapped over the leaves: each leaf computed in at least float32, results in their own dtypes."""
+    """A rule mapped over the leaves: each leaf computed in at least float32, results in their own forms.
 
-    def __init__(self, name, rule, uses, slots, with_params, real_slots, masks):
+    A slot is read into the compute dtype and written back in its own dtype, or, for the low-bit forms
+    (:mod:`jgd.lowbit`), de-quantized and re-quantized. Stochastic rounding takes its bits from the step
+    count, the leaf's index and the slot's (:func:`_seed`): the same run gives the same bits.
+    """
+
+    def __init__(self, name, rule, uses, slots, with_params, real_slots, masks, dtypes):
         self.name, self.rule, self.uses, self.slots = name, rule, uses, slots
         self.with_params, self.real_slots, self.masks = with_params, real_slots, masks
+        self.dtypes = [dtypes[s] for s in slots]
 
     def __call__(self, updates, slot_trees, params, values):
         leaves, treedef = jax.tree.flatten(updates)
@@ -224,12 +251,20 @@ class _Lifted:
             if dtype not in scalars_by_dtype:
                 scalars_by_dtype[dtype] = {k: jnp.asarray(values[k]).astype(real) for k in self.uses if k in values}
             slot_types = [real if s in self.real_slots else dtype for s in self.slots]
-            args = [jnp.asarray(x).astype(d) for x, d in zip((g, *rest), [dtype, *slot_types, dtype])]
+            args = [lowbit.read(x, d) for x, d in zip((g, *rest), [dtype, *slot_types, dtype])]
             u, new = self.rule(*args, **scalars_by_dtype[dtype], **{k: f[i] for k, f in flags.items()})
             out_u.append(u.astype(g.dtype))
-            for acc, old, value in zip(out_slots, rest, new):
-                acc.append(value.astype(old.dtype))
+            for j, (acc, old, value, chosen) in enumerate(zip(out_slots, rest, new, self.dtypes)):
+                acc.append(lowbit.write(value, old, chosen, partial(_seed, values["t"], i, j)))
         return treedef.unflatten(out_u), {s: treedef.unflatten(v) for s, v in zip(self.slots, out_slots)}
+
+
+def _seed(t: jax.Array, leaf: int, slot: int) -> jax.Array:
+    """The three uint32 words of the stochastic rounding of one slot of one leaf at step ``t``
+    (:func:`jgd.lowbit.array.random_bits`): two from ``fold_in(fold_in(key(0), leaf), slot)``, and ``t φ 2^32``."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), leaf), slot)
+    step = jnp.asarray(t).astype(jnp.uint32) * jnp.uint32(0x9E3779B9)
+    return jnp.concatenate([jax.random.bits(key, (2,), jnp.uint32), step[None]])
 
 
 def _slot_dtype(name: str, path: tuple, param_dtype, chosen, real: bool):

@@ -49,14 +49,14 @@ def exponential(
     As optax's ``exponential_decay``: ``transition_steps=0`` or ``decay_rate=0`` give the constant ``η_0``;
     Keras's ``ExponentialDecay`` and torch's ``ExponentialLR`` (``T = 1``) are the case ``B = 0``.
     """
-    transition_steps = _steps("transition_steps", transition_steps, positive=False)
-    transition_begin = _steps("transition_begin", transition_begin, positive=False)
-    if transition_steps == 0 or decay_rate == 0:
+    steps = _steps("transition_steps", transition_steps, positive=False)
+    begin = _steps("transition_begin", transition_begin, positive=False)
+    if steps == 0 or decay_rate == 0:
         return constant(init_value)
 
     def schedule(step):
-        since = _float(step) - transition_begin
-        exponent = since / transition_steps
+        since = _float(step) - begin
+        exponent = since / steps
         value = init_value * decay_rate ** (jnp.floor(exponent) if staircase else exponent)
         value = jnp.where(since <= 0, init_value, value)
         if end_value is None:
@@ -78,10 +78,10 @@ def cosine(init_value: float, decay_steps: int, alpha: float = 0.0) -> Schedule:
     Loshchilov & Hutter, "SGDR: stochastic gradient descent with warm restarts", ICLR 2017.
     torch's ``CosineAnnealingLR(T_max=T, eta_min=α η_0)`` for ``t ≤ T``; Keras's ``CosineDecay``.
     """
-    decay_steps = _steps("decay_steps", decay_steps)
+    steps = _steps("decay_steps", decay_steps)
 
     def schedule(step):
-        progress = jnp.minimum(_float(step), decay_steps) / decay_steps
+        progress = jnp.minimum(_float(step), steps) / steps
         return init_value * ((1 - alpha) * 0.5 * (1 + jnp.cos(jnp.pi * progress)) + alpha)
 
     return schedule
@@ -95,14 +95,14 @@ def polynomial(
     optax's ``polynomial_schedule`` (``T = 0`` gives the constant ``η_0``), Keras's ``PolynomialDecay``;
     ``p = 1`` is optax's ``linear_schedule`` and torch's ``LinearLR``.
     """
-    transition_steps = _steps("transition_steps", transition_steps, positive=False)
-    transition_begin = _steps("transition_begin", transition_begin, positive=False)
-    if transition_steps == 0:
+    steps = _steps("transition_steps", transition_steps, positive=False)
+    begin = _steps("transition_begin", transition_begin, positive=False)
+    if steps == 0:
         return constant(init_value)
 
     def schedule(step):
-        done = jnp.clip(_float(step) - transition_begin, 0, transition_steps)
-        return (init_value - end_value) * (1 - done / transition_steps) ** power + end_value
+        done = jnp.clip(_float(step) - begin, 0, steps)
+        return (init_value - end_value) * (1 - done / steps) ** power + end_value
 
     return schedule
 
@@ -113,12 +113,12 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
     Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour", 2017.
     ``warmup_steps=0`` gives the constant ``peak_value``, as optax's ``linear_schedule``.
     """
-    warmup_steps = _steps("warmup_steps", warmup_steps, positive=False)
-    if warmup_steps == 0:
+    steps = _steps("warmup_steps", warmup_steps, positive=False)
+    if steps == 0:
         return constant(peak_value)
 
     def schedule(step):
-        progress = jnp.minimum(_float(step), warmup_steps) / warmup_steps
+        progress = jnp.minimum(_float(step), steps) / steps
         return init_value + (peak_value - init_value) * progress
 
     return schedule
@@ -133,9 +133,8 @@ def warmup_cosine_decay(
     Keras's ``CosineDecay(init_value, D, alpha, warmup_target=peak_value, warmup_steps=W)`` is
     ``warmup_cosine_decay(init_value, peak_value, W, W + D, alpha * peak_value)``.
     """
-    warmup_steps = _steps("warmup_steps", warmup_steps, positive=False)
-    decay_steps = _steps("decay_steps", decay_steps)
-    if decay_steps <= warmup_steps:
+    warmup = _steps("warmup_steps", warmup_steps, positive=False)
+    if _steps("decay_steps", decay_steps) <= warmup:
         raise ValueError(f"decay_steps must exceed warmup_steps, got {decay_steps} and {warmup_steps}")
     alpha = 0.0 if peak_value == 0 else end_value / peak_value
     decay = cosine(peak_value, decay_steps - warmup_steps, alpha)

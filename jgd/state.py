@@ -41,7 +41,8 @@ class TransformState(NamedTuple):
     origin: which transform made the state (:class:`Origin`, static).
     """
 
-    count: jax.Array
+    # The step count keeps optax's name, which shadows ``tuple.count`` as optax's states do: not a method here.
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     scheduled: dict[str, jax.Array]
     slots: dict[str, PyTree]
@@ -82,7 +83,7 @@ def made_by(caller: str, tree: PyTree, names: tuple[str, ...]) -> TransformState
     raise ValueError(f"{caller} needs the state of {' or '.join(names)}; this state holds {got}")
 
 
-def check_state(owner: str, state: Any, kind: type = TransformState) -> Any:
+def check_state(owner: str, state: Any, kind: type[Any] = TransformState) -> Any:
     """Returns ``state`` if ``owner`` made it; else a ``TypeError`` that names both (a state of another transform).
 
     Args:

@@ -8,6 +8,8 @@ from typing import Any
 import jax
 from jax.typing import DTypeLike
 
+from jgd.lowbit.formats import Quantized, Stochastic
+
 PyTree = Any
 """A nested structure of arrays (dicts, lists, tuples, NamedTuples, dataclasses registered with JAX)."""
 
@@ -17,9 +19,13 @@ Schedule = Callable[[jax.Array], jax.Array]
 ScalarOrSchedule = float | jax.Array | Schedule
 """A hyperparameter: a Python float, a scalar array (a tracer too, for ``jax.vmap`` sweeps) or a :data:`Schedule`."""
 
-StateDtype = DTypeLike | Mapping[str, DTypeLike | None] | None
-"""The dtype of a transform's state slots: one floating dtype for every slot, a mapping from slot name to
-dtype (``{"mu": jnp.bfloat16}``; a slot not named keeps its param's dtype), or None for each param's own."""
+SlotDtype = DTypeLike | Quantized | Stochastic | None
+"""One slot's form: a floating dtype, :func:`jgd.quantized` (8 or 4 bits), :func:`jgd.stochastic` (bfloat16
+written with stochastic rounding), or None for its param's dtype."""
+
+StateDtype = SlotDtype | Mapping[str, SlotDtype]
+"""The form of a transform's state slots: one :data:`SlotDtype` for every slot, or a mapping from slot name to
+one (``{"mu": jnp.bfloat16, "nu": jgd.quantized(8)}``; a slot not named keeps its param's dtype)."""
 
 Mask = bool | None | PyTree | Callable[[PyTree], PyTree]
 """Which leaves a transform applies to: ``None`` or ``True`` every leaf, ``False`` none, a tree of Python bools

@@ -21,11 +21,11 @@ from jax.sharding import PartitionSpec as P
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jgd
-from jgd.experiment import checkpoint, sharding
-from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.schema import CheckpointConfig, TrainingConfig
-from jgd.experiment.steps import RunState, make_train_step
-from jgd.experiment.training import fit
+from jgd.experiment.config.schema import CheckpointConfig, TrainingConfig
+from jgd.experiment.train import checkpoint, sharding
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.steps import RunState, make_train_step
+from jgd.experiment.train.training import fit
 from tests.resumable_run import data
 
 MODEL = MLP((16,), 3, dropout=0.2, batch_norm=True)

@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jgd.experiment import checkpoint, sharding
+from jgd.experiment.train import checkpoint, sharding
 
 SHAPE = (48, 4)
 

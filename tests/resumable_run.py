@@ -14,10 +14,10 @@ import jax
 import numpy as np
 
 import jgd
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.schema import CheckpointConfig, EarlyStopping, TrainingConfig
-from jgd.experiment.training import fit
+from jgd.experiment.config.schema import CheckpointConfig, EarlyStopping, TrainingConfig
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.training import fit
 
 
 def data() -> Dataset:

@@ -13,10 +13,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 import jgd
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP
-from jgd.experiment.settings import grid
-from jgd.experiment.sweep import sweep
+from jgd.experiment.sweep.engine import sweep
+from jgd.experiment.sweep.settings import grid
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP
 
 
 def main():

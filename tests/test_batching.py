@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jgd.experiment import batching
+from jgd.experiment.train import batching
 
 N = 10
 # Full batch (gradient descent), a mini-batch that leaves a remainder, and single samples (SGD).

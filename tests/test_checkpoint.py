@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from jgd.experiment import checkpoint
-from jgd.experiment.config_reader import parse_config
-from jgd.experiment.schema import CheckpointConfig
+from jgd.experiment.config.reader import parse_config
+from jgd.experiment.config.schema import CheckpointConfig
+from jgd.experiment.train import checkpoint
 from tests import resumable_run
 
 RUN = [sys.executable, str(Path(__file__).with_name("resumable_run.py"))]

@@ -1,13 +1,14 @@
-"""The command line: outputs of train and compare, same-seed reproducibility, and one-line errors."""
+"""The command line: outputs of train and compare, same-seed reproducibility, one-line errors, quick config errors."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from jgd.experiment import cli
+from jgd.experiment import cli, plots, tables
 
 TINY = {
     "seed": 0,
@@ -46,6 +47,9 @@ def test_train_writes_everything(tmp_path, staging, capsys):
     assert names == {"metrics.json", "metrics.csv", "config.yaml", "loss.png", "accuracy.png", "summary.txt"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [0, 1, 2, 3]
+    # The learning rate, a float32 in the state, is written as the shortest decimal that reads back to it.
+    assert {row["learning_rate"] for row in metrics["epochs"]} == {0.01}
+    assert (out / "metrics.csv").read_text().splitlines()[1].split(",")[-1] == "0.01"
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 3
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "test acc" in capsys.readouterr().out
@@ -135,7 +139,7 @@ def test_failure_after_training_leaves_no_partial_output(tmp_path, staging, caps
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cli.plots, "plot_history", broken)
+    monkeypatch.setattr(plots, "plot_history", broken)
     out = tmp_path / "out"
     assert cli.main(["train", _config(tmp_path), "--out", str(out)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == "jgd: error: RuntimeError: disk full"
@@ -170,3 +174,71 @@ def test_module_entry_point(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"jgd: error: config file not found: {tmp_path / 'missing.yaml'}"]
     assert not (tmp_path / "runs").exists()
+
+
+# What a config error must be reported without: the training modules' heavy dependencies.
+HEAVY = ("flax", "optax", "orbax", "matplotlib")
+
+
+def _run_and_list_heavy_modules(argv):
+    """Runs the command line in a fresh Python; returns it with the heavy packages loaded when ``main`` returned."""
+    script = (
+        "import sys\n"
+        "from jgd.experiment.cli import main\n"
+        f"status = main({list(argv)!r})\n"
+        f"print(sorted({{name.split('.')[0] for name in sys.modules}} & {set(HEAVY)!r}))\n"
+        "sys.exit(status)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    return result, result.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep"])
+def test_config_error_is_reported_before_the_heavy_imports(tmp_path, command):
+    # The method's own range check (jgd.adam's) finds the error: validation still reaches the method table.
+    raw = {**TINY, "optimizer": {"name": "adam", "learning_rate": -0.1}, "sweep": {"grid": {"learning_rate": [0.1]}}}
+    result, loaded = _run_and_list_heavy_modules([command, _config(tmp_path, raw), "--out", str(tmp_path / "out")])
+    assert result.returncode == 1
+    assert "optimizer.learning_rate must be >= 0" in result.stderr
+    assert loaded == "[]", f"loaded before the error was reported: {loaded}"
+
+
+def test_the_heavy_module_probe_sees_a_training_run(tmp_path):
+    # The same probe after a run that trains must list them all, or the test above would prove nothing.
+    result, loaded = _run_and_list_heavy_modules(["train", _config(tmp_path), "--out", str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr
+    assert loaded == str(sorted(HEAVY))
+
+
+# A summary row wider than 80 columns: off a terminal rich would assume 80 and cut it.
+LONG_ROW = {
+    "method": "adam with a label far longer than any terminal is wide, " * 3,
+    "batch_size": 32,
+    "epochs": 3,
+    "initial_train_loss": 2.5,
+    "final_train_loss": 0.125,
+    "val_accuracy": 0.5,
+    "test_accuracy": 0.75,
+    "seconds": 1.5,
+}
+# The row as one line, its runs of spaces made single.
+LONG_LINE = f"{LONG_ROW['method'].strip()} 32 3 2.5 0.125 50.00% 75.00% 1.5"
+
+
+def _row_line(text):
+    lines = [line for line in text.splitlines() if LONG_ROW["method"].strip() in line]
+    assert len(lines) == 1, text
+    return " ".join(lines[0].split())
+
+
+def test_a_table_printed_to_a_pipe_keeps_its_rows_whole():
+    script = f"from jgd.experiment import tables\ntables.show(tables.table('results', [{LONG_ROW!r}]))\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    result = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert result.returncode == 0
+    assert _row_line(result.stdout) == LONG_LINE
+
+
+def test_a_saved_table_keeps_its_rows_whole(tmp_path):
+    tables.save(tables.table("results", [LONG_ROW]), tmp_path)
+    assert _row_line((tmp_path / "summary.txt").read_text()) == LONG_LINE

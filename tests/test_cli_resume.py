@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from jgd.experiment import checkpoint
+from jgd.experiment.train import checkpoint
 
 CONFIG = {
     "seed": 0,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.experiment.config_reader import apply_overrides, load_config, parse_config
-from jgd.experiment.config_writer import to_dict
-from jgd.experiment.optimizers import build_optimizer
-from jgd.experiment.schema import OptimizerConfig
+from jgd.experiment.config.optimizers import build_optimizer, sweepable
+from jgd.experiment.config.reader import apply_overrides, load_config, parse_config
+from jgd.experiment.config.schema import OptimizerConfig
+from jgd.experiment.config.writer import to_dict
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SEED_METHODS = ["SGD", "Momentum", "Nesterov", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdaMax", "Nadam", "L-BFGS"]
@@ -196,3 +196,8 @@ def test_built_chain_order_and_schedule():
     # Chain order: clip_by_value (0.1), then the method, then max_norm (10).
     hp = jgd.hyperparams(state)
     np.testing.assert_allclose((hp["0/max_value"], hp["2/max_value"]), (0.1, 10.0), rtol=1e-6)
+
+
+def test_a_name_several_parts_of_a_method_hold_is_one_sweepable_name():
+    names = sweepable(parse_config({"optimizer": {"name": "muon"}}).optimizer)
+    assert "eps" in names and "muon/eps" not in names and "adam/eps" not in names

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from jgd.experiment.data import IDX_FILES, load_dataset, read_idx, read_mnist
+from jgd.experiment.train.data import IDX_FILES, load_dataset, read_idx, read_mnist
 
 
 def test_digits_splits_and_standardization():

@@ -1,4 +1,4 @@
-"""The two layers: the transform library never imports the experiment runner, and loads none of its dependencies."""
+"""The two layers: the library never imports the runner or its dependencies; the runner uses only the public API."""
 
 import ast
 import subprocess
@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import jgd
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jgd"
 RUNNER = PACKAGE / "experiment"
@@ -44,8 +46,8 @@ def test_core_modules_import_nothing_of_the_runner(path):
 
 def test_the_import_check_sees_a_wrong_arrow(tmp_path):
     module = tmp_path / "bad.py"
-    module.write_text("def f():\n    from jgd.experiment import training\n    import optax\n")
-    assert {"jgd.experiment.training", "optax"} <= _imported_modules(module)
+    module.write_text("def f():\n    from jgd.experiment.train import training\n    import optax\n")
+    assert {"jgd.experiment.train.training", "optax"} <= _imported_modules(module)
 
 
 def test_importing_every_core_module_loads_no_runner_dependency():
@@ -61,7 +63,70 @@ def test_importing_every_core_module_loads_no_runner_dependency():
     assert result.stdout.strip() == "[]", f"importing the core loaded {result.stdout.strip()}"
 
 
+RUNNER_MODULES = sorted(RUNNER.rglob("*.py"))
+# What the runner may import of the library: its public names and public submodules.
+PUBLIC = ("jgd", "jgd.schedules", "jgd.masks", "jgd.types")
+
+
+def _names(paths: list[Path]) -> set[str]:
+    """The modules' and their packages' own names (``models``, ``train``), without ``__init__``."""
+    return {p.stem for p in paths if p.stem != "__init__"} | {p.parent.name for p in paths if p.stem == "__init__"}
+
+
 def test_runner_modules_live_in_the_experiment_package():
-    runner = {p.stem for p in RUNNER.glob("*.py")}
-    assert {"cli", "training", "data", "models", "plots"} <= runner
-    assert not (runner & {p.stem for p in CORE_MODULES}) - {"__init__"}, "a module name is in both layers"
+    runner = {_module_name(p) for p in RUNNER_MODULES}
+    assert {"jgd.experiment.cli", "jgd.experiment.train.training", "jgd.experiment.train.data"} <= runner
+    assert {"jgd.experiment.train.models", "jgd.experiment.plots", "jgd.experiment.config.reader"} <= runner
+    core = [p for p in CORE_MODULES if p.parent != PACKAGE or p.stem != "__init__"]
+    shared = _names(RUNNER_MODULES) & _names(core)
+    assert not shared, f"a module or package name is in both layers: {sorted(shared)}"
+
+
+def _library_uses(path: Path) -> set[str]:
+    """What ``path`` takes from the library, the runner left out.
+
+    A module it imports, by its name (``import jgd.trees``, ``from jgd.trees import x``: ``jgd.trees``); a
+    name it imports from ``jgd`` or reads of it, as ``jgd:name`` (``from jgd import adam``: ``jgd:adam``;
+    ``jgd.trees.instances(...)``: ``jgd:trees``).
+    """
+    used = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            used.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            used.add(node.module)
+            if node.module == "jgd":
+                used.update(f"jgd:{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "jgd":
+            used.add(f"jgd:{node.attr}")
+    return {
+        name for name in used if name.split(".")[0].split(":")[0] == "jgd" and not name.startswith("jgd.experiment")
+    }
+
+
+def _private(used: set[str]) -> list[str]:
+    """The uses of the library that are neither a public module nor a name of ``jgd.__all__``."""
+    public_names = {*jgd.__all__, *(module.removeprefix("jgd.") for module in PUBLIC[1:])}
+
+    def public(use: str) -> bool:
+        module, _, name = use.partition(":")
+        return name in public_names if name else module in PUBLIC
+
+    return sorted(use for use in used if not public(use))
+
+
+@pytest.mark.parametrize("path", RUNNER_MODULES, ids=[_module_name(p) for p in RUNNER_MODULES])
+def test_runner_uses_only_the_public_library(path):
+    wrong = _private(_library_uses(path))
+    assert not wrong, f"{path.name} uses {wrong}; the runner may use only jgd.__all__ and the modules {PUBLIC}"
+
+
+def test_the_public_library_check_sees_internals(tmp_path):
+    module = tmp_path / "bad.py"
+    module.write_text(
+        "import jgd\nimport jgd.schedules\nfrom jgd import adam, trees\nfrom jgd.hyperparams import transform_states\n"
+        "from jgd.experiment.train import models\n"
+        "def f(state):\n    from jgd.wrappers.monitor import STATISTICS\n"
+        "    return jgd.trees.instances(state, jgd.MonitorState), jgd.types.PyTree\n"
+    )
+    assert _private(_library_uses(module)) == ["jgd.hyperparams", "jgd.wrappers.monitor", "jgd:trees"]

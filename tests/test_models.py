@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgd.experiment.models import ACTIVATIONS, MLP, init_variables
+from jgd.experiment.train.layers import ACTIVATIONS
+from jgd.experiment.train.models import MLP, init_variables
 
 X = jax.random.normal(jax.random.key(1), (16, 5))
 

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jgd
@@ -74,3 +75,11 @@ def test_vmap_over_learning_rate_equals_loop():
         assert set(one) == set(swept)
         for key, value in one.items():
             assert swept[key][i] == pytest.approx(value, rel=1e-6), key
+
+
+def test_statistics_of_an_optax_transform_hold_its_norms_and_no_hyperparameters():
+    tx = jgd.monitor(optax.adam(0.1))
+    _, state = tx.update(GRADS, tx.init(PARAMS), PARAMS)
+    stats = jgd.statistics(state)
+    assert stats["grad_norm"] == pytest.approx(norm(*jax.tree.leaves(GRADS)), rel=1e-6)
+    assert "learning_rate" not in stats

@@ -192,3 +192,13 @@ def test_mistakes_are_named_where_they_are_made():
         jgd.offload(optax.adam(1e-3))
     with pytest.raises(ValueError, match="holds no jgd slots"):
         jgd.offload(jgd.chain(optax.adam(1e-3))).init(PARAMS)
+
+
+def test_a_key_hyperparams_shows_sets_that_value_and_a_plain_name_sets_every_member():
+    state = jgd.chain(jgd.adam(0.1), jgd.named("enc", jgd.sgd(0.2)), jgd.named("dec", jgd.sgd(0.3))).init(PARAMS)
+    assert {"learning_rate", "enc/learning_rate", "dec/learning_rate"} <= set(jgd.hyperparams(state))
+    values = jgd.hyperparams(jgd.set_hyperparams(state, learning_rate=0.5))  # the key shown: Adam's alone
+    np.testing.assert_allclose([values["learning_rate"], values["enc/learning_rate"]], [0.5, 0.2])
+    state = jgd.chain(jgd.named("enc", jgd.sgd(0.2)), jgd.named("dec", jgd.sgd(0.3))).init(PARAMS)
+    values = jgd.hyperparams(jgd.set_hyperparams(state, learning_rate=0.5))  # no such key: every member
+    np.testing.assert_allclose([values["enc/learning_rate"], values["dec/learning_rate"]], [0.5, 0.5])

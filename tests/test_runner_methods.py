@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.experiment.config_reader import parse_config
-from jgd.experiment.data import Dataset
-from jgd.experiment.methods import METHODS
-from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.optimizers import build_optimizer
-from jgd.experiment.schema import TrainingConfig
-from jgd.experiment.steps import RunState, make_evaluate, make_train_step
-from jgd.experiment.training import fit
+from jgd.experiment.config.method_table import METHODS
+from jgd.experiment.config.optimizers import build_optimizer
+from jgd.experiment.config.reader import parse_config
+from jgd.experiment.config.schema import TrainingConfig
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.steps import RunState, make_evaluate, make_train_step
+from jgd.experiment.train.training import fit
 
 
 def _data(n=24, seed=0):

@@ -5,16 +5,17 @@ import json
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import jgd
 from jgd.experiment import plots
-from jgd.experiment.config_reader import parse_config
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.config.reader import parse_config
+from jgd.experiment.config.schema import SkipSpikesConfig, TrainingConfig
 from jgd.experiment.output_files import write_csv, write_json
-from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
-from jgd.experiment.training import fit
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.training import fit
 from jgd.trees import instances
 from jgd.wrappers.monitor import STATISTICS
 from jgd.wrappers.spikes import SkipSpikesState
@@ -59,6 +60,15 @@ def test_monitor_statistics_in_the_metrics_files_and_plot(tmp_path):
     written = plots.plot_history(history, tmp_path)
     assert tmp_path / "optimizer.png" in written
     assert (tmp_path / "optimizer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_monitor_of_an_optax_method_records_its_statistics():
+    # optax's state holds no jgd hyperparameters: the rows carry the statistics alone.
+    state, history = _fit(optax.sgd(0.1), epochs=2, batch_size=16, monitor=True)
+    totals = instances(state.opt_state, jgd.MonitorState)[0].totals
+    assert set(history.epochs[-1]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", *totals}
+    for name in STATISTICS:
+        assert history.epochs[-1][name] == pytest.approx(float(totals[name]), rel=1e-6)
 
 
 def test_skip_spikes_from_a_tiny_config_counts_skipped_batches():

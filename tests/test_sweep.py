@@ -1,6 +1,7 @@
 """Sweeps: every vmapped setting equals its own training run, diverging settings are isolated, chunks and meshes
 change nothing, and `jgd sweep` writes its files or fails in one line."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -15,17 +16,17 @@ import yaml
 
 import jgd
 from jgd.experiment import cli
-from jgd.experiment.config_reader import load_config, parse_config
-from jgd.experiment.config_writer import to_dict
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.optimizers import build_optimizer, with_values
-from jgd.experiment.schema import TrainingConfig
-from jgd.experiment.settings import cross, grid, log_uniform, random_search, uniform
-from jgd.experiment.sweep import SweepResult, sweep
-from jgd.experiment.sweep_config import config_settings, run_sweep
-from jgd.experiment.sweep_results import best, over_seeds, rows
-from jgd.experiment.training import fit
+from jgd.experiment.config.optimizers import build_optimizer, with_values
+from jgd.experiment.config.reader import load_config, parse_config
+from jgd.experiment.config.schema import TrainingConfig
+from jgd.experiment.config.writer import to_dict
+from jgd.experiment.sweep.engine import SweepResult, sweep
+from jgd.experiment.sweep.from_config import config_settings, run_sweep
+from jgd.experiment.sweep.results import best, over_seeds, rows
+from jgd.experiment.sweep.settings import cross, grid, log_uniform, random_search, uniform
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.training import fit
 
 ORDER = jax.random.key(7)
 
@@ -320,13 +321,19 @@ def test_sweep_command_writes_everything(tmp_path, staging, capsys):
     adam = metrics["methods"]["Adam"]
     assert len(adam["settings"]) == 12  # 3 learning rates × 2 thresholds × 2 seeds, diverged ones included
     diverged = [s for s in adam["settings"] if s["diverged"]]
-    assert [s["learning_rate"] for s in diverged] == [pytest.approx(1e30, rel=1e-6)] * 4
+    assert [s["learning_rate"] for s in diverged] == [1e30] * 4  # the float32 value's shortest decimal
     assert diverged[0]["final_train_loss"] is None  # NaN is not JSON
     assert len(adam["settings"][0]["epochs"]["train_loss"]) == 3
     assert adam["best"]["learning_rate"] < 1 and adam["best"]["seeds"] == 2
     lines = (out / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 12
     assert lines[0].startswith("method,learning_rate,clip_global_norm,seed,initial_train_loss")
+    # Each hyperparameter is written as the shortest decimal of its float32 value: 0.1, not 0.10000000149011612.
+    written = list(csv.DictReader(lines))
+    assert {row["learning_rate"] for row in written} == {"0.01", "0.1", "1e+30"}
+    assert {row["clip_global_norm"] for row in written} == {"1.0", "100.0"}
+    with open(out / "summary.csv") as f:
+        assert {row["learning_rate"] for row in csv.DictReader(f)} <= {"0.01", "0.1"}
     for png in ("final_loss.png", "heatmap.png", "best_loss.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert parse_config(yaml.safe_load((out / "config.yaml").read_text())).sweep.seeds == (0, 1)

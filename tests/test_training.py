@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 import jgd
-from jgd.experiment.data import Dataset
-from jgd.experiment.losses import LOSSES, accuracy, masked_mean
-from jgd.experiment.models import MLP, init_variables
+from jgd.experiment.config.schema import EarlyStopping, TrainingConfig
 from jgd.experiment.output_files import write_csv, write_json
-from jgd.experiment.schema import EarlyStopping, TrainingConfig
-from jgd.experiment.steps import RunState, make_epoch, make_objective
-from jgd.experiment.training import fit
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.losses import LOSSES, accuracy, masked_mean
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.steps import RunState, make_epoch, make_objective
+from jgd.experiment.train.training import fit
 
 
 def _task(n=60, noise=0.0, seed=0):

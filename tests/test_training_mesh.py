@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.experiment import checkpoint
-from jgd.experiment.config_reader import parse_config
-from jgd.experiment.sharding import make_mesh, run_placement
+from jgd.experiment.config.reader import parse_config
+from jgd.experiment.train import checkpoint
+from jgd.experiment.train.sharding import make_mesh, run_placement
 from tests import resumable_run
 
 

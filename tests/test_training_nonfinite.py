@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.experiment import batching
-from jgd.experiment.config_reader import parse_config
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import MLP, init_variables
-from jgd.experiment.schema import TrainingConfig
-from jgd.experiment.training import fit
+from jgd.experiment.config.reader import parse_config
+from jgd.experiment.config.schema import TrainingConfig
+from jgd.experiment.train import batching
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import MLP, init_variables
+from jgd.experiment.train.training import fit
 from tests.resumable_run import data as clean_data
 
 BATCH, EPOCHS = 8, 4

@@ -26,7 +26,7 @@ def trace(
         one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
-    def rule(g, v, *, t, decay):
+    def rule(g, v, *, decay):
         v = decay * v + g
         return (g + decay * v if nesterov else v), (v,)
 
@@ -47,7 +47,7 @@ def ema(decay: ScalarOrSchedule = 0.9, *, state_dtype: StateDtype = None) -> Gra
         one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
-    def rule(g, v, *, t, decay):
+    def rule(g, v, *, decay):
         v = decay * v + (1 - decay) * g
         return v, (v,)
 
@@ -109,6 +109,7 @@ def scale_by_rms(
         {"decay": decay, "eps": eps, "eps_root": eps_root},
         ("second_moment",),
         state_dtype=state_dtype,
+        nonnegative_slots=("second_moment",),
     )
     top = chain(numerator) if numerator else chain()
 

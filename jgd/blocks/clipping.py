@@ -17,7 +17,7 @@ def clip_by_value(max_value: ScalarOrSchedule) -> GradientTransformation:
       max_value: ``c > 0``, a float, an array or a schedule (Keras ``clipvalue``).
     """
 
-    def rule(g, *, t, max_value):
+    def rule(g, *, max_value):
         return jnp.clip(g, -max_value, max_value), ()
 
     return leafwise("clip_by_value", rule, {"max_value": max_value})
@@ -30,7 +30,7 @@ def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
       max_norm: ``c > 0``, a float, an array or a schedule (Keras ``clipnorm``).
     """
 
-    def rule(g, *, t, max_norm):
+    def rule(g, *, max_norm):
         return g * (max_norm / jnp.maximum(jnp.linalg.norm(g), max_norm)), ()
 
     return leafwise("clip_by_norm", rule, {"max_norm": max_norm}, complex_leaves=True)
@@ -49,7 +49,7 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
     def prepare(updates, t, carry, *, max_norm):
         return {"norm": global_norm(updates)}, carry
 
-    def rule(g, *, t, max_norm, norm):
+    def rule(g, *, max_norm, norm):
         return g * (max_norm / jnp.maximum(norm, max_norm)), ()
 
     return leafwise(

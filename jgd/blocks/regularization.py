@@ -16,7 +16,7 @@ def l1_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
       rate: ``λ ≥ 0``, a float, an array or a schedule.
     """
 
-    def rule(g, p, *, t, rate):
+    def rule(g, p, *, rate):
         return g + rate * jnp.sign(p), ()
 
     return leafwise("l1_penalty", rule, {"rate": rate}, with_params=True)
@@ -32,7 +32,7 @@ def l2_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
       rate: ``λ ≥ 0``, a float, an array or a schedule.
     """
 
-    def rule(g, p, *, t, rate):
+    def rule(g, p, *, rate):
         return g + 2 * rate * p, ()
 
     return leafwise("l2_penalty", rule, {"rate": rate}, with_params=True, complex_leaves=True)
@@ -48,7 +48,7 @@ def weight_decay(rate: ScalarOrSchedule) -> GradientTransformation:
       rate: ``λ ≥ 0``, a float, an array or a schedule; it does not follow the learning rate.
     """
 
-    def rule(g, p, *, t, rate):
+    def rule(g, p, *, rate):
         return g - rate * p, ()
 
     return leafwise("weight_decay", rule, {"rate": rate}, with_params=True, complex_leaves=True)
@@ -69,7 +69,7 @@ def max_norm(max_value: ScalarOrSchedule, axis: int = 0) -> GradientTransformati
       axis: the axis the norm is taken along, an int.
     """
 
-    def rule(u, p, *, t, max_value):
+    def rule(u, p, *, max_value):
         if u.ndim < 2:
             return u, ()
         w = p + u

@@ -13,7 +13,7 @@ def scale(factor: ScalarOrSchedule) -> GradientTransformation:
     Args:
       factor: any finite float, array or schedule; ``scale(-1.0)`` first in a chain maximizes.
     """
-    return leafwise("scale", lambda g, *, t, factor: (factor * g, ()), {"factor": factor}, complex_leaves=True)
+    return leafwise("scale", lambda g, *, factor: (factor * g, ()), {"factor": factor}, complex_leaves=True)
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransformation:
@@ -24,7 +24,7 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> GradientTransform
         a momentum buffer from outside, as optax's and torch's SGD do).
     """
 
-    def rule(g, *, t, learning_rate):
+    def rule(g, *, learning_rate):
         return -learning_rate * g, ()
 
     return leafwise("scale_by_learning_rate", rule, {"learning_rate": learning_rate}, complex_leaves=True)

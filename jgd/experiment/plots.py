@@ -8,24 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from jgd.experiment.sweep import SweepResult
-from jgd.experiment.sweep_results import best, describe, over_seeds
-from jgd.experiment.training import History
-from jgd.wrappers.monitor import STATISTICS
+from jgd.experiment.sweep.engine import SweepResult
+from jgd.experiment.sweep.results import best, describe, over_seeds
+from jgd.experiment.train.training import History
 
 _STYLES = ("-", "--", "-.", ":")
 # Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.
 _LOSS_FLOOR = 1e-7
+# The global statistics of jgd.monitor, as a history row holds them: three norms and their ratio.
+_NORMS = ("grad_norm", "update_norm", "param_norm")
+_RATIO = "update_ratio"
 
 
 def plot_curves(
-    curves: Mapping[str, tuple[list[float], list[float]]],
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     path: str | Path,
     *,
     title: str,
@@ -91,7 +94,7 @@ def plot_history(history: History, directory: str | Path, name: str = "") -> lis
         mark=mark,
     )
     written = [loss, acc]
-    if any(STATISTICS[0] in row for row in history.epochs):
+    if any(_RATIO in row for row in history.epochs):
         written.append(directory / "optimizer.png")
         plot_monitor(history, written[-1], title=f"Optimizer statistics per epoch{suffix}")
     return written
@@ -102,13 +105,13 @@ def plot_monitor(history: History, path: str | Path, *, title: str) -> None:
 
     Each point is the last optimizer step of its epoch; epochs without statistics (epoch 0) are left out.
     """
-    rows = [row for row in history.epochs if STATISTICS[0] in row]
+    rows = [row for row in history.epochs if _RATIO in row]
     epochs = [row["epoch"] for row in rows]
     fig = Figure(figsize=(8, 6.5), layout="constrained")
     norms, ratio = fig.subplots(2, 1, sharex=True)
-    for i, name in enumerate(STATISTICS[:3]):
+    for i, name in enumerate(_NORMS):
         norms.plot(epochs, [row[name] for row in rows], _STYLES[i], color=f"C{i}", label=name, linewidth=1.6)
-    ratio.plot(epochs, [row[STATISTICS[3]] for row in rows], color="C3", label=STATISTICS[3], linewidth=1.6)
+    ratio.plot(epochs, [row[_RATIO] for row in rows], color="C3", label=_RATIO, linewidth=1.6)
     norms.set(title=title, ylabel="norm (log scale)", yscale="log")
     ratio.set(xlabel="epoch", ylabel="‖update‖ / ‖params‖ (log scale)", yscale="log")
     for ax in (norms, ratio):
@@ -178,7 +181,7 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
         xs = np.unique(x)
         ys = np.array([loss[(x == v) & ok].min() if ((x == v) & ok).any() else np.nan for v in xs])
         ys = np.maximum(ys, _LOSS_FLOOR)
-        style = {"color": f"C{i % 10}", "linestyle": _STYLES[i % len(_STYLES)]}
+        style: dict[str, Any] = {"color": f"C{i % 10}", "linestyle": _STYLES[i % len(_STYLES)]}
         ax.plot(xs, ys, marker="o", markersize=4, label=result.label, linewidth=1.6, **style)
         lost = np.isnan(ys)
         # Blended transform (data x, axes y): diverged values sit in a band at the top whatever the loss range,

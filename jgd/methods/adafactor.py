@@ -154,5 +154,6 @@ def adafactor(
         state_dtype=state_dtype,
         with_params=True,
         slot_init={"v_row": init_row, "v_col": init_col, "v": init_full},
+        nonnegative_slots=("v_row", "v_col", "v"),
         masks={"decayed": weight_decay_mask},
     )

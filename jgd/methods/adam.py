@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import jax.numpy as jnp
 
@@ -92,7 +93,16 @@ def adam(
         m_hat, denominator, new = direction(g, m, v, rest, t, b1, b2, eps, eps_root)
         return -learning_rate * m_hat / denominator, new
 
-    return leafwise("adam", rule, hp, slots, state_dtype=state_dtype, real_slots=_REAL, complex_leaves=True)
+    return leafwise(
+        "adam",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=_REAL,
+        nonnegative_slots=slots[1:],
+        complex_leaves=True,
+    )
 
 
 def adamw(
@@ -142,6 +152,7 @@ def adamw(
         with_params=True,
         masks={"decayed": mask},
         real_slots=_REAL,
+        nonnegative_slots=slots[1:],
         complex_leaves=True,
     )
 
@@ -182,7 +193,16 @@ def adamax(
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps}
     slots = ("mu", "inf_norm")
-    return leafwise("adamax", rule, hp, slots, state_dtype=state_dtype, real_slots=("inf_norm",), complex_leaves=True)
+    return leafwise(
+        "adamax",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=("inf_norm",),
+        nonnegative_slots=("inf_norm",),
+        complex_leaves=True,
+    )
 
 
 def nadam(
@@ -239,10 +259,19 @@ def nadam(
             return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)
 
         slots = ("mu", "nu")
-        return leafwise("nadam", seed_rule, hp, slots, state_dtype=state_dtype, real_slots=_REAL, complex_leaves=True)
+        return leafwise(
+            "nadam",
+            seed_rule,
+            hp,
+            slots,
+            state_dtype=state_dtype,
+            real_slots=_REAL,
+            nonnegative_slots=("nu",),
+            complex_leaves=True,
+        )
 
     scheduled = momentum_decay is not None
-    if scheduled:
+    if momentum_decay is not None:
         hp["momentum_decay"] = momentum_decay
 
     def products(t, carry, mu):
@@ -252,6 +281,7 @@ def nadam(
         prepared = {"mu_t": mu_t, "mu_next": mu_next, "product": product, "product_next": product * mu_next}
         return prepared, {"mu_product": product}
 
+    prepare: Callable[..., Any]  # one of two signatures: leafwise passes the hyperparameters each names
     if scheduled:
 
         def prepare(updates, t, carry, *, b1, momentum_decay):
@@ -278,5 +308,6 @@ def nadam(
         prepare=prepare,
         prepared=("mu_t", "mu_next", "product", "product_next"),
         real_slots=_REAL,
+        nonnegative_slots=("nu",),
         complex_leaves=True,
     )

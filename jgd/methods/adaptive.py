@@ -40,13 +40,22 @@ def adagrad(
         one dtype, or a mapping per slot name; default each param's own dtype.
     """
 
-    def rule(g, sum_sq, *, t, learning_rate, eps, eps_root, initial_accumulator):
+    def rule(g, sum_sq, *, learning_rate, eps, eps_root, initial_accumulator):
         sum_sq = sum_sq + abs_sq(g)
         return -learning_rate * g / (jnp.sqrt(initial_accumulator + sum_sq + eps_root) + eps), (sum_sq,)
 
     hp = {"learning_rate": learning_rate, "eps": eps, "eps_root": eps_root, "initial_accumulator": initial_accumulator}
     slots = ("sum_of_squares",)
-    return leafwise("adagrad", rule, hp, slots, state_dtype=state_dtype, real_slots=slots, complex_leaves=True)
+    return leafwise(
+        "adagrad",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=slots,
+        nonnegative_slots=slots,
+        complex_leaves=True,
+    )
 
 
 def adadelta(
@@ -75,14 +84,15 @@ def adadelta(
         param's own dtype.
     """
 
-    def rule(g, sq_grad, sq_step, *, t, learning_rate, rho, eps):
+    def rule(g, sq_grad, sq_step, *, learning_rate, rho, eps):
         sq_grad = rho * sq_grad + (1 - rho) * g * g
         step = -jnp.sqrt((sq_step + eps) / (sq_grad + eps)) * g  # one root: XLA keeps two as separate passes
         sq_step = rho * sq_step + (1 - rho) * step * step
         return learning_rate * step, (sq_grad, sq_step)
 
     hp = {"learning_rate": learning_rate, "rho": rho, "eps": eps}
-    return leafwise("adadelta", rule, hp, ("mean_square_grad", "mean_square_step"), state_dtype=state_dtype)
+    slots = ("mean_square_grad", "mean_square_step")
+    return leafwise("adadelta", rule, hp, slots, state_dtype=state_dtype, nonnegative_slots=slots)
 
 
 def rmsprop(
@@ -134,7 +144,8 @@ def rmsprop(
         if not centered:
             return g / (jnp.sqrt(sq + eps_root) + eps), [sq]
         mean = decay * rest[0] + (1 - decay) * g
-        return g / (jnp.sqrt(sq - abs_sq(mean) + eps_root) + eps), [sq, mean]
+        # E[g²] ≥ |E[g]|² holds for the exact averages, not for rounded or quantized ones: clamp at 0, not NaN.
+        return g / (jnp.sqrt(jnp.maximum(sq - abs_sq(mean), 0) + eps_root) + eps), [sq, mean]
 
     def rule(g, sq, *rest, learning_rate, decay, eps, eps_root):
         step, new = scaled(g, sq, rest, decay, eps, eps_root)
@@ -153,4 +164,13 @@ def rmsprop(
         hp["momentum"] = momentum
     real = ("mean_square",)
     chosen = rule if momentum is None else momentum_rule
-    return leafwise("rmsprop", chosen, hp, slots, state_dtype=state_dtype, real_slots=real, complex_leaves=True)
+    return leafwise(
+        "rmsprop",
+        chosen,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=real,
+        nonnegative_slots=real,
+        complex_leaves=True,
+    )

@@ -61,6 +61,7 @@ def radam(
         ("mu", "nu"),
         state_dtype=state_dtype,
         real_slots=("nu",),
+        nonnegative_slots=("nu",),
         complex_leaves=True,
         narrowed={"threshold": Range(low=4.0, low_open=True)},
     )
@@ -100,7 +101,16 @@ def adabelief(
 
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     slots = ("mu", "nu")
-    return leafwise("adabelief", rule, hp, slots, state_dtype=state_dtype, real_slots=("nu",), complex_leaves=True)
+    return leafwise(
+        "adabelief",
+        rule,
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        real_slots=("nu",),
+        nonnegative_slots=("nu",),
+        complex_leaves=True,
+    )
 
 
 def lion(
@@ -129,7 +139,7 @@ def lion(
       state_dtype: dtype of the momentum; default each param's own.
     """
 
-    def rule(g, m, p, *, t, learning_rate, b1, b2, weight_decay, decayed):
+    def rule(g, m, p, *, learning_rate, b1, b2, weight_decay, decayed):
         step = jnp.sign(b1 * m + (1 - b1) * g)
         if decayed:
             step = step + weight_decay * p

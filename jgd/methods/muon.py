@@ -60,7 +60,7 @@ def _adam_rule(nesterov: bool):
     return rule
 
 
-def _scale_by_adam_learning_rate(g, *, t, adam_learning_rate):
+def _scale_by_adam_learning_rate(g, *, adam_learning_rate):
     return -adam_learning_rate * g, ()
 
 
@@ -139,7 +139,15 @@ def muon(
         with_params=True,
         masks={"decayed": weight_decay_mask},
     )
-    others = leafwise("muon", _adam_rule(nesterov), adam_hp, ("mu", "nu"), state_dtype=dtypes, with_params=True)
+    others = leafwise(
+        "muon",
+        _adam_rule(nesterov),
+        adam_hp,
+        ("mu", "nu"),
+        state_dtype=dtypes,
+        with_params=True,
+        nonnegative_slots=("nu",),
+    )
 
     def labels(params):
         return jax.tree.map(lambda p: "muon" if p.ndim == 2 or (stacked_matrices and p.ndim > 2) else "adam", params)

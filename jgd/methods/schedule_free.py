@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.lowbit import dequantize
 from jgd.ranges import OPEN_UNIT
 from jgd.state import made_by
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
@@ -69,6 +70,7 @@ def _schedule_free(name, rule, hp, slots, state_dtype, warmup_steps) -> Gradient
         prepared=("lr_t", "ck"),
         narrowed=_B1_RANGE,
         slot_init={"z": _copy},
+        nonnegative_slots=[s for s in slots if s == "nu"],
     )
 
 
@@ -157,5 +159,5 @@ def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:
       params: the params that transform updates, the gradient points ``y_t`` (``jgd.types.PyTree``).
     """
     found = made_by("schedule_free_eval_params", state, ("schedule_free_sgd", "schedule_free_adamw"))
-    b1, z = {**found.hyperparams, **found.scheduled}["b1"], found.slots["z"]
+    b1, z = {**found.hyperparams, **found.scheduled}["b1"], dequantize(found.slots["z"])
     return jax.tree.map(lambda y, z: ((y - (1 - b1) * z) / b1).astype(y.dtype), params, z)

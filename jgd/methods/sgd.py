@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
+from jgd.lowbit import dequantize
 from jgd.state import made_by
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
@@ -101,7 +102,7 @@ def momentum(
     if dampening is not None:
         raise ValueError("dampening needs form='trace'")
 
-    def rule(g, v, *, t, learning_rate, momentum):
+    def rule(g, v, *, learning_rate, momentum):
         if form == "velocity":
             v = momentum * v + learning_rate * g
             return -v, (v,)
@@ -152,7 +153,7 @@ def nesterov(
     if dampening is not None:
         raise ValueError("dampening needs form='trace'")
 
-    def rule(g, v, *, t, learning_rate, momentum):
+    def rule(g, v, *, learning_rate, momentum):
         v = momentum * v + learning_rate * g
         return -(momentum * v + learning_rate * g), (v,)
 
@@ -173,5 +174,5 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
         any other state (another form, :func:`nesterov`, ``rmsprop``'s momentum) is a ``ValueError``.
     """
     found = made_by("look_ahead", state, ("momentum",))
-    gamma, velocity = found.hyperparams["momentum"], found.slots["velocity"]
+    gamma, velocity = found.hyperparams["momentum"], dequantize(found.slots["velocity"])
     return jax.tree.map(lambda p, v: (p - gamma * v).astype(p.dtype), params, velocity)

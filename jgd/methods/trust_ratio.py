@@ -79,6 +79,7 @@ def lamb(
         with_params=True,
         masks=masks,
         real_slots=("nu",),
+        nonnegative_slots=("nu",),
         complex_leaves=True,
     )
 
@@ -122,7 +123,7 @@ def lars(
     if form not in ("paper", "optax"):
         raise ValueError(f"form must be 'paper' or 'optax', got {form!r}")
 
-    def rule(g, v, p, *, t, learning_rate, weight_decay, trust_coefficient, eps, momentum, decayed, adapted):
+    def rule(g, v, p, *, learning_rate, weight_decay, trust_coefficient, eps, momentum, decayed, adapted):
         decay = weight_decay if decayed else 0.0
         step = g + decay * p
         if adapted:

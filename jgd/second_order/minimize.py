@@ -87,7 +87,7 @@ def minimize(
     if isinstance(method, str):
         if method not in _METHODS:
             raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
-        method = _named(method, bool(jax.config.jax_enable_x64))
+        method = _named(method, bool(jax.config.read("jax_enable_x64")))
     elif not (callable(getattr(method, "init", None)) and callable(getattr(method, "update", None))):
         raise ValueError(f"method must be one of {sorted(_METHODS)} or a GradientTransformation, got {method!r}")
     if not isinstance(maxiter, jax.core.Tracer):

@@ -71,7 +71,7 @@ def _quasi_newton(
     name: str,
     linesearch: LineSearch | None,
     init_memory: Callable[[int, Any], NamedTuple],
-    apply_inverse: Callable[[NamedTuple, jax.Array], jax.Array],
+    apply_inverse: Callable[[Any, jax.Array], jax.Array],
     add_pair: Callable[..., NamedTuple],
     *,
     learning_rate: ScalarOrSchedule | None = None,

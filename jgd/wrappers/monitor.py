@@ -11,7 +11,7 @@ import numpy as np
 from jgd import masks, trees
 from jgd.base import GradientTransformation, check_transform, with_extra_args
 from jgd.hyperparams_access import hyperparams
-from jgd.state import check_state
+from jgd.state import check_state, transform_states
 from jgd.trees import global_norm
 from jgd.types import PyTree
 from jgd.wrappers.partition import PartitionState
@@ -104,7 +104,8 @@ def statistics(state: PyTree) -> dict[str, object]:
     per parameter (its ``/``-joined path), ``"grad_norm/group:encoder"`` per
     group of a :func:`jgd.partition` found in the state, and each hyperparameter
     by the key :func:`jgd.hyperparams` gives it (``"encoder/learning_rate"``
-    for a name several transforms use). Under ``vmap`` each value is a list.
+    for a name several transforms use; none for an optax transform's state). Under ``vmap`` each value
+    is a list.
 
     Args:
       state: a state holding a :class:`MonitorState` (a chain's, optax's wrappers', ...).
@@ -119,5 +120,6 @@ def statistics(state: PyTree) -> dict[str, object]:
     with np.errstate(divide="ignore", invalid="ignore"):
         for part in trees.instances(found[0].inner, PartitionState):
             flat.update(_group_statistics(leaves, part.members))
-    flat.update(hyperparams(found[0].inner))
+    if transform_states(found[0].inner):  # an optax transform's state holds no jgd hyperparameters
+        flat.update(hyperparams(found[0].inner))
     return {key: _python(value) for key, value in flat.items()}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 
 from jgd.base import GradientTransformation, with_extra_args
+from jgd.compat import memory_space
 from jgd.state import TransformState, transform_states
 from jgd.types import PyTree
 
 
-def _move(state: PyTree, slots: frozenset[str] | None, space: jax.memory.Space) -> PyTree:
+def _move(state: PyTree, slots: frozenset[str] | None, space: Any) -> PyTree:
     """``state`` with the chosen slots (all if ``slots`` is None) of every TransformState put in ``space``."""
 
     def move(node):
@@ -66,10 +68,10 @@ def offload(tx: GradientTransformation, slots: Sequence[str] | None = None) -> G
             unknown = sorted(chosen - names)
             if unknown:
                 raise ValueError(f"offload: no slot named {unknown} in the state; its slots are {sorted(names)}")
-        return _move(state, chosen, jax.memory.Space.Host)
+        return _move(state, chosen, memory_space("host"))
 
     def update_fn(updates, state, params=None, **extra_args):
-        updates, state = tx.update(updates, _move(state, chosen, jax.memory.Space.Device), params, **extra_args)
-        return updates, _move(state, chosen, jax.memory.Space.Host)
+        updates, state = tx.update(updates, _move(state, chosen, memory_space("device")), params, **extra_args)
+        return updates, _move(state, chosen, memory_space("host"))
 
     return GradientTransformation(init_fn, update_fn)

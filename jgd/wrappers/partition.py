@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,6 @@ Labels = PyTree | Callable[[PyTree], PyTree]
 """A tree of group labels (strings) that is a prefix of the params, or a function ``params -> such a tree``."""
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PartitionState:
     """groups: each group's state, keyed by the group's name. A name the user wrote is a
@@ -38,7 +38,11 @@ class PartitionState:
     """
 
     groups: dict[str, PyTree]
-    members: tuple[tuple[str, tuple[str, ...]], ...] = dataclasses.field(metadata={"static": True})
+    members: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+# The fields named, not read from field metadata: JAX reads that only from 0.4.36 on.
+jax.tree_util.register_dataclass(PartitionState, data_fields=["groups"], meta_fields=["members"])
 
 
 def _is_transform(x) -> bool:
@@ -154,11 +158,11 @@ def _grouped(transforms: dict[str, GradientTransformation], select: Select, key:
 
 def _members_differ(made: tuple, given: tuple) -> str:
     """Names the first group whose leaves differ between the state and the updates."""
-    made, given = dict(made), dict(given)
-    name = next(n for n in {**made, **given} if made.get(n) != given.get(n))
+    made_by, given_by = dict(made), dict(given)
+    name = next(n for n in {**made_by, **given_by} if made_by.get(n) != given_by.get(n))
     return (
-        f"this partition state was made for other parameters: its group {name!r} holds {made.get(name)}, "
-        f"the updates give it {given.get(name)}"
+        f"this partition state was made for other parameters: its group {name!r} holds {made_by.get(name)}, "
+        f"the updates give it {given_by.get(name)}"
     )
 
 
@@ -221,7 +225,7 @@ def partition(
         raise TypeError("param_labels is a transform: the by-path form takes it as partition(rules, default=...)")
     if default is not None:
         raise TypeError("default is for partition's by-path form; with param_labels every leaf has its label")
-    return by_labels(groups, param_labels)
+    return by_labels(cast(Mapping[str, GradientTransformation], groups), param_labels)
 
 
 def by_labels(
@@ -325,6 +329,6 @@ def _check_rules(rules: Mapping, default):
     return groups, multipliers, patterns
 
 
-def _scale_by_multiplier(g, *, t, multiplier):
+def _scale_by_multiplier(g, *, multiplier):
     """``u = m · u``: the updates of the default transform, scaled for one group."""
     return multiplier * g, ()

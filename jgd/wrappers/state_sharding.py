@@ -7,11 +7,16 @@ The state is never built: its shapes, dtypes and memory spaces come from tracing
 
 from __future__ import annotations
 
+import dataclasses
+from typing import cast
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
 from jgd.base import GradientTransformation
+from jgd.compat import on_host
+from jgd.lowbit import QuantizedArray
 from jgd.types import PyTree
 
 _HOST = "pinned_host"
@@ -68,7 +73,7 @@ def _split_over(sharding: Sharding, shape: tuple[int, ...], axis: str) -> Shardi
 def _find_mesh(mesh: Mesh | None, by_path: dict) -> Mesh | None:
     if mesh is not None:
         return mesh
-    meshes = [s.mesh for _, s in by_path.values() if isinstance(s, NamedSharding)]
+    meshes = [cast(Mesh, s.mesh) for _, s in by_path.values() if isinstance(s, NamedSharding)]
     return meshes[0] if meshes else None
 
 
@@ -78,6 +83,53 @@ def _replicated(mesh: Mesh | None, by_path: dict) -> Sharding:
         devices = sorted({d for _, s in by_path.values() for d in s.device_set}, key=lambda d: d.id)
         mesh = Mesh(np.array(devices), ("devices",))
     return NamedSharding(mesh, PartitionSpec())
+
+
+def _size(mesh: Mesh, axes: tuple[str, ...]) -> int:
+    return int(np.prod([mesh.shape[a] for a in axes]))
+
+
+def _leading_axes(node: QuantizedArray, like: Sharding | None) -> tuple[str, ...]:
+    """The mesh axes that split a quantized slot's blocks (rows) as its param is split, or () if they cannot:
+    the param must be split on its leading axis alone, into whole blocks."""
+    if not isinstance(like, NamedSharding) or not like.spec or node.ndim == 0:
+        return ()
+    first, *rest = tuple(like.spec)
+    if first is None or any(e is not None for e in rest):
+        return ()
+    axes = first if isinstance(first, tuple) else (first,)
+    split = _size(like.mesh, axes)
+    whole = node.rank1 or (node.size // split) % node.block_size == 0
+    return axes if node.shape[0] % split == 0 and whole and node.codes.shape[0] % split == 0 else ()
+
+
+def _quantized(node: QuantizedArray, like: Sharding | None, replicated: Sharding, shard_over: str | None):
+    """A :class:`QuantizedArray` of shardings for a quantized slot: codes and scales split on their first axis
+    (blocks, rows) with the param where :func:`_leading_axes` allows, and further over ``shard_over`` where
+    that axis divides; column scales replicated."""
+    axes = _leading_axes(node, like)
+    mesh = like.mesh if axes else getattr(replicated, "mesh", None)
+    if shard_over is not None and mesh is not None and shard_over not in axes:
+        if node.codes.shape[0] % (_size(mesh, axes) * mesh.shape[shard_over]) == 0:
+            axes = (*axes, shard_over)
+    if not axes:
+        return dataclasses.replace(
+            node, codes=replicated, scales=replicated, col_scales=None if node.col_scales is None else replicated
+        )
+    entry = axes[0] if len(axes) == 1 else axes
+    return dataclasses.replace(
+        node,
+        codes=NamedSharding(mesh, PartitionSpec(entry, None)),
+        scales=NamedSharding(mesh, PartitionSpec(entry)),
+        col_scales=None if node.col_scales is None else replicated,
+    )
+
+
+def _on_host(shardings, avals):
+    """``shardings`` (a sharding or a tree of them) in pinned host memory if ``tx.init`` put the leaves there."""
+    if any(on_host(aval) for aval in avals):
+        return jax.tree.map(lambda s: s.with_memory_kind(_HOST), shardings)
+    return shardings
 
 
 def state_sharding(
@@ -97,7 +149,10 @@ def state_sharding(
     is not sharded yet and that the axis size divides: ZeRO-1, each device
     holding ``1/size`` of the slots while params and grads stay as they are.
     Leaves that ``tx.init`` puts in host memory (:func:`jgd.offload`) get
-    ``memory_kind="pinned_host"``.
+    ``memory_kind="pinned_host"``. A quantized slot (:func:`jgd.quantized`) gets a
+    :class:`jgd.QuantizedArray` of shardings: its codes and scales split over their blocks (rows) as
+    the param is over its leading axis, when that axis alone is split and into whole blocks, and
+    over ``shard_over`` where the number of blocks allows; otherwise replicated.
 
     Args:
       tx: the transform (any: chains, wrappers, optax transforms).
@@ -118,17 +173,20 @@ def state_sharding(
         if shard_over not in mesh.axis_names:
             raise ValueError(f"shard_over={shard_over!r} is not an axis of the mesh, whose axes are {mesh.axis_names}")
     jaxpr, abstract = jax.make_jaxpr(tx.init, return_shape=True)(params)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    quantized = lambda x: isinstance(x, QuantizedArray)  # noqa: E731
+    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract, is_leaf=quantized)
     replicated = _replicated(mesh, by_path)
-    out = []
-    for (path, leaf), aval in zip(flat, jaxpr.out_avals):
+    avals, out = iter(jaxpr.out_avals), []
+    for path, leaf in flat:
         keys = _keys(path)
         suffixes = (keys[i:] for i in range(len(keys) + 1))  # the longest first
-        match = next((by_path[k] for k in suffixes if k in by_path and by_path[k][0] == leaf.shape), None)
-        sharding = replicated if match is None or leaf.ndim == 0 else match[1]
-        if match is not None and leaf.ndim and shard_over is not None:
-            sharding = _split_over(sharding, leaf.shape, shard_over)
-        if aval.memory_space == jax.memory.Space.Host:
-            sharding = sharding.with_memory_kind(_HOST)
-        out.append(sharding)
+        match = next((by_path[k] for k in suffixes if k in by_path and by_path[k][0] == tuple(leaf.shape)), None)
+        if quantized(leaf):
+            like, over = (None, None) if match is None else (match[1], shard_over)
+            sharding = _quantized(leaf, like, replicated, over)
+        else:
+            sharding = replicated if match is None or leaf.ndim == 0 else match[1]
+            if match is not None and leaf.ndim and shard_over is not None:
+                sharding = _split_over(sharding, leaf.shape, shard_over)
+        out.append(_on_host(sharding, [next(avals) for _ in jax.tree.leaves(leaf)]))
     return jax.tree.unflatten(treedef, out)

@@ -14,16 +14,16 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-from jgd.experiment import field_readers as read
-from jgd.experiment.config_writer import to_dict
-from jgd.experiment.field_readers import join
-from jgd.experiment.methods import LINE_SEARCH
-from jgd.experiment.optimizers import check_optimizer, sweepable, sweepable_schedule_parameters, with_values
-from jgd.experiment.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
+from jgd.experiment.config import field_readers as read
+from jgd.experiment.config.field_readers import join
+from jgd.experiment.config.method_table import LINE_SEARCH
+from jgd.experiment.config.optimizers import check_optimizer, sweepable, sweepable_schedule_parameters, with_values
+from jgd.experiment.config.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
+from jgd.experiment.config.writer import to_dict
 
 _NO_RULE = Rule()
 
@@ -70,7 +70,7 @@ def _read_value(hint: Any, value: Any, path: str, rule: Rule) -> Any:
     if value is None and optional:
         return None
     if dataclasses.is_dataclass(hint):
-        return read_section(hint, value, path)
+        return read_section(cast(type, hint), value, path)
     if typing.get_origin(hint) is tuple:
         return _read_list(typing.get_args(hint)[0], value, path, rule)
     return _read_scalar(hint, value, path, rule)
@@ -91,6 +91,7 @@ def read_section(cls: type, raw: Any, path: str) -> Any:
         where, rule = join(path, f.name), _rule(f)
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         if rule.rest:
+            assert rule.read is not None  # a field of the other keys has its own reader
             values[f.name] = rule.read({k: v for k, v in raw.items() if k not in names}, path)
         elif f.name not in raw or (raw[f.name] is None and has_default and _empty_means_default(hints[f.name])):
             if not has_default:
@@ -126,7 +127,8 @@ _SECTION_CHECKS: dict[type, Callable[[Any, str], None]] = {DataConfig: _check_da
 
 def _resolve_methods(config: Config, raw_methods: Sequence[Any]) -> Config:
     """Each method with its label (by default its optimizer's name, unique) and batch size (by default training's)."""
-    methods, labels = [], {}
+    methods = []
+    labels: dict[str, int] = {}
     for i, (method, raw) in enumerate(zip(config.methods, raw_methods)):
         label = method.optimizer.name if method.label is None else method.label
         if label in labels:
@@ -184,6 +186,7 @@ _NOT_SWEPT = {
 def _check_sweep(config: Config) -> Config:
     """``config`` with its sweep's seeds resolved, once the sweep is known to fit its methods and training options."""
     sweep = config.sweep
+    assert sweep is not None  # parse_config checks a sweep where there is one
     for option, why in _NOT_SWEPT.items():
         if getattr(config.training, option) != getattr(TrainingConfig(), option):
             raise ValueError(f"training.{option} cannot be used with a sweep: {why}")
@@ -197,7 +200,7 @@ def _check_sweep(config: Config) -> Config:
 
 def _check_accumulate(config: Config) -> None:
     """A line search evaluates one batch's loss: it cannot step on a mean over accumulated batches."""
-    optimizers = [("optimizer", config.optimizer)] * (config.optimizer is not None)
+    optimizers = [] if config.optimizer is None else [("optimizer", config.optimizer)]
     optimizers += [(f"methods[{i}].optimizer", m.optimizer) for i, m in enumerate(config.methods)]
     for path, optimizer in optimizers:
         if config.training.accumulate > 1 and optimizer.name in LINE_SEARCH:
@@ -208,7 +211,7 @@ def _check_accumulate(config: Config) -> None:
 
 
 def parse_config(raw: Any) -> Config:
-    """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.schema.Config`."""
+    """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.config.schema.Config`."""
     config = read_section(Config, raw, "")
     _check_accumulate(config)
     config = _resolve_methods(config, raw.get("methods") or [])
@@ -228,18 +231,19 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         parts = key.split(".")
         for i, part in enumerate(parts):
             where = ".".join(parts[: i + 1])
+            index: str | int = part
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise ValueError(f"--set {key}: {where} is not an index of a list of {len(node)}")
-                part = int(part)
+                index = int(part)
             elif not isinstance(node, dict):
                 raise ValueError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
             if i == len(parts) - 1:
-                node[part] = yaml.safe_load(text)
+                node[index] = yaml.safe_load(text)
             else:
-                if isinstance(node, dict) and node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
+                if isinstance(node, dict) and node.get(index) is None:
+                    node[index] = {}
+                node = node[index]
     return raw
 
 

@@ -47,7 +47,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from jgd.experiment import sharding
+from jgd.experiment.train import sharding
 from jgd.types import PyTree
 
 FORMAT = "jgd-checkpoint/2"
@@ -129,7 +129,9 @@ def save(directory: str | Path, trees: Mapping[str, PyTree], meta: Mapping[str, 
         saver.save(trees, meta)
     finally:
         saver.close()
-    return latest(directory)
+    written = latest(directory)
+    assert written is not None  # the save above completed
+    return written
 
 
 def _unreadable(where: Path, error: Exception) -> ValueError:

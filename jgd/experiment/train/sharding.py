@@ -9,7 +9,7 @@ the reductions, so results match one device to rounding.
 
 Every function here works the same with one process or many (one per host
 after ``jax.distributed.initialize()``): values are built from host copies that
-every process holds; checkpoints (:mod:`jgd.experiment.checkpoint`) write and read each process's shards.
+every process holds; checkpoints (:mod:`jgd.experiment.train.checkpoint`) write and read each process's shards.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, Mesh, NamedSharding, Sharding
+from jax.sharding import Mesh, NamedSharding, Sharding
 from jax.sharding import PartitionSpec as P
 
 import jgd
-from jgd.base import GradientTransformation
+from jgd import GradientTransformation
+from jgd.compat import mesh_axis_types
 from jgd.types import PyTree
 
 AXES = ("data", "model")
@@ -51,7 +52,7 @@ def make_mesh(axes: Mapping[str, int]) -> Mesh:
     return jax.make_mesh(
         tuple(sizes.values()),
         tuple(sizes),
-        axis_types=(AxisType.Auto,) * len(sizes),
+        **mesh_axis_types(len(sizes)),
         devices=jax.devices()[:needed],
     )
 

@@ -1,13 +1,13 @@
 """The jitted pieces of training a Flax model: the objective, one step, one epoch, and measuring the model.
 
 One epoch is a ``lax.scan`` of the train step (loss → grad → ``tx.update`` →
-``apply_updates``) over the shuffled batches of :mod:`jgd.experiment.batching`;
+``apply_updates``) over the shuffled batches of :mod:`jgd.experiment.train.batching`;
 with the batch size equal to the training set it is a single full-batch step.
 Every step hands ``tx.update`` the objective too (``value``, ``grad`` and
 ``value_fn``, the loss as a function of the params on that batch), so
 line-search methods such as L-BFGS and BFGS run unchanged; other transforms
-ignore those arguments. :func:`jgd.experiment.training.fit` and the sweep
-engine (:mod:`jgd.experiment.sweep`) both train and measure with these.
+ignore those arguments. :func:`jgd.experiment.train.training.fit` and the sweep
+engine (:mod:`jgd.experiment.sweep.engine`) both train and measure with these.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 
 import jgd
-from jgd.experiment import batching
-from jgd.experiment.losses import LOSSES, accuracy, masked_mean
+from jgd.experiment.train import batching
+from jgd.experiment.train.losses import LOSSES, accuracy, masked_mean
 from jgd.types import PyTree
 
 # Per-epoch metrics, each measured on a whole split in inference mode (dropout off, batch norm's running statistics).

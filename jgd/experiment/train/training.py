@@ -1,10 +1,10 @@
 """Training a Flax model with any jgd or optax gradient transformation: :func:`fit`, one epoch at a time.
 
-Each epoch is one compiled call (:mod:`jgd.experiment.steps`), measured on
+Each epoch is one compiled call (:mod:`jgd.experiment.train.steps`), measured on
 every split afterwards. Around that loop, in their own modules: where the
-arrays live (:func:`jgd.experiment.sharding.run_placement`), the best epoch and
-early stopping (:mod:`jgd.experiment.early_stopping`), and checkpoints
-(:mod:`jgd.experiment.run_checkpoint`). Epoch ``e`` always sees the batches of
+arrays live (:func:`jgd.experiment.train.sharding.run_placement`), the best epoch and
+early stopping (:mod:`jgd.experiment.train.early_stopping`), and checkpoints
+(:mod:`jgd.experiment.train.run_checkpoint`). Epoch ``e`` always sees the batches of
 ``fold_in(key, e)``, so a resumed run repeats an uninterrupted one bit for bit.
 """
 
@@ -22,18 +22,16 @@ import numpy as np
 from rich.progress import Progress
 
 import jgd
-from jgd.experiment import batching
-from jgd.experiment.data import Dataset
-from jgd.experiment.early_stopping import BestEpoch
-from jgd.experiment.optimizers import optimizer_hyperparams
-from jgd.experiment.run_checkpoint import RunCheckpoint, interrupts, run_spec
-from jgd.experiment.schema import SkipSpikesConfig, TrainingConfig
-from jgd.experiment.sharding import RunPlacement, run_placement
-from jgd.experiment.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
-from jgd.trees import instances
+from jgd.experiment.config.optimizers import instances, optimizer_hyperparams
+from jgd.experiment.config.schema import SkipSpikesConfig, TrainingConfig
+from jgd.experiment.output_files import python_number
+from jgd.experiment.train import batching
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.early_stopping import BestEpoch
+from jgd.experiment.train.run_checkpoint import RunCheckpoint, interrupts, run_spec
+from jgd.experiment.train.sharding import RunPlacement, run_placement
+from jgd.experiment.train.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
-from jgd.wrappers.monitor import STATISTICS
-from jgd.wrappers.spikes import SkipSpikesState
 
 _DEFAULT_OPTIONS = TrainingConfig()
 
@@ -79,7 +77,7 @@ def _compile_epoch(
     def epoch_fn(state, x, y, epoch):
         return one_epoch(state, x, y, jax.random.fold_in(key, epoch))
 
-    jit_options = {}
+    jit_options: dict[str, Any] = {}
     if placement.everywhere is not None:
         everywhere = placement.everywhere
         jit_options = {
@@ -126,24 +124,36 @@ def _skip_spikes(tx: jgd.GradientTransformation, options: SkipSpikesConfig) -> j
 
 
 def _monitored(opt_state: PyTree) -> dict[str, float]:
-    """The global statistics of :func:`jgd.monitor`'s last step and the hyperparameters, without per-leaf values."""
-    found = jgd.statistics(opt_state)
-    return {key: value for key, value in found.items() if key in STATISTICS or key.split("/")[0] not in STATISTICS}
+    """The global statistics of :func:`jgd.monitor`'s last step and the hyperparameters, without per-leaf values.
+
+    The keys are those :func:`jgd.statistics` gives; the hyperparameters are their shortest decimals, as in the
+    other rows.
+
+    Args:
+      opt_state: an optimizer state holding a :class:`jgd.MonitorState`.
+    """
+    monitored = instances(opt_state, jgd.MonitorState)[0]
+    row = {name: float(value) for name, value in monitored.totals.items()}
+    return row | {key: python_number(value) for key, value in optimizer_hyperparams(monitored.inner).items()}
 
 
 def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Callable[[int, RunState], dict]:
-    """``row(epoch, state)``: the history row of ``state`` after ``epoch``, as Python numbers."""
+    """``row(epoch, state)``: the history row of ``state`` after ``epoch``, as Python numbers.
+
+    Measurements are exact; hyperparameters are the shortest decimals of their values (``0.001``, not the
+    float32's ``0.0010000000474974513``), so they read as the config wrote them.
+    """
     measure = make_measure(model, options.loss)
 
     def row(epoch: int, state: RunState) -> dict[str, float]:
         curves = {name: float(value) for name, value in measure(state, *splits).items()}
         rate = optimizer_hyperparams(state.opt_state).get("learning_rate")  # absent where several differ
         if rate is not None:
-            curves["learning_rate"] = float(rate)
+            curves["learning_rate"] = python_number(rate)
         if options.skip_nonfinite:
             curves["skipped_steps"] = int(state.opt_state.skipped)
         if options.skip_spikes is not None:
-            curves["skipped_spikes"] = int(instances(state.opt_state, SkipSpikesState)[0].skipped)
+            curves["skipped_spikes"] = int(instances(state.opt_state, jgd.SkipSpikesState)[0].skipped)
         if options.monitor and epoch > 0:  # epoch 0 has taken no step to measure
             curves.update(_monitored(state.opt_state))
         return {"epoch": epoch, **curves}
@@ -200,7 +210,7 @@ def _train_epochs(
     interrupt (after saving).
     """
     started, trained_before = time.perf_counter(), history.train_seconds
-    start = history.epochs[-1]["epoch"]
+    start = int(history.epochs[-1]["epoch"])
     last = start if history.stopped_early else options.epochs
     x, y = splits[:2]
     with interrupts(run_checkpoint) as interrupted:
@@ -216,6 +226,7 @@ def _train_epochs(
             if run_checkpoint is not None and run_checkpoint.due(epoch, last, stop or best.stop):
                 run_checkpoint.save(epoch, state, best, history)
             if stop:
+                assert run_checkpoint is not None  # only a run that saves itself polls for interrupts
                 raise KeyboardInterrupt(
                     f"interrupted; saved a checkpoint of epoch {epoch} in {run_checkpoint.directory}"
                 )
@@ -228,7 +239,7 @@ def _progress_display(progress: Progress | None, description: str, epochs: int, 
     """``show(row)``: advances a progress bar showing the row's losses (nothing without ``progress``)."""
     if progress is None:
         return lambda row: None
-    done = history.epochs[-1]["epoch"]
+    done = int(history.epochs[-1]["epoch"])
     task = progress.add_task(description, total=epochs, completed=done, status=_status(history.epochs[-1]))
     return lambda row: progress.update(task, advance=1, status=_status(row))
 
@@ -291,6 +302,7 @@ def fit(
     run_checkpoint = _checkpoint(model, state, data, key, options, batch_size, resume)
     splits = placement.put((data.x_train, data.y_train, data.x_val, data.y_val))
     if resume:
+        assert run_checkpoint is not None  # _checkpoint raised where resume has none
         state, best, saved = run_checkpoint.resume(state, placement.state, options.epochs, options.early_stopping)
         history = History(**saved)
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Writing a config back as YAML-ready data: the inverse of :mod:`jgd.experiment.config_reader`, by the same schema."""
+"""Writing a config back as YAML-ready data: the inverse of :mod:`jgd.experiment.config.reader`, by the same schema."""
 
 from __future__ import annotations
 

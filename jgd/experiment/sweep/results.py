@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from jgd.experiment.settings import Settings
-from jgd.experiment.sweep import SweepResult
+from jgd.experiment.output_files import python_number
+from jgd.experiment.sweep.engine import SweepResult
+from jgd.experiment.sweep.settings import Settings
 
 
 def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
@@ -26,16 +27,24 @@ def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
 
 
 def rows(result: SweepResult) -> list[dict[str, Any]]:
-    """One row per setting: method, hyperparameters, seed, :func:`final_metrics` and the divergence flags."""
-    columns = {
-        **result.settings,
+    """One row per setting: method, hyperparameters, seed, :func:`final_metrics` and the divergence flags.
+
+    A hyperparameter is the shortest decimal of the value trained with (``0.3``, not the float32's
+    ``0.30000001192092896``), so it reads as the config wrote it; the measurements are exact.
+    """
+    measured = {
         **final_metrics(result),
         "nonfinite": result.nonfinite,
         "exploded": result.exploded,
         "diverged": result.diverged,
     }
     return [
-        {"method": result.label, **{k: v[i].item() for k, v in columns.items()}} for i in range(len(result.diverged))
+        {
+            "method": result.label,
+            **{k: python_number(v[i]) for k, v in result.settings.items()},
+            **{k: v[i].item() for k, v in measured.items()},
+        }
+        for i in range(len(result.diverged))
     ]
 
 
@@ -61,14 +70,15 @@ def best(result: SweepResult, select: str = "val_loss") -> dict[str, Any] | None
     """The row of :func:`over_seeds` with the best mean ``select`` among those no seed of which diverged.
 
     Accuracies are maximized, losses minimized; ``rows`` lists the settings
-    (one per seed) it stands for. ``None`` when every setting diverged.
+    (one per seed) it stands for. ``None`` when every setting diverged. Hyperparameters are written as in
+    :func:`rows`.
     """
     table, runs = over_seeds(result)
     score = np.where(table["diverged"] == 0, table[select], np.nan)
     if np.isnan(score).all():
         return None
     g = int(np.nanargmax(score) if select.endswith("accuracy") else np.nanargmin(score))
-    return {"method": result.label, **{k: v[g].item() for k, v in table.items()}, "rows": runs[g].tolist()}
+    return {"method": result.label, **{k: python_number(v[g]) for k, v in table.items()}, "rows": runs[g].tolist()}
 
 
 def _json_ready(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """Readers of single YAML values: each checks one value and names its field (a dotted path) in any error.
 
-The generic section reader (:mod:`jgd.experiment.config_reader`) calls these by
-the field's type; the schema (:mod:`jgd.experiment.schema`) names the special
+The generic section reader (:mod:`jgd.experiment.config.reader`) calls these by
+the field's type; the schema (:mod:`jgd.experiment.config.schema`) names the special
 ones (batch size, mesh, sweep space) a field needs.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jgd.experiment.sharding import AXES
+from jgd.experiment.train.sharding import AXES
 
 # Random-search distributions of a sweep space.
 DISTRIBUTIONS = ("uniform", "log_uniform")

@@ -9,27 +9,14 @@ seed's choice for layers without a rectifier.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "relu": nn.relu,
-    "leaky_relu": nn.leaky_relu,  # max(αz, z), α = 0.01
-    "elu": nn.elu,  # α(exp(z) - 1) for z < 0, α = 1
-    "tanh": nn.tanh,
-    "sigmoid": nn.sigmoid,
-}
-
-# Zero-mean (truncated) normal draws with the seed's variances, as Keras' he_normal and glorot_normal:
-# He σ² = 2 / fan_in (for ReLUs), Glorot σ² = 2 / (fan_in + fan_out).
-INITIALIZERS: dict[str, nn.initializers.Initializer] = {
-    "he": nn.initializers.he_normal(),
-    "glorot": nn.initializers.glorot_normal(),
-}
+from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
 
 
 class MLP(nn.Module):
@@ -38,7 +25,7 @@ class MLP(nn.Module):
     Attributes:
       hidden: width of each hidden layer.
       num_outputs: number of outputs.
-      activation: a key of :data:`ACTIVATIONS`.
+      activation: a key of :data:`~jgd.experiment.train.layers.ACTIVATIONS`.
       initializer: ``"he"`` or ``"glorot"``, for the hidden layers' kernels.
       dropout: dropout rate of the hidden layers' outputs (0 disables it).
       batch_norm: whether to normalize each hidden layer's pre-activations.

@@ -1,17 +1,17 @@
 """The sweep engine: many optimizer settings trained at once, as one vmapped and jitted program.
 
-Hyperparameters are data (:mod:`jgd.hyperparams`), so a sweep builds the
+Hyperparameters are data (they live in the optimizer state), so a sweep builds the
 transform inside ``jax.vmap`` from traced values, and any float hyperparameter
 can vary between settings: learning rate, betas, momentum, decay, ε,
 penalties, clipping thresholds, schedule parameters. Settings are a table
-(:mod:`jgd.experiment.settings`); a ``seed`` column picks each setting's
+(:mod:`jgd.experiment.sweep.settings`); a ``seed`` column picks each setting's
 initial weights. Every setting trains on the same batches in the same order.
 
 ``chunk`` bounds memory by running the settings in vmapped chunks of one
 shape (the last one padded, so there is a single compile); a ``mesh`` shards
 the settings axis over its devices. Settings are independent lanes of the
 vmap: one that diverges is flagged, and the others' results do not change.
-Running a config's sweep section is :mod:`jgd.experiment.sweep_config`.
+Running a config's sweep section is :mod:`jgd.experiment.sweep.from_config`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from rich.progress import Progress
 
-from jgd.base import GradientTransformation
-from jgd.experiment import batching
-from jgd.experiment.data import Dataset
-from jgd.experiment.models import init_variables
-from jgd.experiment.settings import Settings, num_settings
-from jgd.experiment.steps import CURVES, RunState, evaluated_params, make_epoch, make_evaluate, make_measure
+from jgd import GradientTransformation
+from jgd.experiment.sweep.settings import Settings, num_settings
+from jgd.experiment.train import batching
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.models import init_variables
+from jgd.experiment.train.steps import CURVES, RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
 
 
@@ -200,7 +200,7 @@ def sweep(
     Seed ``s`` starts from the initial weights ``jgd train`` draws with
     ``seed: s`` (seed 0 without a ``seed`` column); ``order_key`` fixes the
     batches of every epoch (epoch ``e`` uses ``fold_in(order_key, e)``) as
-    :func:`jgd.training.fit` does, so each setting ends with the parameters
+    :func:`jgd.experiment.train.training.fit` does, so each setting ends with the parameters
     ``fit`` reaches with the same transform, up to rounding: batched and
     single matrix products sum in different orders, and large steps amplify that.
 

@@ -1,7 +1,7 @@
 """The experiment config schema: frozen dataclasses, one per YAML section, whose fields are the YAML keys.
 
 Each field's type and :func:`rule` are all the generic reader
-(:mod:`jgd.experiment.config_reader`) needs, so a new option is one line here.
+(:mod:`jgd.experiment.config.reader`) needs, so a new option is one line here.
 The user's view of the schema is ``configs/README.md``.
 """
 
@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jgd.experiment import field_readers
-from jgd.experiment.data import DATASETS
-from jgd.experiment.losses import LOSSES
-from jgd.experiment.methods import read_hyperparams
-from jgd.experiment.models import ACTIVATIONS, INITIALIZERS
+from jgd.experiment.config import field_readers
+from jgd.experiment.config.method_table import read_hyperparams
+from jgd.experiment.train.data import DATASETS
+from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
+from jgd.experiment.train.losses import LOSSES
 
 # What "best setting" of a sweep can mean.
 SELECT = ("val_loss", "val_accuracy", "final_train_loss")
@@ -59,7 +59,7 @@ THRESHOLD = rule(low=0.0, open_low=True, omit_default=True)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data set, and how it is split and scaled (see :func:`jgd.experiment.data.load_dataset`)."""
+    """Which data set, and how it is split and scaled (see :func:`jgd.experiment.train.data.load_dataset`)."""
 
     name: str = field(default="digits", metadata=rule(choices=DATASETS))
     path: str | None = None
@@ -70,7 +70,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The :class:`jgd.experiment.models.MLP`'s hidden widths and layer choices."""
+    """The :class:`jgd.experiment.train.models.MLP`'s hidden widths and layer choices."""
 
     hidden: tuple[int, ...] = field(default=(128,), metadata=rule(low=1))
     activation: str = field(default="relu", metadata=rule(choices=tuple(ACTIVATIONS)))
@@ -105,10 +105,10 @@ class SkipSpikesConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How :func:`jgd.experiment.training.fit` trains: epochs, batch size, loss and the loop's options.
+    """How :func:`jgd.experiment.train.training.fit` trains: epochs, batch size, loss and the loop's options.
 
     ``batch_size=None`` is the full training set; ``mesh`` holds axis sizes (see
-    :mod:`jgd.experiment.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
+    :mod:`jgd.experiment.train.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
     after ``max_consecutive_nonfinite`` in a row. ``accumulate`` batches of ``batch_size`` make one optimizer
     step; ``monitor`` records norms and hyperparameters per epoch; ``skip_spikes`` skips loss and gradient spikes;
     ``shard_optimizer_state`` (with a mesh) splits the optimizer slots over the mesh's ``data`` axis (ZeRO-1).
@@ -188,7 +188,10 @@ class SweepConfig:
     @property
     def space(self) -> dict[str, tuple]:
         """The swept names and their grid values or random-search distributions."""
-        return self.grid if self.random is None else self.random.space
+        if self.random is not None:
+            return self.random.space
+        assert self.grid is not None  # the reader requires a grid or a random search
+        return self.grid
 
     @property
     def samples(self) -> int | None:

@@ -1,15 +1,15 @@
 """Running the sweep a config describes: its ``sweep`` section made into settings, its methods into transforms.
 
-The engine (:mod:`jgd.experiment.sweep`) knows nothing of configs; this glue
+The engine (:mod:`jgd.experiment.sweep.engine`) knows nothing of configs; this glue
 turns the section's grid or random search into a settings table crossed with
 its seeds, and each method's optimizer section into ``make_tx``. The section
-itself is read and checked by :mod:`jgd.experiment.config_reader`.
+itself is read and checked by :mod:`jgd.experiment.config.reader`.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -17,12 +17,12 @@ import numpy as np
 from jax.sharding import Mesh
 from rich.progress import Progress
 
-from jgd.base import GradientTransformation
-from jgd.experiment.data import Dataset
-from jgd.experiment.optimizers import build_optimizer, with_values
-from jgd.experiment.schema import Config, OptimizerConfig, SweepConfig
-from jgd.experiment.settings import Distribution, Settings, cross, grid, log_uniform, random_search, uniform
-from jgd.experiment.sweep import SweepResult, sweep
+from jgd import GradientTransformation
+from jgd.experiment.config.optimizers import build_optimizer, with_values
+from jgd.experiment.config.schema import Config, OptimizerConfig, SweepConfig
+from jgd.experiment.sweep.engine import SweepResult, sweep
+from jgd.experiment.sweep.settings import Distribution, Settings, cross, grid, log_uniform, random_search, uniform
+from jgd.experiment.train.data import Dataset
 
 
 def _distribution(spec: tuple) -> Distribution | tuple[float, ...]:
@@ -39,7 +39,7 @@ def _config_transform(optimizer: OptimizerConfig, path: str, **values: Any) -> G
 def config_settings(sweep_config: SweepConfig) -> Settings:
     """The settings a sweep section describes: its grid or random samples, each crossed with every seed."""
     space = sweep_config.space
-    if sweep_config.samples is None:
+    if sweep_config.random is None:
         table = grid(**space)
     else:
         random = sweep_config.random
@@ -82,7 +82,7 @@ def run_sweep(
                 chunk=s.chunk,
                 mesh=mesh,
                 divergence_factor=s.divergence_factor,
-                label=method.label,
+                label=cast(str, method.label),  # the reader labels every method
                 progress=progress,
             )
         )

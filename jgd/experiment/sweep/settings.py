@@ -2,7 +2,7 @@
 
 Build them as a :func:`grid`, by :func:`random_search`, or :func:`cross` tables
 with each other (a ``seed`` column, for instance). The sweep engine
-(:func:`jgd.experiment.sweep.sweep`) trains one setting per row.
+(:func:`jgd.experiment.sweep.engine.sweep`) trains one setting per row.
 """
 
 from __future__ import annotations

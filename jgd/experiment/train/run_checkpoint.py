@@ -1,6 +1,6 @@
-"""Checkpoints of one :func:`~jgd.experiment.training.fit` run: what identifies the run, when to save, resuming.
+"""Checkpoints of one :func:`~jgd.experiment.train.training.fit` run: what identifies the run, when to save, resuming.
 
-A checkpoint (:mod:`jgd.experiment.checkpoint`) holds the run state, the best
+A checkpoint (:mod:`jgd.experiment.train.checkpoint`) holds the run state, the best
 state when early stopping keeps one, the history so far and the run's spec:
 what it must share with a run that resumes it (model, optimizer, data, key and
 training options), as JSON, so that a differing field is named on resume.
@@ -21,11 +21,11 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jgd.experiment import checkpoint
-from jgd.experiment.data import Dataset
-from jgd.experiment.early_stopping import BestEpoch
-from jgd.experiment.optimizers import optimizer_hyperparams
-from jgd.experiment.schema import TrainingConfig
+from jgd.experiment.config.optimizers import optimizer_hyperparams
+from jgd.experiment.config.schema import TrainingConfig
+from jgd.experiment.train import checkpoint
+from jgd.experiment.train.data import Dataset
+from jgd.experiment.train.early_stopping import BestEpoch
 from jgd.types import PyTree
 
 

@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 DATASETS = ("digits", "mnist", "fashion_mnist")
 IDX_FILES = {
@@ -132,7 +129,20 @@ def load_dataset(
     feature is shifted and scaled to zero mean and unit variance on the
     training split (constant features are left centred); without it the
     pixel values are scaled into [0, 1].
+
+    Args:
+      name: one of :data:`DATASETS`.
+      path: for MNIST and Fashion-MNIST, a directory of IDX files or an ``.npz`` file.
+      validation_fraction: the share of the training data held out for validation.
+      test_fraction: the share of ``digits`` held out for testing.
+      standardize: whether to standardize the features, rather than scale the pixels into [0, 1].
+      seed: fixes the splits.
     """
+    # scikit-learn loads with the first data set, not with this module: the config schema needs DATASETS alone.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
     if name == "digits":
         digits = load_digits()
         x, y = digits.data, _labels(digits.target, "digits")

@@ -1,4 +1,4 @@
-"""Building the gradient transformation an :class:`~jgd.experiment.schema.OptimizerConfig` describes.
+"""Building the gradient transformation an :class:`~jgd.experiment.config.schema.OptimizerConfig` describes.
 
 The chain is ``l1, l2, clipping → method → max_norm``: penalties come first so
 the method (and its preconditioner) sees their gradient, as when Keras adds
@@ -14,13 +14,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 import jgd
-from jgd.experiment.field_readers import join
-from jgd.experiment.methods import LINE_SEARCH, SCHEDULES, check_arguments, hyperparam_value, method_factory
-from jgd.experiment.schema import OptimizerConfig
-from jgd.hyperparams import transform_states
+from jgd.experiment.config.field_readers import join
+from jgd.experiment.config.method_table import LINE_SEARCH, SCHEDULES, check_arguments, hyperparam_value, method_factory
+from jgd.experiment.config.schema import OptimizerConfig
 
 # The blocks around the method, by config field, in chain order.
 PENALTIES = {"l1": jgd.l1_penalty, "l2": jgd.l2_penalty}
@@ -62,7 +60,7 @@ def build_optimizer(config: OptimizerConfig, path: str = "optimizer") -> jgd.Gra
     for key, penalty in PENALTIES.items():
         # A concrete zero leaves the penalty out; a traced rate (a sweep) keeps it.
         if isinstance(getattr(config, key), jax.Array) or getattr(config, key):
-            parts.append(optax.masked(penalty(getattr(config, key)), _kernels))
+            parts.append(jgd.masked(penalty(getattr(config, key)), _kernels))
     parts += [clip(getattr(config, key)) for key, clip in CLIPPING.items() if getattr(config, key) is not None]
     parts.append(build_method(config, path))
     if config.max_norm is not None:
@@ -110,16 +108,35 @@ def _traces(build: Any) -> bool:
     return True
 
 
+def instances(tree: Any, cls: type) -> list:
+    """Every node of ``tree`` that is a ``cls`` (a state in a chain's tuple, a wrapper's NamedTuple, ...), in order.
+
+    Args:
+      tree: any pytree, such as an optimizer state.
+      cls: the node type to find, such as :class:`jgd.TransformState`.
+    """
+    return [node for node in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, cls)) if isinstance(node, cls)]
+
+
 def optimizer_hyperparams(state: Any) -> dict[str, jax.Array]:
-    """``jgd.hyperparams(state)``, or ``{}`` for the state of an optax method alone, which holds none."""
-    return jgd.hyperparams(state) if transform_states(state) else {}
+    """``jgd.hyperparams(state)``, or ``{}`` for the state of an optax method alone, which holds none.
+
+    Args:
+      state: an optimizer state, jgd's or optax's.
+    """
+    return jgd.hyperparams(state) if instances(state, jgd.TransformState) else {}
 
 
 def sweepable(optimizer: OptimizerConfig) -> list[str]:
-    """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks."""
+    """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks.
+
+    A sweep passes each value to the method's constructor by name, so a name that several parts of the
+    method hold (muon's ``eps``, keyed ``"muon/eps"`` and ``"adam/eps"``) is one sweepable name.
+    """
     method = build_method(optimizer)
     state = jax.eval_shape(method.init, {"w": jax.ShapeDtypeStruct((1,), jnp.result_type(float))})
-    return [*optimizer_hyperparams(state), *BLOCKS]
+    names = dict.fromkeys(key.rsplit("/", 1)[-1] for key in optimizer_hyperparams(state))
+    return [*names, *BLOCKS]
 
 
 def sweepable_schedule_parameters(spec: Mapping[str, Any]) -> list[str]:

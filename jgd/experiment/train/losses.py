@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -18,12 +17,15 @@ def _targets(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
 def softmax_cross_entropy(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example ``-log softmax(outputs)[label]``."""
+    # optax loads when a loss is first traced, not with the module: the config schema lists LOSSES.
+    import optax
+
     return optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
 
 
 def mean_squared_error(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example ``mean_k (outputs_k - onehot(label)_k)²``."""
-    return jnp.mean(optax.squared_error(outputs, _targets(outputs, labels)), axis=-1)
+    return jnp.mean((outputs - _targets(outputs, labels)) ** 2, axis=-1)
 
 
 def mean_absolute_error(outputs: jax.Array, labels: jax.Array) -> jax.Array:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jgd.experiment.schema import EarlyStopping
+from jgd.experiment.config.schema import EarlyStopping
 
 
 @dataclass

@@ -13,10 +13,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import optax
-
 import jgd
-from jgd.experiment.field_readers import choice, join, number
+from jgd.experiment.config.field_readers import choice, join, number
 
 METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "sgd": jgd.sgd,
@@ -60,6 +58,9 @@ LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")
 def method_factory(name: Any, path: str) -> Callable[..., Any]:
     """The function that builds method ``name``; errors name the field ``path``."""
     if isinstance(name, str) and name.startswith("optax."):
+        # optax loads only for a config that names one of its methods: reading the others needs jgd alone.
+        import optax
+
         factory = getattr(optax, name.removeprefix("optax."), None)
         if not callable(factory):
             raise ValueError(f"{path} {name!r} is not an optax optimizer")

@@ -21,6 +21,8 @@ fi
 out="$(realpath -m "${1:-${OUT:-gpu_results}}")"
 mkdir -p "$out"
 cd "$(dirname "$0")"
+# This checkout's jgd, whatever else is installed.
+export PYTHONPATH="$(realpath ..)${PYTHONPATH:+:$PYTHONPATH}"
 
 if ((small)); then
   step_args=(--trees one_leaf resnet_96 --leaf-size 65536 --repeats 2 --loop-steps 2)

@@ -28,12 +28,13 @@ def profile_step(fn, args: list, trace_dir: str, steps: int = 3) -> list[dict]:
     return kernels(jax.profiler.ProfileData.from_file(str(newest)), steps)
 
 
-def _device_events(data):
-    """(HLO op, kernel name, ns) of each kernel or copy on a device's streams; none on a CPU."""
+def _device_events(data, kind: str):
+    """(HLO op, kernel name, ns) of each event on a device's lines named ``kind...`` ("Stream #7(Compute)",
+    "XLA Ops"); none on a CPU."""
     for plane in data.planes:
         if plane.name.startswith("/device:"):
             for line in plane.lines:
-                if line.name.startswith("Stream"):
+                if line.name.startswith(kind):
                     for event in line.events:
                         stats = dict(event.stats)
                         yield str(stats.get("hlo_op", event.name)), event.name, event.duration_ns
@@ -52,8 +53,9 @@ def _host_events(data):
 
 def kernels(data, steps: int) -> list[dict]:
     """Per HLO op: ``op``, ``kernel`` (the launched kernel's name, where it differs), ``calls`` and ``us``
-    per step, ``share`` of the kernel time; device kernels where the trace has any, host thunks otherwise."""
-    events = list(_device_events(data)) or list(_host_events(data))
+    per step, ``share`` of the kernel time; the device's streams (or its "XLA Ops" line) where the trace has
+    them, the host's thunks otherwise."""
+    events = list(_device_events(data, "Stream")) or list(_device_events(data, "XLA Ops")) or list(_host_events(data))
     calls, nanoseconds, names = collections.Counter(), collections.Counter(), {}
     for op, name, duration in events:
         calls[op] += 1

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.datasets import load_digits
-from update_step import compiled_step, make_tree, resnet18_shapes, time_interleaved
+from step_cases import make_tree, resnet18_shapes, time_interleaved
+from update_step import compiled_step
 
 import jgd
 import jgd.lowbit.codes

@@ -10,9 +10,10 @@ step (``bytes accessed``, what tests/test_bytes_gate.py holds) beside the ideal,
 float32 (params read and written, grads read, each slot read and written), and the times with the percentage
 of a stream kernel: ``y ← y - a·x`` (SGD's arithmetic, 12 bytes an element) over as many float32 as the tree
 has params, timed the same two ways in the same loop, so that % stream = (ideal bytes / step time) / (stream
-bytes / stream time). jgd, optax and the stream are called in turn (interleaved), the median of the repeats
-taken. ``--profile DIR`` also writes a ``jax.profiler`` trace of a few steps of each library and the table of
-the kernels they ran, per step (DIR/kernels.md).
+bytes / stream time). jgd, optax and the stream are called in turn (interleaved, the order reversed every
+repeat), the medians of the repeats taken; jgd/optax is the median of the repeats' ratios. ``--noise`` adds
+jgd timed against a second jgd: the ratio that noise alone gives. ``--profile DIR`` also writes a
+``jax.profiler`` trace of a few steps of each library and the table of the kernels they ran, per step (DIR/kernels.md).
 
     python benchmarks/update_step.py              # sgd, momentum, nesterov, adam, adamw, lion; three trees
     python benchmarks/update_step.py --methods all --trees leaves_3000 --json out.json
@@ -98,6 +99,8 @@ def contenders(tree: str, method: str, args) -> tuple[dict, int]:
     txs = {"jgd": make_jgd(), "optax": make_optax()}
     if args.flat:
         txs["jgd_flat"] = make_jgd()
+    if args.noise:
+        txs["jgd_again"] = make_jgd()
     runs = {}
     for name, tx in txs.items():
         params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
@@ -118,6 +121,11 @@ def measure(tree: str, method: str, args) -> dict:
     out = {"tree": tree, "method": method, "leaves": len(TREES[tree](args.leaf_size)), "params": n, "ideal": ideal}
     stream = runs["stream"]
     for name, r in runs.items():
+        # jgd's times over the other's, repeat by repeat (neighbours in time), then the median: drift cancels.
+        out.setdefault("jgd_over", {})[name] = {
+            mode: float(np.median(np.array(runs["jgd"][mode]["times"]) / np.array(r[mode]["times"])))
+            for mode in ("call", "jit")
+        }
         call_ms = 1e3 * np.median(r["call"]["times"])
         jit_ms = 1e3 * np.median(r["jit"]["times"]) / args.loop_steps
         out[name] = {"bytes_per_param": r["bytes"] / n, "loop_bytes_per_param": r["loop_bytes"] / n}
@@ -155,11 +163,13 @@ def row(r: dict) -> str:
     cells = [r["tree"], f"{r['params'] / 1e6:.2f}M ({r['leaves']})", r["method"]]
     cells += [f"{j['bytes_per_param']:.1f}", f"{o['bytes_per_param']:.1f}", str(r["ideal"])]
     for mode in ("call", "jit"):
-        cells += [f"{j[mode + '_ms']:.3f}", f"{o[mode + '_ms']:.3f}", f"{j[mode + '_ms'] / o[mode + '_ms']:.2f}"]
+        cells += [f"{j[mode + '_ms']:.3f}", f"{o[mode + '_ms']:.3f}", f"{r['jgd_over']['optax'][mode]:.2f}"]
         cells += [f"{j[mode + '_pct_stream']:.0f}%", f"{o[mode + '_pct_stream']:.0f}%"]
     if "jgd_flat" in r:
         f = r["jgd_flat"]
         cells += [f"{f['call_ms']:.3f}", f"{f['jit_ms']:.3f}", f"{f['jit_ms'] / o['jit_ms']:.2f}"]
+    if "jgd_again" in r:
+        cells += [f"{r['jgd_over']['jgd_again'][mode]:.2f}" for mode in ("call", "jit")]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -207,6 +217,7 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--loop-steps", type=int, default=10, help="K, the steps of one in-jit call")
     parser.add_argument("--flat", action="store_true", help="add jgd on the params raveled into one vector")
+    parser.add_argument("--noise", action="store_true", help="add jgd timed against itself: the noise floor")
     parser.add_argument("--no-memory", action="store_true", help="skip Adam's memory table")
     parser.add_argument("--profile", metavar="DIR", help="write traces and the kernels of each step to DIR")
     parser.add_argument("--json", default="update_step.json", help="where to write the results")
@@ -224,9 +235,10 @@ def main() -> None:
         f"jax {jax.__version__}, optax {optax.__version__}, {device.platform} ({device.device_kind}); "
         f"median of {args.repeats}, in jit {args.loop_steps} steps a call; B/param: XLA's bytes accessed\n"
     )
-    flat_header = " flat call ms | flat jit ms | flat/optax in jit |" if args.flat else ""
-    print(HEADER + flat_header)
-    print("|" + "---|" * (HEADER + flat_header).count(" |"))
+    header = HEADER + (" flat call ms | flat jit ms | flat/optax in jit |" if args.flat else "")
+    header += " jgd/jgd per call | jgd/jgd in jit |" if args.noise else ""
+    print(header)
+    print("|" + "---|" * header.count(" |"))
     results = {"device": device.device_kind, "loop_steps": args.loop_steps, "rows": []}
     for tree in args.trees:
         for method in args.methods:

@@ -35,6 +35,7 @@ class Case:
     build: instead of ``kwargs``, a function of keyword overrides (wrappers, chains).
     kind: METHOD, BLOCK, WRAPPER or SECOND_ORDER.
     slots: the slot names of its state (of the first jgd state inside it that has slots).
+    real_slots: the slots that hold a square (|g|²): real where the params are complex.
     hyper: the float hyperparameter ``case.at(value)`` sets; None where there is none.
     seed: a method, form or block of the source documents (shared/seeds/).
     peer: the peer whose form the row reproduces ("optax", "keras", "torch"); None for jgd's own.
@@ -53,6 +54,7 @@ class Case:
     build: Callable[..., jgd.GradientTransformation] | None = None
     kind: str = METHOD
     slots: tuple[str, ...] = ()
+    real_slots: tuple[str, ...] = ()
     hyper: str | None = "learning_rate"
     seed: bool = False
     peer: str | None = None
@@ -118,7 +120,14 @@ _SEEDS = [  # the methods and forms of the source documents
         optax=lambda: optax.sgd(0.05, 0.9, nesterov=True),
         flax=True,
     ),
-    Case("adagrad", "adagrad", dict(learning_rate=0.05), slots=("sum_of_squares",), seed=True),
+    Case(
+        "adagrad",
+        "adagrad",
+        dict(learning_rate=0.05),
+        slots=("sum_of_squares",),
+        real_slots=("sum_of_squares",),
+        seed=True,
+    ),
     Case(
         "adadelta",
         "adadelta",
@@ -132,6 +141,7 @@ _SEEDS = [  # the methods and forms of the source documents
         "rmsprop",
         dict(learning_rate=0.01),
         slots=("mean_square",),
+        real_slots=("mean_square",),
         seed=True,
         optax=lambda: optax.rmsprop(0.01, eps_in_sqrt=False),
     ),
@@ -140,6 +150,7 @@ _SEEDS = [  # the methods and forms of the source documents
         "rmsprop",
         dict(learning_rate=0.01, centered=True, momentum=0.5),
         slots=("mean_square", "mean", "velocity"),
+        real_slots=("mean_square",),
         seed=True,
     ),
     Case(
@@ -148,6 +159,7 @@ _SEEDS = [  # the methods and forms of the source documents
         # ε large enough that float32 does not amplify the cancellation in E[g²] - E[g]².
         dict(learning_rate=0.01, eps=1e-2, centered=True, momentum=0.8, nesterov=True),
         slots=("mean_square", "mean", "velocity"),
+        real_slots=("mean_square",),
         seed=True,
         optax=lambda: optax.rmsprop(0.01, eps=1e-2, centered=True, momentum=0.8, nesterov=True, eps_in_sqrt=False),
     ),
@@ -156,26 +168,25 @@ _SEEDS = [  # the methods and forms of the source documents
         "adam",
         dict(learning_rate=0.01),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         seed=True,
         optax=lambda: optax.adam(0.01),
         flax=True,
     ),
-    Case("adamax", "adamax", dict(learning_rate=0.01), slots=("mu", "inf_norm"), seed=True),
-    Case("nadam", "nadam", dict(learning_rate=0.01), slots=("mu", "nu"), seed=True),
-    Case("nadam_seed", "nadam", dict(learning_rate=0.01, form="seed"), slots=("mu", "nu"), seed=True),
+    Case("adamax", "adamax", dict(learning_rate=0.01), slots=("mu", "inf_norm"), real_slots=("inf_norm",), seed=True),
+    Case("nadam", "nadam", dict(learning_rate=0.01), slots=("mu", "nu"), real_slots=("nu",), seed=True),
     Case(
-        "chain",  # gradient clipping before the step (seed 003), then decoupled weight decay
+        "nadam_seed", "nadam", dict(learning_rate=0.01, form="seed"), slots=("mu", "nu"), real_slots=("nu",), seed=True
+    ),
+    Case(
+        "chain",  # gradient clipping (seed 003) before the step
         "chain",
-        build=lambda learning_rate=0.01: jgd.chain(
-            jgd.clip_by_global_norm(1.0), jgd.rmsprop(learning_rate), jgd.weight_decay(1e-3)
-        ),
+        build=lambda learning_rate=0.01: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.rmsprop(learning_rate)),
         slots=("mean_square",),
+        real_slots=("mean_square",),
         seed=True,
-        needs_params=True,
         elementwise=False,
-        optax=lambda: optax.chain(
-            optax.clip_by_global_norm(1.0), optax.rmsprop(0.01, eps_in_sqrt=False), optax.add_decayed_weights(-1e-3)
-        ),
+        optax=lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.rmsprop(0.01, eps_in_sqrt=False)),
         flax=True,
     ),
 ]
@@ -225,6 +236,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "adagrad",
         dict(learning_rate=0.1, eps=0.0, eps_root=1e-7, initial_accumulator=0.1),
         slots=("sum_of_squares",),
+        real_slots=("sum_of_squares",),
         peer="optax",
         optax=lambda: optax.adagrad(0.1, initial_accumulator_value=0.1, eps=1e-7),
     ),
@@ -233,6 +245,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "rmsprop",
         dict(learning_rate=0.01, eps=0.0, eps_root=1e-8),
         slots=("mean_square",),
+        real_slots=("mean_square",),
         peer="optax",
         optax=lambda: optax.rmsprop(0.01),
     ),
@@ -241,6 +254,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "rmsprop",
         dict(learning_rate=0.01, momentum=0.5, momentum_form="trace"),
         slots=("mean_square", "velocity"),
+        real_slots=("mean_square",),
         peer="torch",
     ),
     Case(
@@ -248,6 +262,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "adam",
         dict(learning_rate=0.05, eps_root=1e-6),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         peer="optax",
         optax=lambda: optax.adam(0.05, eps_root=1e-6),
     ),
@@ -256,6 +271,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "adam",
         dict(learning_rate=0.05, amsgrad="nu_hat"),
         slots=("mu", "nu", "nu_max"),
+        real_slots=("nu", "nu_max"),
         peer="optax",
         optax=lambda: optax.amsgrad(0.05),
     ),
@@ -264,6 +280,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "adam",
         dict(learning_rate=0.05, amsgrad=True, eps_hat=True),
         slots=("mu", "nu", "nu_max"),
+        real_slots=("nu", "nu_max"),
         peer="keras",
     ),
     Case(
@@ -271,6 +288,7 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "adamax",
         dict(learning_rate=0.05, eps_in_max=True),
         slots=("mu", "inf_norm"),
+        real_slots=("inf_norm",),
         peer="optax",
         optax=lambda: optax.adamax(0.05),
     ),
@@ -279,10 +297,13 @@ _PEER_FORMS = [  # a parameter that reaches a peer's form of a method
         "nadam",
         dict(learning_rate=0.05, momentum_decay=None),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         peer="optax",
         optax=lambda: optax.nadam(0.05),
     ),
-    Case("nadam_b1", "nadam", dict(learning_rate=0.05, form="b1"), slots=("mu", "nu"), peer="keras"),
+    Case(
+        "nadam_b1", "nadam", dict(learning_rate=0.05, form="b1"), slots=("mu", "nu"), real_slots=("nu",), peer="keras"
+    ),
 ]
 
 _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
@@ -291,15 +312,24 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         "adamw",
         dict(learning_rate=0.05, weight_decay=0.1),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         needs_params=True,
         optax=lambda: optax.adamw(0.05, weight_decay=0.1),
     ),
-    Case("radam", "radam", dict(learning_rate=0.01), slots=("mu", "nu"), optax=lambda: optax.radam(0.01)),
+    Case(
+        "radam",
+        "radam",
+        dict(learning_rate=0.01),
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        optax=lambda: optax.radam(0.01),
+    ),
     Case(
         "adabelief",
         "adabelief",
         dict(learning_rate=0.01),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         optax=lambda: optax.adabelief(0.01),
     ),
     Case(
@@ -315,6 +345,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         "lamb",
         dict(learning_rate=0.01, weight_decay=0.01),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         needs_params=True,
         elementwise=False,
         optax=lambda: optax.lamb(0.01, weight_decay=0.01),
@@ -351,6 +382,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         "schedule_free_adamw",
         dict(learning_rate=0.01),
         slots=("z", "nu"),
+        real_slots=("nu",),
         complex=False,
         needs_params=True,
     ),
@@ -367,6 +399,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         "muon",
         dict(learning_rate=0.01, stacked_matrices=True),
         slots=("mu", "nu"),
+        real_slots=("nu",),
         complex=False,
         needs_params=True,
         elementwise=False,
@@ -431,6 +464,7 @@ _BLOCKS = [
         build=lambda learning_rate=0.002: jgd.chain(optax.clip(1.0), jgd.nadam(learning_rate), jgd.weight_decay(1e-3)),
         kind=BLOCK,
         slots=("mu", "nu"),
+        real_slots=("nu",),
         needs_params=True,
     ),
     Case(
@@ -439,6 +473,7 @@ _BLOCKS = [
         build=lambda learning_rate=0.01: jgd.named("encoder", jgd.adam(learning_rate)),
         kind=BLOCK,
         slots=("mu", "nu"),
+        real_slots=("nu",),
     ),
     Case(
         "masked",
@@ -464,6 +499,7 @@ _WRAPPERS = [
         build=lambda learning_rate=0.01: jgd.accumulate(jgd.adam(learning_rate), every=2),
         kind=WRAPPER,
         slots=("mu", "nu"),
+        real_slots=("nu",),
     ),
     Case(
         "apply_if_finite",
@@ -473,6 +509,7 @@ _WRAPPERS = [
         ),
         kind=WRAPPER,
         slots=("mu", "nu"),
+        real_slots=("nu",),
         state_dtype=True,
     ),
     Case(
@@ -482,6 +519,7 @@ _WRAPPERS = [
         build=lambda learning_rate=0.01: jgd.monitor(jgd.skip_spikes(jgd.adam(learning_rate), window=4)),
         kind=WRAPPER,
         slots=("mu", "nu"),
+        real_slots=("nu",),
     ),
     Case(
         "skip_spikes",
@@ -489,6 +527,7 @@ _WRAPPERS = [
         build=lambda learning_rate=0.01: jgd.skip_spikes(jgd.adam(learning_rate), window=4),
         kind=WRAPPER,
         slots=("mu", "nu"),
+        real_slots=("nu",),
     ),
     Case(
         "partition",
@@ -507,6 +546,7 @@ _WRAPPERS = [
         build=lambda learning_rate=0.01: jgd.offload(jgd.adam(learning_rate), slots=("mu",)),
         kind=WRAPPER,
         slots=("mu", "nu"),
+        real_slots=("nu",),
     ),
 ]
 
@@ -530,7 +570,13 @@ CASES: dict[str, Case] = {c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + 
 NOT_TRANSFORMS: dict[str, str] = {}
 
 
-def params(cases: Iterable[Case], slow: Callable[[Case], bool] = lambda case: False) -> list:
+def transform_states(tree) -> list[jgd.TransformState]:
+    """Every jgd state inside ``tree`` (a chain's tuple, a wrapper's NamedTuple, ...), in order."""
+    is_state = lambda x: isinstance(x, jgd.TransformState)  # noqa: E731
+    return [node for node in jax.tree.leaves(tree, is_leaf=is_state) if is_state(node)]
+
+
+def as_params(cases: Iterable[Case], slow: Callable[[Case], bool] = lambda case: False) -> list:
     """``pytest.param``s of ``cases`` with their ids, the ones ``slow`` picks marked slow."""
     return [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if slow(c) else []) for c in cases]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jgd
-from tests.cases import BLOCK, CASES, METHOD, NOT_TRANSFORMS, params
+from tests.cases import BLOCK, CASES, METHOD, NOT_TRANSFORMS, as_params, transform_states
 
 PARAMS = {"w1": jnp.ones((4, 3)), "b1": jnp.zeros(3), "w2": jnp.ones((3, 2)), "b2": jnp.zeros(2)}
 GRADS = jax.tree.map(lambda p: jnp.full_like(p, 0.3), PARAMS)
@@ -41,16 +41,11 @@ def test_every_public_transform_factory_has_a_row():
     assert {c.factory for c in CASES.values()} <= set(jgd.__all__)
 
 
-def _states(tree):
-    is_state = lambda x: isinstance(x, jgd.TransformState)  # noqa: E731
-    return [node for node in jax.tree.leaves(tree, is_leaf=is_state) if is_state(node)]
-
-
 def _slots(state):
-    return next((tuple(s.slots) for s in _states(state) if s.slots), ())
+    return next((tuple(s.slots) for s in transform_states(state) if s.slots), ())
 
 
-@pytest.mark.parametrize("case", params(CASES.values()))
+@pytest.mark.parametrize("case", as_params(CASES.values()))
 def test_a_row_builds_its_transform_with_the_slots_it_names(case):
     state = case.make().init(PARAMS)
     assert _slots(state) == case.slots
@@ -60,7 +55,7 @@ def test_a_row_builds_its_transform_with_the_slots_it_names(case):
         assert any(float(v) == value for v in read.values()), read  # a wrapped transform's own may differ
 
 
-@pytest.mark.parametrize("case", params(CASES.values()))
+@pytest.mark.parametrize("case", as_params(CASES.values()))
 def test_a_row_takes_complex_leaves_as_it_says(case):
     mixed = {**PARAMS, "w1": PARAMS["w1"].astype(jnp.complex64)}
     if case.complex:
@@ -74,7 +69,7 @@ def test_a_row_takes_complex_leaves_as_it_says(case):
         case.make().init(mixed)
 
 
-@pytest.mark.parametrize("case", params(c for c in CASES.values() if not c.needs_value_fn))
+@pytest.mark.parametrize("case", as_params(c for c in CASES.values() if not c.needs_value_fn))
 def test_a_row_needs_params_as_it_says(case):
     tx = case.make()
     state = tx.init(PARAMS)
@@ -88,7 +83,7 @@ def test_a_row_needs_params_as_it_says(case):
     assert all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(updates))
 
 
-@pytest.mark.parametrize("case", params(c for c in CASES.values() if c.needs_value_fn))
+@pytest.mark.parametrize("case", as_params(c for c in CASES.values() if c.needs_value_fn))
 def test_a_second_order_row_needs_a_value_fn(case):
     tx = case.make()
     state = tx.init(PARAMS)
@@ -96,12 +91,12 @@ def test_a_second_order_row_needs_a_value_fn(case):
         tx.update(GRADS, state, PARAMS)
 
 
-@pytest.mark.parametrize("case", params(CASES.values()))
+@pytest.mark.parametrize("case", as_params(CASES.values()))
 def test_a_row_takes_state_dtype_as_it_says(case):
     if not case.state_dtype:
         with pytest.raises(TypeError, match="state_dtype"):
             case.make(state_dtype=jnp.bfloat16)
         return
     state = case.make(state_dtype=jnp.bfloat16).init(PARAMS)
-    slots = next((s.slots for s in _states(state) if s.slots), {})
+    slots = next((s.slots for s in transform_states(state) if s.slots), {})
     assert {leaf.dtype for leaf in jax.tree.leaves(slots)} == ({jnp.dtype(jnp.bfloat16)} if case.slots else set())

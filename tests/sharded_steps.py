@@ -1,9 +1,9 @@
-"""Runs every method on 8 host devices, fully sharded (and the seeds' methods data-parallel too), against one device.
+"""Runs methods on 8 host devices, data-parallel or fully sharded, against one device.
 
 Started by tests/test_sharding.py in a fresh process, since the device count is
-fixed when JAX starts, with the ids of the rows of tests/cases.py to run. The seeds' rows
-run in both layouts, the others fully sharded only. Prints one line per method and layout
-and exits non-zero on a mismatch.
+fixed when JAX starts, with one argument ``<id>:<layout>`` per run: a row of tests/cases.py
+and ``data-parallel`` or ``fully-sharded``. Prints one line per run and exits non-zero on
+a mismatch.
 """
 
 import os
@@ -62,17 +62,20 @@ def main():
     replicated = NamedSharding(mesh, P())
     model_specs = {"w1": P(None, "model"), "b1": P("model"), "w2": P("model", None), "b2": P()}
     failures = 0
-    for name in sys.argv[1:]:
+    all_layouts = {
+        "data-parallel": {k: replicated for k in PARAMS},
+        "fully-sharded": {k: NamedSharding(mesh, spec) for k, spec in model_specs.items()},
+    }
+    jobs = {}  # row id -> the layouts asked for it, each argument being "<id>:<layout>"
+    for job in sys.argv[1:]:
+        name, layout = job.split(":")
+        jobs.setdefault(name, []).append(layout)
+    for name, wanted in jobs.items():
         make = CASES[name].make
         want, _ = train(make(), PARAMS, X, Y)
-        x, y = jax.device_put(X, batch), jax.device_put(Y, batch)
-        layouts = {
-            "data-parallel": {k: replicated for k in PARAMS},
-            "fully-sharded": {k: NamedSharding(mesh, spec) for k, spec in model_specs.items()},
-        }
-        if not CASES[name].seed:  # the batch is split over "data" in both layouts: one compile less per method
-            del layouts["data-parallel"]
-        for layout, shardings in layouts.items():
+        x, y = jax.device_put(X, batch), jax.device_put(Y, batch)  # the batch is split over "data" in both layouts
+        for layout in wanted:
+            shardings = all_layouts[layout]
             params = {k: jax.device_put(v, shardings[k]) for k, v in PARAMS.items()}
             first_state = make().init(params)
             got, state = train(make(), params, x, y)

@@ -8,31 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jgd
+from tests.cases import CASES, METHOD, as_params
 
-METHODS = {
-    "sgd": jgd.sgd,
-    "momentum": jgd.momentum,
-    "momentum_ema": lambda learning_rate: jgd.momentum(learning_rate, form="ema"),
-    "nesterov": jgd.nesterov,
-    "adagrad": jgd.adagrad,
-    "adadelta": jgd.adadelta,
-    "rmsprop": lambda learning_rate: jgd.rmsprop(learning_rate, centered=True, momentum=0.9),
-    "adam": jgd.adam,
-    "adamax": jgd.adamax,
-    "nadam": jgd.nadam,
-    "nadam_seed": lambda learning_rate: jgd.nadam(learning_rate, form="seed"),
-    "clipped_adam": lambda learning_rate: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(learning_rate)),
-    "radam": jgd.radam,
-    "adabelief": jgd.adabelief,
-    "lion": jgd.lion,
-    "lamb": jgd.lamb,
-    "lars": jgd.lars,
-    "adafactor": lambda learning_rate: jgd.adafactor(learning_rate, min_dim_size_to_factor=2, momentum=0.9),
-    "muon": lambda learning_rate: jgd.muon(learning_rate, stacked_matrices=True),
-}
-# The methods large runs use: covered on a fixed tree in tests/test_modern.py, here only in the slow run.
-LARGE_RUN_METHODS = {"radam", "adabelief", "lion", "lamb", "lars", "adafactor", "muon"}
-NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_RUN_METHODS else n for n in METHODS]
+# Every method in its own forms (not the peers'), and a chain. The seeds' run by default; the methods large runs
+# use are covered on a fixed tree in tests/test_modern.py, and here only in the slow run.
+METHODS = [c for c in CASES.values() if c.peer is None and (c.kind == METHOD or c.factory == "chain")]
+NAMES = as_params(METHODS, slow=lambda case: not case.seed)
 DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]
 SETTINGS = settings(max_examples=5, deadline=None, derandomize=True)
 
@@ -58,10 +39,11 @@ def trees(draw, dtypes=tuple(DTYPES)):
 
 
 def _materialize(spec, seed):
+    """Normal params and grads in NumPy: drawing them with jax.random would compile per shape and dtype."""
     leaves, treedef = jax.tree.flatten(spec)
-    keys = jax.random.split(jax.random.key(seed), 2 * len(leaves))
-    params = [jax.random.normal(k, x.shape).astype(x.dtype) for k, x in zip(keys, leaves)]
-    grads = [jax.random.normal(k, x.shape).astype(x.dtype) for k, x in zip(keys[len(leaves) :], leaves)]
+    rng = np.random.default_rng(seed)
+    params = [jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)) for x in leaves]
+    grads = [jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype)) for x in leaves]
     return treedef.unflatten(params), treedef.unflatten(grads)
 
 
@@ -73,52 +55,59 @@ def _steps(tx, params, grads, n=3):
     return params, updates
 
 
+def _jit_steps(case, learning_rate, params, grads):
+    """Three steps in one compiled program (op by op, each operation would compile for each new shape and dtype);
+    the learning rate is an argument, so the program serves every rate. The eager path is held to this one by
+    test_jit_equals_no_jit."""
+    return jax.jit(lambda lr, p, g: _steps(case.at(lr), p, g))(jnp.float32(learning_rate), params, grads)
+
+
 def _as32(tree):
     return jax.tree.map(lambda x: np.asarray(x, np.float32), tree)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", NAMES)
 @SETTINGS
-@given(case=trees())
-def test_updates_keep_structure_shapes_and_dtypes(name, case):
-    params, grads = _materialize(*case)
-    new, updates = _steps(METHODS[name](0.01), params, grads)
+@given(tree=trees())
+def test_updates_keep_structure_shapes_and_dtypes(case, tree):
+    params, grads = _materialize(*tree)
+    new, updates = _jit_steps(case, 0.01, params, grads)
     assert jax.tree.structure(updates) == jax.tree.structure(params) == jax.tree.structure(new)
     for u, p, q in zip(jax.tree.leaves(updates), jax.tree.leaves(params), jax.tree.leaves(new)):
         assert u.shape == p.shape == q.shape and u.dtype == p.dtype == q.dtype
         assert np.all(np.isfinite(np.asarray(q, np.float32)))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", NAMES)
 @SETTINGS
-@given(case=trees())
-def test_zero_learning_rate_and_zero_gradients_move_nothing(name, case):
-    params, grads = _materialize(*case)
-    still, _ = _steps(METHODS[name](0.0), params, grads)
+@given(tree=trees())
+def test_zero_learning_rate_and_zero_gradients_move_nothing(case, tree):
+    params, grads = _materialize(*tree)
+    still, _ = _jit_steps(case, 0.0, params, grads)
     jax.tree.map(np.testing.assert_array_equal, _as32(still), _as32(params))
     zeros = jax.tree.map(jnp.zeros_like, grads)
-    still, _ = _steps(METHODS[name](0.1), params, zeros)
+    still, _ = _jit_steps(case, 0.1, params, zeros)
     jax.tree.map(np.testing.assert_array_equal, _as32(still), _as32(params))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", NAMES)
 @SETTINGS
-@given(case=trees())
-def test_jit_equals_no_jit(name, case):
-    params, grads = _materialize(*case)
-    tx = METHODS[name](0.01)
+@given(tree=trees())
+def test_jit_equals_no_jit(case, tree):
+    params, grads = _materialize(*tree)
+    tx = case.at(0.01)
     eager, _ = _steps(tx, params, grads)
     jitted, _ = jax.jit(lambda p, g: _steps(tx, p, g))(params, grads)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3), _as32(eager), _as32(jitted))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", NAMES)
 @SETTINGS
-@given(case=trees(), lrs=st.lists(st.floats(0.0, 0.1), min_size=2, max_size=3))
-def test_vmap_over_learning_rates_equals_a_loop(name, case, lrs):
-    params, grads = _materialize(*case)
-    run = jax.jit(lambda lr: _steps(METHODS[name](lr), params, grads)[0])
-    swept = jax.jit(jax.vmap(lambda lr: _steps(METHODS[name](lr), params, grads)[0]))(jnp.asarray(lrs))
+@given(tree=trees(), lrs=st.lists(st.floats(0.0, 0.1), min_size=2, max_size=3))
+def test_vmap_over_learning_rates_equals_a_loop(case, tree, lrs):
+    params, grads = _materialize(*tree)
+    run = jax.jit(lambda lr: _steps(case.at(lr), params, grads)[0])
+    swept = jax.jit(jax.vmap(lambda lr: _steps(case.at(lr), params, grads)[0]))(jnp.asarray(lrs))
     for i, lr in enumerate(lrs):
         alone = run(jnp.asarray(lr, jnp.float32))
         jax.tree.map(
@@ -126,23 +115,23 @@ def test_vmap_over_learning_rates_equals_a_loop(name, case, lrs):
         )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", NAMES)
 @SETTINGS
-@given(case=trees())
-def test_results_do_not_depend_on_leaf_order(name, case):
-    params, grads = _materialize(*case)
+@given(tree=trees())
+def test_results_do_not_depend_on_leaf_order(case, tree):
+    params, grads = _materialize(*tree)
     leaves_p, leaves_g = jax.tree.leaves(params), jax.tree.leaves(grads)
-    forward, _ = _steps(METHODS[name](0.01), leaves_p, leaves_g)
-    backward, _ = _steps(METHODS[name](0.01), leaves_p[::-1], leaves_g[::-1])
+    forward, _ = _jit_steps(case, 0.01, leaves_p, leaves_g)
+    backward, _ = _jit_steps(case, 0.01, leaves_p[::-1], leaves_g[::-1])
     jax.tree.map(np.testing.assert_array_equal, _as32(forward), _as32(backward[::-1]))
 
 
 @pytest.mark.slow  # tests/test_state_dtype.py checks every method's float64 dtypes in the default run
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", NAMES)
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=trees(dtypes=(jnp.float64, jnp.float32)))
-def test_float64_trees_keep_dtypes(name, case, x64):
-    params, grads = _materialize(*case)
-    new, updates = _steps(METHODS[name](0.01), params, grads)
+@given(tree=trees(dtypes=(jnp.float64, jnp.float32)))
+def test_float64_trees_keep_dtypes(case, tree, x64):
+    params, grads = _materialize(*tree)
+    new, updates = _steps(case.at(0.01), params, grads)
     for u, p, q in zip(jax.tree.leaves(updates), jax.tree.leaves(params), jax.tree.leaves(new)):
         assert u.dtype == p.dtype == q.dtype and u.shape == p.shape

@@ -534,7 +534,7 @@ _WRAPPERS = [
         "partition",
         build=lambda learning_rate=0.05: jgd.partition(
             {"w1": ("w1", jgd.adam(learning_rate)), "b": ("b.*", 0.5), "w2": ("w2", jgd.freeze())},
-            jgd.momentum(learning_rate),
+            default=jgd.momentum(learning_rate),
         ),
         kind=WRAPPER,
         slots=("velocity",),  # the default group's momentum comes first

@@ -5,7 +5,7 @@ any of them (``learning_rate=0.01``, ``state_dtype=jnp.bfloat16``) and ``case.at
 main hyperparameter (``case.hyper``). Besides each public factory in its default form, the table
 holds the seeds' other forms (``momentum(form="ema")``, ``nadam(form="seed")``) and the peer forms
 (a parameter that reaches optax's, Keras's or torch's way of writing a method). A test that means
-"every method" reads its rows here, selecting by the flags; tests/test_cases.py fails when a public
+"every method" reads its rows here, selecting by the flags; tests/core/test_cases.py fails when a public
 factory has no row.
 """
 

@@ -1,4 +1,4 @@
-"""NumPy references for tests/test_lowbit.py: bitsandbytes' code table and a block-wise round trip."""
+"""NumPy references for tests/lowbit/test_lowbit.py: bitsandbytes' code table and a block-wise round trip."""
 
 import numpy as np
 

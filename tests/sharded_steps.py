@@ -1,6 +1,6 @@
 """Runs methods on 8 host devices, data-parallel or fully sharded, against one device.
 
-Started by tests/test_sharding.py in a fresh process, since the device count is
+Started by tests/wrappers/test_sharding.py in a fresh process, since the device count is
 fixed when JAX starts, with one argument ``<id>:<layout>`` per run: a row of tests/cases.py
 and ``data-parallel`` or ``fully-sharded``. Prints one line per run and exits non-zero on
 a mismatch.

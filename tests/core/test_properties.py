@@ -11,7 +11,7 @@ import jgd
 from tests.cases import CASES, METHOD, as_params
 
 # Every method in its own forms (not the peers'), and a chain. The seeds' run by default; the methods large runs
-# use are covered on a fixed tree in tests/test_modern.py, and here only in the slow run.
+# use are covered on a fixed tree in tests/methods/test_modern.py, and here only in the slow run.
 METHODS = [c for c in CASES.values() if c.peer is None and (c.kind == METHOD or c.factory == "chain")]
 NAMES = as_params(METHODS, slow=lambda case: not case.seed)
 DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]
@@ -126,7 +126,7 @@ def test_results_do_not_depend_on_leaf_order(case, tree):
     jax.tree.map(np.testing.assert_array_equal, _as32(forward), _as32(backward[::-1]))
 
 
-@pytest.mark.slow  # tests/test_state_dtype.py checks every method's float64 dtypes in the default run
+@pytest.mark.slow  # tests/core/test_state_dtype.py checks every method's float64 dtypes in the default run
 @pytest.mark.parametrize("case", NAMES)
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees(dtypes=(jnp.float64, jnp.float32)))

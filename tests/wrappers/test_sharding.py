@@ -19,7 +19,7 @@ JOBS = [f"{name}:data-parallel" for name in DATA_PARALLEL] + [f"{name}:fully-sha
 
 
 def test_data_parallel_and_fully_sharded_steps_match_one_device():
-    script = Path(__file__).with_name("sharded_steps.py")
+    script = Path(__file__).resolve().parents[1] / "sharded_steps.py"
     result = subprocess.run([sys.executable, str(script), *JOBS], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()

@@ -22,6 +22,11 @@ def test_the_version_has_one_source():
     assert jgd.__version__ in (ROOT / "CHANGELOG.md").read_text()
 
 
+def test_pyproject_is_valid():
+    pytest.importorskip("validate_pyproject", reason="validate-pyproject is in the test extra")
+    _run(sys.executable, "-m", "validate_pyproject", str(ROOT / "pyproject.toml"))
+
+
 def test_the_bundled_configs_are_the_repository_configs():
     bundled = {p.name: p.read_bytes() for p in cli.bundled_configs().glob("*.yaml")}
     repository = {p.name: p.read_bytes() for p in (ROOT / "configs").glob("*.yaml")}
@@ -74,4 +79,4 @@ def test_the_wheel_installs_and_runs_without_the_repository(tmp_path):
     # The command line reads its config with PyYAML before it loads anything heavier.
     _run(str(python), "-m", "pip", "install", "-q", "PyYAML", env=env)
     usage = _run(str(env_dir / "bin" / "jgd"), "compare", "--help", cwd=away, env=env)
-    assert "bundled config" in usage
+    assert "bundled config" in " ".join(usage.split())

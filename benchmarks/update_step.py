@@ -6,7 +6,7 @@
   gradients are scaled by ``1 + 1e-7 i`` so that XLA cannot hoist work out of the loop.
 
 For every tree and method it prints the bytes a parameter that XLA's cost analysis counts for the compiled
-step (``bytes accessed``, what tests/test_bytes_gate.py holds) beside the ideal, ``12 + 8 × slots`` for
+step (``bytes accessed``, what tests/core/test_bytes_gate.py holds) beside the ideal, ``12 + 8 × slots`` for
 float32 (params read and written, grads read, each slot read and written), and the times with the percentage
 of a stream kernel: ``y ← y - a·x`` (SGD's arithmetic, 12 bytes an element) over as many float32 as the tree
 has params, timed the same two ways in the same loop, so that % stream = (ideal bytes / step time) / (stream

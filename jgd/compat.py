@@ -1,12 +1,11 @@
-"""The JAX features jgd uses that older releases spell otherwise, or lack: all version differences live here.
+"""The JAX features the library uses that older releases lack: its version differences all live here.
 
-jgd supports ``jax>=0.4.35`` (the minimum in ``pyproject.toml``); everything else in the package is written
-against current JAX and calls these helpers where older releases differ:
-
-- memory spaces (``jax.memory.Space``, JAX 0.7.1): :func:`jgd.offload` needs them and says so on older JAX;
-  abstract values have no ``memory_space`` before them, and every array is then in device memory;
-- mesh axis types (``jax.sharding.AxisType``, JAX 0.5.3): :func:`mesh_axis_types` gives ``jax.make_mesh``
-  automatic axes where it takes them, and nothing where every axis is automatic anyway.
+jgd supports ``jax>=0.4.35`` (the minimum in ``pyproject.toml``); everything else in the library is written
+against current JAX and calls these helpers where older releases differ. Memory spaces
+(``jax.memory.Space``, JAX 0.7.1): :func:`jgd.offload` needs them and says so on older JAX; abstract
+values have no ``memory_space`` before them, and every array is then in device memory.
+(The runner, which uses only the public library, has its one difference, mesh axis types, in
+:mod:`jgd.experiment.train.sharding`.)
 """
 
 from __future__ import annotations
@@ -35,12 +34,3 @@ def memory_space(where: Literal["host", "device"]) -> Any:
 def on_host(aval: Any) -> bool:
     """Whether an abstract value (from ``jax.make_jaxpr``) lives in host memory; never, before memory spaces."""
     return HAS_MEMORY_SPACES and getattr(aval, "memory_space", None) == jax.memory.Space.Host
-
-
-def mesh_axis_types(count: int) -> dict[str, Any]:
-    """Keyword arguments for ``jax.make_mesh`` that make its ``count`` axes automatic (sharded by ``jit``).
-
-    Current JAX takes ``axis_types``; JAX before 0.5.3 has no such argument, and its axes are all automatic.
-    """
-    axis_type = getattr(jax.sharding, "AxisType", None)
-    return {} if axis_type is None else {"axis_types": (axis_type.Auto,) * count}

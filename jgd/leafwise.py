@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +94,7 @@ def slot_dtypes(name: str, slots: Sequence[str], state_dtype: StateDtype) -> dic
         raise ValueError(f"{name}: state_dtype names no slot {unknown}; its slots are {list(slots)}")
     for slot, dtype in chosen.items():
         try:
-            inexact = dtype is None or lowbit.is_spec(dtype) or jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
+            inexact = dtype is None or lowbit.is_spec(dtype) or jnp.issubdtype(jnp.dtype(cast(Any, dtype)), jnp.inexact)
         except TypeError:
             inexact = False
         if not inexact:
@@ -169,18 +169,8 @@ def leafwise(
 
     def init_fn(params):
         trees.check_floating("params", params, method=name, allow_complex=complex_leaves)
-
-        def initial(slot, path, p):  # zeros_like keeps the param's sharding
-            chosen = dtypes[slot]
-            dtype = _slot_dtype(name, path, jnp.result_type(p), lowbit.storage_dtype(chosen), slot in lift.real_slots)
-            value = slot_init[slot](p, dtype) if slot in slot_init else jnp.zeros_like(p, dtype=dtype)
-            where = f"{name}, slot {slot!r} of params{jax.tree_util.keystr(path)}"
-            return lowbit.initial(where, value, chosen, signed=slot not in nonnegative_slots)
-
         return component.init(
-            slots={
-                slot: lowbit.hoist(jax.tree_util.tree_map_with_path(partial(initial, slot), params)) for slot in slots
-            },
+            slots=_new_slots(name, params, dtypes, slot_init, lift.real_slots, frozenset(nonnegative_slots)),
             carry={k: jnp.asarray(v, jnp.result_type(float)) for k, v in carry.items()},
         )
 
@@ -206,6 +196,20 @@ def leafwise(
         return out, component.advance(state, slots=new_slots, carry=new_carry)
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _new_slots(name, params, dtypes, slot_init, real_slots, nonnegative) -> dict:
+    """Each slot's first tree: zeros (or ``slot_init``'s values) in the slot's dtype, in its low-bit form if any."""
+
+    def initial(slot, path, p):  # zeros_like keeps the param's sharding
+        chosen = dtypes[slot]
+        dtype = _slot_dtype(name, path, jnp.result_type(p), lowbit.storage_dtype(chosen), slot in real_slots)
+        value = slot_init[slot](p, dtype) if slot in slot_init else jnp.zeros_like(p, dtype=dtype)
+        where = f"{name}, slot {slot!r} of params{jax.tree_util.keystr(path)}"
+        return lowbit.initial(where, value, chosen, signed=slot not in nonnegative)
+
+    made = {slot: jax.tree_util.tree_map_with_path(partial(initial, slot), params) for slot in dtypes}
+    return {slot: lowbit.hoist(tree) if lowbit.is_quantized(dtypes[slot]) else tree for slot, tree in made.items()}
 
 
 def _check_trees(name, updates, state, params, slots, slot_init, with_params, complex_leaves) -> None:

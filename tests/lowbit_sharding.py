@@ -1,7 +1,7 @@
 """Quantized slots on 8 host devices: codes and scales split over their blocks with the param, or over the data
 axis (ZeRO-1), and the run the same as on one device.
 
-Started by tests/test_lowbit.py in a fresh process, since the device count is fixed when JAX starts; exits
+Started by tests/lowbit/test_lowbit.py in a fresh process, since the device count is fixed when JAX starts; exits
 non-zero (an assertion) if a check fails.
 """
 

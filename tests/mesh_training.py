@@ -1,6 +1,6 @@
 """Trains with ``fit(..., mesh=...)`` on 8 host devices and checks it against one device.
 
-Started by tests/test_training_mesh.py in a fresh process, since the device
+Started by tests/experiment/test_training_mesh.py in a fresh process, since the device
 count is fixed when JAX starts. Prints one line per check, ending in ``ok`` or
 ``FAILED``, and exits with the number of failures.
 """

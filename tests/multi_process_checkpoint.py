@@ -1,4 +1,5 @@
-"""One of two processes (4 CPU devices each) that save and restore a sharded checkpoint: tests/test_training_mesh.py.
+"""One of two processes (4 CPU devices each) that save and restore a sharded checkpoint
+(tests/experiment/test_training_mesh.py).
 
 ``python tests/multi_process_checkpoint.py PROCESS_ID PORT DIR`` joins the
 other process through ``jax.distributed.initialize``, saves twice (in the

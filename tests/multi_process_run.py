@@ -1,4 +1,5 @@
-"""One of two processes sharing a mesh of 2 × 4 CPU devices, as the hosts of a pod would: tests/test_training_mesh.py.
+"""One of two processes sharing a mesh of 2 × 4 CPU devices, as the hosts of a pod would
+(tests/experiment/test_training_mesh.py).
 
 ``python tests/multi_process_run.py PROCESS_ID PORT DIR EPOCHS [--resume]``
 joins the other process through ``jax.distributed.initialize`` and trains

@@ -1,4 +1,4 @@
-"""A small training run holding every kind of state a resume must bring back, for tests/test_checkpoint.py.
+"""A small training run holding every kind of state a resume must bring back, for tests/experiment/test_checkpoint.py.
 
 ``python tests/resumable_run.py DIR EPOCHS [--every N] [--resume]`` trains it
 with checkpoints in DIR. Dropout and batch norm (keys and batch statistics),

@@ -1,12 +1,17 @@
-"""Runs every method on 8 host devices, fully sharded (and the seeds' methods data-parallel too), against one device.
+"""Runs methods on 8 host devices, data-parallel or fully sharded, against one device.
 
-Started by tests/test_sharding.py in a fresh process, since the device count is
-fixed when JAX starts. Prints one line per method and exits non-zero on a mismatch.
+Started by tests/wrappers/test_sharding.py in a fresh process, since the device count is
+fixed when JAX starts, with one argument ``<id>:<layout>`` per run: a row of tests/cases.py
+and ``data-parallel`` or ``fully-sharded``. Prints one line per run and exits non-zero on
+a mismatch.
 """
 
 import os
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,39 +19,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-import jgd
-from jgd.state import transform_states
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-METHODS = {
-    "sgd": lambda: jgd.sgd(0.1),
-    "momentum": lambda: jgd.momentum(0.05),
-    "nesterov": lambda: jgd.nesterov(0.05),
-    "adagrad": lambda: jgd.adagrad(0.05),
-    "adadelta": lambda: jgd.adadelta(),
-    "rmsprop": lambda: jgd.rmsprop(0.01, centered=True, momentum=0.5),
-    "adam": lambda: jgd.adam(0.01),
-    "adamax": lambda: jgd.adamax(0.01),
-    "nadam": lambda: jgd.nadam(0.01),
-    "clipped_adam_wd": lambda: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(0.01), jgd.weight_decay(1e-3)),
-}
-# The methods of the source documents run in both layouts; the others fully sharded only.
-SEED_METHODS = set(METHODS)
-METHODS |= {
-    "accumulate_adam": lambda: jgd.accumulate(jgd.adam(0.01), every=2),
-    "partition": lambda: jgd.partition(
-        {"w1": ("w1", jgd.adam(0.01)), "b": ("b.*", 0.5), "w2": ("w2", jgd.freeze())}, default=jgd.momentum(0.05)
-    ),
-    "monitor_skip_spikes": lambda: jgd.monitor(jgd.skip_spikes(jgd.adam(0.01), window=4)),
-    "radam": lambda: jgd.radam(0.01),
-    "adabelief": lambda: jgd.adabelief(0.01),
-    "lion": lambda: jgd.lion(1e-3, weight_decay=0.1),
-    "lamb": lambda: jgd.lamb(0.01, weight_decay=0.01),
-    "lars": lambda: jgd.lars(0.5, weight_decay=1e-4, trust_coefficient=0.02),
-    "adafactor": lambda: jgd.adafactor(0.01, min_dim_size_to_factor=8, momentum=0.9),
-    "schedule_free_adamw": lambda: jgd.schedule_free_adamw(0.01),
-    "schedule_free_sgd": lambda: jgd.schedule_free_sgd(0.1),
-    "muon": lambda: jgd.muon(0.01),
-}
+import jgd
+from tests.cases import CASES, transform_states
 
 rng = np.random.default_rng(0)
 X = jnp.asarray(rng.normal(size=(64, 16)), jnp.float32)
@@ -86,16 +62,20 @@ def main():
     replicated = NamedSharding(mesh, P())
     model_specs = {"w1": P(None, "model"), "b1": P("model"), "w2": P("model", None), "b2": P()}
     failures = 0
-    for name, make in METHODS.items():
+    all_layouts = {
+        "data-parallel": {k: replicated for k in PARAMS},
+        "fully-sharded": {k: NamedSharding(mesh, spec) for k, spec in model_specs.items()},
+    }
+    jobs = {}  # row id -> the layouts asked for it, each argument being "<id>:<layout>"
+    for job in sys.argv[1:]:
+        name, layout = job.split(":")
+        jobs.setdefault(name, []).append(layout)
+    for name, wanted in jobs.items():
+        make = CASES[name].make
         want, _ = train(make(), PARAMS, X, Y)
-        x, y = jax.device_put(X, batch), jax.device_put(Y, batch)
-        layouts = {
-            "data-parallel": {k: replicated for k in PARAMS},
-            "fully-sharded": {k: NamedSharding(mesh, spec) for k, spec in model_specs.items()},
-        }
-        if name not in SEED_METHODS:  # the batch is split over "data" in both layouts: one compile less per method
-            del layouts["data-parallel"]
-        for layout, shardings in layouts.items():
+        x, y = jax.device_put(X, batch), jax.device_put(Y, batch)  # the batch is split over "data" in both layouts
+        for layout in wanted:
+            shardings = all_layouts[layout]
             params = {k: jax.device_put(v, shardings[k]) for k, v in PARAMS.items()}
             first_state = make().init(params)
             got, state = train(make(), params, x, y)

@@ -1,6 +1,6 @@
 """Runs a sweep with its settings sharded over 8 host devices, against one device.
 
-Started by tests/test_sweep.py in a fresh process, since the device count is
+Started by tests/experiment/test_sweep.py in a fresh process, since the device count is
 fixed when JAX starts. Prints one line per case and exits non-zero on a mismatch.
 """
 

@@ -1,6 +1,6 @@
 """ZeRO-1 and host offload on 8 host devices: placement, bytes per device, and results against plain runs.
 
-Started by tests/test_state_at_scale.py in a fresh process, since the device count is
+Started by tests/wrappers/test_state_at_scale.py in a fresh process, since the device count is
 fixed when JAX starts. Prints one line per check, ``<name>: <detail> -> True/False``,
 and exits with the number of failed checks.
 """

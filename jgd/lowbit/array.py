@@ -2,8 +2,9 @@
 
 Quantizing ``x`` block by block (Dettmers et al., "8-bit optimizers via block-wise quantization",
 ICLR 2022): the flattened array is cut into blocks of ``block_size`` elements (the last one padded),
-``s_b = max_{i∈b} |x_i|`` is kept in float32 and each ``x_i / s_b ∈ [-1, 1]`` is stored as the index of a
-code ``c_k`` (:mod:`jgd.lowbit.codes`); reading back gives ``x̃_i = c_{k_i} s_b``. With rank-1
+``s_b = max_{i∈b} |x_i|`` is kept in float32 (with stochastic rounding of a signed slot, the smallest scale
+whose code range holds the block: :func:`_extent`) and each ``x_i / s_b ∈ [-1, 1]`` is stored as the
+index of a code ``c_k`` (:mod:`jgd.lowbit.codes`); reading back gives ``x̃_i = c_{k_i} s_b``. With rank-1
 normalisation (Li, Chen & Zhu, "Memory efficient optimizers with 4-bit states", NeurIPS 2023, §4.2) an
 array of two axes or more, seen as a matrix ``(rows, last axis)``, keeps ``r_i = max_j |x_ij|`` and
 ``c_j = max_i |x_ij|`` and scales ``x_ij`` by ``min(r_i, c_j)``; arrays of one axis keep blocks.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +33,7 @@ class QuantizedArray:
 
     codes: uint8, ``(blocks, block_size)`` (``block_size / 2`` at 4 bits: two codes a byte, the first in
       the low half), or ``(rows, last axis)`` with rank-1 normalisation (the last axis halved, rounded up).
-    scales: float32, each block's absmax ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
+    scales: float32, each block's scale ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
     col_scales: float32 ``(last axis,)`` with rank-1 normalisation, else None.
     shape: the shape of the array it stands for (static, like the rest below).
     bits: 8 or 4. signed: whether the code holds negative values. block_size: elements per block.
@@ -187,23 +189,24 @@ def quantize(
       seed: three uint32 words for stochastic rounding (:func:`random_bits`); None rounds to nearest this time.
     """
     x = jnp.asarray(x).astype(jnp.float32)
-    meta = {"shape": x.shape, "bits": bits, "signed": signed, "block_size": block_size, "rounding": rounding}
-    stochastic = rounding == "stochastic" and seed is not None
+    meta = partial(QuantizedArray, shape=x.shape, bits=bits, signed=signed, block_size=block_size, rounding=rounding)
     fit = rounding == "stochastic"
+
+    def noise(shape):
+        return random_bits(seed, shape) if fit and seed is not None else None
+
     if rank1 and x.ndim >= 2:
         matrix = x.reshape(-1, x.shape[-1])
         rows, cols = _extent(matrix, 1, bits, signed, fit), _extent(matrix, 0, bits, signed, fit)
-        noise = random_bits(seed, matrix.shape) if stochastic else None
-        index = _scaled(matrix, jnp.minimum(rows[:, None], cols[None, :]), signed, bits, noise)
+        index = _scaled(matrix, jnp.minimum(rows[:, None], cols[None, :]), signed, bits, noise(matrix.shape))
         rows = _unsigned_guard(matrix, rows, 1, signed)
-        return QuantizedArray(_pack(index, bits), rows, cols, rank1=True, **meta)
+        return meta(_pack(index, bits), rows, cols, rank1=True)
     blocks = -(-x.size // block_size)
     flat = jnp.pad(x.reshape(-1), (0, blocks * block_size - x.size)).reshape(blocks, block_size)
     scales = _extent(flat, 1, bits, signed, fit)
-    noise = random_bits(seed, flat.shape) if stochastic else None
-    index = _scaled(flat, scales[:, None], signed, bits, noise)
+    index = _scaled(flat, scales[:, None], signed, bits, noise(flat.shape))
     scales = _unsigned_guard(flat, scales, 1, signed)
-    return QuantizedArray(_pack(index, bits), scales, None, rank1=False, **meta)
+    return meta(_pack(index, bits), scales, None, rank1=False)
 
 
 def dequantize(q: QuantizedArray, dtype=jnp.float32) -> jax.Array:
@@ -214,7 +217,7 @@ def dequantize(q: QuantizedArray, dtype=jnp.float32) -> jax.Array:
       dtype: the dtype to return; float32 by default (the codes and scales are exact in it).
     """
     code = jnp.asarray(finder(q.bits, q.signed).code)
-    if q.rank1:
+    if q.rank1 and q.col_scales is not None:  # rank-1 arrays always hold column scales
         index = _unpack(q.codes, q.bits, q.shape[-1])
         values = code[index] * jnp.minimum(q.scales[:, None], q.col_scales[None, :])
         return values.reshape(q.shape).astype(dtype)

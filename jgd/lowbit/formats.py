@@ -98,6 +98,11 @@ def quantized(
     Returns:
       A spec for ``state_dtype`` (alone or as the value of a slot in a mapping).
     """
+    return _checked(bits, block_size, rounding, min_size, normalization)
+
+
+def _checked(bits, block_size, rounding, min_size, normalization) -> Quantized:
+    """:func:`quantized`'s arguments checked, each bad one a ``ValueError`` naming it."""
     if isinstance(bits, bool) or bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits!r}")
     block_size = (256 if bits == 8 else 128) if block_size is None else _positive_int("block_size", block_size)
@@ -141,6 +146,11 @@ def stochastic(dtype: Any = jnp.bfloat16) -> Stochastic:
 def is_spec(value: Any) -> bool:
     """Whether ``value`` is a low-bit form (:func:`quantized`, :func:`stochastic`) rather than a dtype."""
     return isinstance(value, (Quantized, Stochastic))
+
+
+def is_quantized(chosen: Any) -> bool:
+    """Whether a slot's ``state_dtype`` entry is :func:`quantized`."""
+    return isinstance(chosen, Quantized)
 
 
 def storage_dtype(chosen: Any) -> Any:
@@ -232,9 +242,9 @@ def _one_level(node: Any) -> tuple[list, Any]:
 
 def _wraps_quantized(node: Any) -> bool:
     """Whether ``node`` is a container (an NNX Variable) holding a :class:`QuantizedArray` as its ``.value``."""
-    if _is_quantized(node) or jax.tree_util.treedef_is_leaf(jax.tree.structure(node)):
+    if _is_quantized(node):
         return False
-    flat, _ = _one_level(node)
+    flat, _ = _one_level(node)  # a leaf is its own one child
     if len(flat) != 1 or not _is_quantized(flat[0][1]) or not flat[0][0]:
         return False
     key = flat[0][0][-1]

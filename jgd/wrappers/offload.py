@@ -43,7 +43,8 @@ def offload(tx: GradientTransformation, slots: Sequence[str] | None = None) -> G
     (which gives the offloaded slots ``pinned_host`` shardings) work unchanged. Slots
     are the per-parameter accumulators of jgd's transforms (``mu``, ``nu``,
     ``velocity``, ...); the memory of :func:`jgd.bfgs` / :func:`jgd.lbfgs` and the state
-    of optax transforms inside a chain stay on the device.
+    of optax transforms inside a chain stay on the device. It needs JAX 0.7.1 or newer (``jax.memory``);
+    on an older JAX, ``init`` raises a ``RuntimeError`` that says so.
 
     Args:
       tx: the transform whose slots to offload.

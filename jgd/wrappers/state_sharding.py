@@ -7,12 +7,11 @@ The state is never built: its shapes, dtypes and memory spaces come from tracing
 
 from __future__ import annotations
 
-import dataclasses
 from typing import cast
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
+from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec, Sharding
 
 from jgd.base import GradientTransformation
 from jgd.compat import on_host
@@ -85,7 +84,7 @@ def _replicated(mesh: Mesh | None, by_path: dict) -> Sharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def _size(mesh: Mesh, axes: tuple[str, ...]) -> int:
+def _size(mesh: Mesh | AbstractMesh, axes: tuple[str, ...]) -> int:
     return int(np.prod([mesh.shape[a] for a in axes]))
 
 
@@ -108,21 +107,16 @@ def _quantized(node: QuantizedArray, like: Sharding | None, replicated: Sharding
     (blocks, rows) with the param where :func:`_leading_axes` allows, and further over ``shard_over`` where
     that axis divides; column scales replicated."""
     axes = _leading_axes(node, like)
-    mesh = like.mesh if axes else getattr(replicated, "mesh", None)
+    mesh = like.mesh if axes and isinstance(like, NamedSharding) else getattr(replicated, "mesh", None)
     if shard_over is not None and mesh is not None and shard_over not in axes:
         if node.codes.shape[0] % (_size(mesh, axes) * mesh.shape[shard_over]) == 0:
             axes = (*axes, shard_over)
-    if not axes:
-        return dataclasses.replace(
-            node, codes=replicated, scales=replicated, col_scales=None if node.col_scales is None else replicated
-        )
-    entry = axes[0] if len(axes) == 1 else axes
-    return dataclasses.replace(
-        node,
-        codes=NamedSharding(mesh, PartitionSpec(entry, None)),
-        scales=NamedSharding(mesh, PartitionSpec(entry)),
-        col_scales=None if node.col_scales is None else replicated,
-    )
+    codes, scales = replicated, replicated
+    if axes and mesh is not None:
+        entry = axes[0] if len(axes) == 1 else axes
+        codes, scales = NamedSharding(mesh, PartitionSpec(entry, None)), NamedSharding(mesh, PartitionSpec(entry))
+    # The same pytree as the slot, a sharding at each of its arrays (codes, scales, then column scales).
+    return jax.tree.unflatten(jax.tree.structure(node), [codes, scales, replicated][: len(jax.tree.leaves(node))])
 
 
 def _on_host(shardings, avals):

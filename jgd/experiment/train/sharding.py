@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +27,16 @@ from jax.sharding import PartitionSpec as P
 
 import jgd
 from jgd import GradientTransformation
-from jgd.compat import mesh_axis_types
 from jgd.types import PyTree
 
 AXES = ("data", "model")
+
+
+def _automatic_axes(count: int) -> dict[str, Any]:
+    """``jax.make_mesh``'s arguments for ``count`` automatic axes (sharded by ``jit``): current JAX takes
+    ``axis_types``; JAX before 0.5.3 has none, and its axes are all automatic."""
+    axis_type = getattr(jax.sharding, "AxisType", None)
+    return {} if axis_type is None else {"axis_types": (axis_type.Auto,) * count}
 
 
 def make_mesh(axes: Mapping[str, int]) -> Mesh:
@@ -52,7 +58,7 @@ def make_mesh(axes: Mapping[str, int]) -> Mesh:
     return jax.make_mesh(
         tuple(sizes.values()),
         tuple(sizes),
-        **mesh_axis_types(len(sizes)),
+        **_automatic_axes(len(sizes)),
         devices=jax.devices()[:needed],
     )
 

@@ -7,15 +7,18 @@ from jax.flatten_util import ravel_pytree
 
 import jgd
 from tests import reference as ref
-from tests.test_hyperparams import ALL_METHODS
+from tests.cases import CASES, METHOD, as_params
+
+# The elementwise methods in their own forms; the seeds' by default, the others in the slow run.
+ELEMENTWISE = [c for c in CASES.values() if c.kind == METHOD and c.elementwise and c.peer is None]
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
-def test_raveled_params_follow_the_tree_path(name):
-    tree_run = ref.trajectory(ALL_METHODS[name](learning_rate=0.05), 20)
+@pytest.mark.parametrize("case", as_params(ELEMENTWISE, slow=lambda case: not case.seed))
+def test_raveled_params_follow_the_tree_path(case):
+    tree_run = ref.trajectory(case.at(0.05), 20)
     params = ref.init_params()
     flat, unravel = ravel_pytree(params)
-    tx = ALL_METHODS[name](learning_rate=0.05)
+    tx = case.at(0.05)
     state = tx.init(flat)
     step = jax.jit(lambda p, s: tx.update(jax.grad(lambda q: ref.loss(unravel(q)))(p), s, p))
     flat_run = [ref.flatten(params)]

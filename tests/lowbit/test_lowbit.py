@@ -20,40 +20,11 @@ import jgd
 from jgd.lowbit import array
 from jgd.lowbit.array import stochastic_bfloat16
 from jgd.lowbit.codes import table
+from tests.lowbit_reference import create_dynamic_map, gap_around, reference
 
 # Jitted: run op by op, each new shape would compile every operation on its own.
 quantize = jax.jit(array.quantize, static_argnames=("bits", "signed", "block_size", "rank1", "rounding"))
 dequantize = jax.jit(array.dequantize)
-
-
-def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
-    """bitsandbytes' ``functional.create_dynamic_map`` (0.45 to 0.50), transcribed from torch to NumPy."""
-    data = []
-    non_sign_bits = total_bits - 1
-    additional_items = 2 ** (non_sign_bits - max_exponent_bits) - 1
-    for i in range(max_exponent_bits):
-        fraction_items = int(
-            2 ** (i + non_sign_bits - max_exponent_bits) + 1
-            if signed
-            else 2 ** (i + non_sign_bits - max_exponent_bits + 1) + 1
-        )
-        boundaries = np.linspace(0.1, 1, fraction_items, dtype=np.float32)
-        means = (boundaries[:-1] + boundaries[1:]) / 2.0
-        data += ((10 ** (-(max_exponent_bits - 1) + i)) * means).tolist()
-        if signed:
-            data += (-(10 ** (-(max_exponent_bits - 1) + i)) * means).tolist()
-    if additional_items > 0:
-        boundaries = np.linspace(0.1, 1, additional_items + 1, dtype=np.float32)
-        means = (boundaries[:-1] + boundaries[1:]) / 2.0
-        data += ((10 ** (-(max_exponent_bits - 1) + i)) * means).tolist()
-        if signed:
-            data += (-(10 ** (-(max_exponent_bits - 1) + i)) * means).tolist()
-    data.append(0)
-    data.append(1.0)
-    assert len(data) == 2**total_bits
-    data += [0] * (256 - len(data))
-    data.sort()
-    return np.asarray(data, np.float32)
 
 
 @pytest.mark.parametrize(
@@ -69,28 +40,6 @@ def test_code_tables_are_bitsandbytes_and_the_4_bit_linear_code_without_zero(bit
     got = table(bits, signed)
     assert len(got) == 2**bits
     np.testing.assert_allclose(got, want(), rtol=1e-6, atol=0)
-
-
-def reference(x, code, block, *, signed, stochastic_scale=False):
-    """NumPy block-wise round trip to the nearest code (ties down), with bitsandbytes' absmax scale (or the
-    range-fitting scale of stochastic rounding); returns the values read back and each element's scale."""
-    flat = np.pad(x.ravel(), (0, -x.size % block)).reshape(-1, block).astype(np.float32)
-    scale = np.abs(flat).max(1)
-    if stochastic_scale and signed:
-        scale = np.maximum(flat.max(1), -flat.min(1) / -code[0])
-    scale = scale.astype(np.float32)[:, None]
-    y = flat / np.where(scale > 0, scale, 1)
-    index = np.abs(y[..., None] - code).argmin(-1)
-    if not signed and code[0] == 0:
-        index = np.where(y > 0, np.maximum(index, 1), index)
-    read = (code[index] * scale).ravel()[: x.size].reshape(x.shape)
-    return read, np.broadcast_to(scale, flat.shape).ravel()[: x.size].reshape(x.shape)
-
-
-def gap_around(values, code):
-    """The distance between the codes around each normalised value."""
-    hi = np.clip(np.searchsorted(code, values, side="right"), 1, len(code) - 1)
-    return code[hi] - code[hi - 1]
 
 
 HEAVY = np.random.default_rng(0).standard_t(2, size=(37, 150)).astype(np.float32)  # ragged last block
@@ -248,7 +197,11 @@ def slot_leaves(state):
 def test_each_slot_is_declared_nonnegative_exactly_when_it_never_goes_negative(name):
     """Quantized, a slot takes the unsigned code iff its method declares it nonnegative; in float32 over a few
     steps of gradients of both signs, such a slot stays ≥ 0 and every other slot goes negative somewhere."""
-    quantized = slot_leaves(METHODS[name](jgd.quantized(8, min_size=0)).init(SMALL))
+    low = METHODS[name](jgd.quantized(8, min_size=0))
+    quantized = slot_leaves(low.init(SMALL))
+    # Its update takes quantized slots and gives them back in the same form (traced, not run).
+    after = jax.eval_shape(lambda s: low.update(SMALL, s, SMALL)[1], low.init(SMALL))
+    assert jax.tree.structure(after) == jax.tree.structure(low.init(SMALL))
     signed = {}
     for slot, leaf in quantized:
         assert isinstance(leaf, jgd.QuantizedArray), (slot, leaf)
@@ -452,7 +405,7 @@ def test_a_complex_param_may_quantize_its_real_slots():
 
 @pytest.mark.slow
 def test_codes_and_scales_are_split_with_their_params_on_8_devices():
-    script = Path(__file__).with_name("lowbit_sharding.py")
+    script = Path(__file__).resolve().parents[1] / "lowbit_sharding.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parents[1]), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr

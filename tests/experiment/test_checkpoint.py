@@ -20,7 +20,7 @@ from jgd.experiment.config.schema import CheckpointConfig
 from jgd.experiment.train import checkpoint
 from tests import resumable_run
 
-RUN = [sys.executable, str(Path(__file__).with_name("resumable_run.py"))]
+RUN = [sys.executable, str(Path(__file__).resolve().parents[1] / "resumable_run.py")]
 FOREVER = str(10**6)  # epochs: the run goes on until it is killed
 
 

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jgd
+from tests.cases import BLOCK, CASES, METHOD, as_params, transform_states
 
 STEPS = 50
 RNG = np.random.default_rng(7)
@@ -40,60 +41,20 @@ def trajectory(tx, steps=STEPS):
     return np.stack(path)
 
 
-def _per_leaf(optax_tx):
-    """An optax transform without state applied to each leaf on its own (per-tensor clipping)."""
-
-    def update(updates, state, params=None):
-        return jax.tree.map(lambda g: optax_tx.update(g, optax_tx.init(g))[0], updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+# The rows that take complex leaves and have an optax twin with the same values; a block steps with sgd(0.05).
+PAIRED = [c for c in CASES.values() if c.complex and c.optax is not None]
 
 
-# jgd transform and optax transform set so that their conventions agree (as in test_methods.py).
-OPTAX = {
-    "sgd": (lambda: jgd.sgd(0.05), lambda: optax.sgd(0.05)),
-    "sgd_momentum": (lambda: jgd.sgd(0.02, momentum=0.9), lambda: optax.sgd(0.02, momentum=0.9)),
-    "sgd_nesterov": (lambda: jgd.sgd(0.02, 0.9, nesterov=True), lambda: optax.sgd(0.02, 0.9, nesterov=True)),
-    "momentum_velocity": (lambda: jgd.momentum(0.02, 0.9), lambda: optax.sgd(0.02, momentum=0.9)),
-    "momentum_ema": (lambda: jgd.momentum(0.1, 0.8, form="ema"), lambda: optax.sgd(0.1 * 0.2, momentum=0.8)),
-    "momentum_trace": (lambda: jgd.momentum(0.02, 0.9, form="trace"), lambda: optax.sgd(0.02, momentum=0.9)),
-    "nesterov_velocity": (lambda: jgd.nesterov(0.02, 0.9), lambda: optax.sgd(0.02, 0.9, nesterov=True)),
-    "nesterov_trace": (lambda: jgd.nesterov(0.02, 0.9, "trace"), lambda: optax.sgd(0.02, 0.9, nesterov=True)),
-    "adagrad": (
-        lambda: jgd.adagrad(0.1, eps=0.0, eps_root=1e-7, initial_accumulator=0.1),
-        lambda: optax.adagrad(0.1, initial_accumulator_value=0.1, eps=1e-7),
-    ),
-    "rmsprop": (lambda: jgd.rmsprop(0.01), lambda: optax.rmsprop(0.01, eps_in_sqrt=False)),
-    "rmsprop_eps_in_root": (lambda: jgd.rmsprop(0.01, eps=0.0, eps_root=1e-8), lambda: optax.rmsprop(0.01)),
-    "rmsprop_centered_nesterov": (
-        lambda: jgd.rmsprop(0.01, eps=1e-2, centered=True, momentum=0.8, nesterov=True),
-        lambda: optax.rmsprop(0.01, eps=1e-2, centered=True, momentum=0.8, nesterov=True, eps_in_sqrt=False),
-    ),
-    "adam": (lambda: jgd.adam(0.05), lambda: optax.adam(0.05)),
-    "adam_eps_root": (lambda: jgd.adam(0.05, eps_root=1e-6), lambda: optax.adam(0.05, eps_root=1e-6)),
-    "adam_amsgrad": (lambda: jgd.adam(0.05, amsgrad="nu_hat"), lambda: optax.amsgrad(0.05)),
-    "adamw": (lambda: jgd.adamw(0.05, weight_decay=0.1), lambda: optax.adamw(0.05, weight_decay=0.1)),
-    "adamax": (lambda: jgd.adamax(0.05, eps_in_max=True), lambda: optax.adamax(0.05)),
-    "nadam": (lambda: jgd.nadam(0.05, momentum_decay=None), lambda: optax.nadam(0.05)),
-    "adabelief": (lambda: jgd.adabelief(0.05), lambda: optax.adabelief(0.05)),
-    "radam": (lambda: jgd.radam(0.05), lambda: optax.radam(0.05)),
-    "lamb": (lambda: jgd.lamb(0.05, weight_decay=0.01), lambda: optax.lamb(0.05, weight_decay=0.01)),
-    "lars": (lambda: jgd.lars(0.05, weight_decay=0.01, form="optax"), lambda: optax.lars(0.05, weight_decay=0.01)),
-    "clip_by_global_norm": (
-        lambda: jgd.chain(jgd.clip_by_global_norm(2.0), jgd.sgd(0.05)),
-        lambda: optax.chain(optax.clip_by_global_norm(2.0), optax.sgd(0.05)),
-    ),
-    "clip_by_norm": (
-        lambda: jgd.chain(jgd.clip_by_norm(2.0), jgd.sgd(0.05)),
-        lambda: optax.chain(_per_leaf(optax.clip_by_global_norm(2.0)), optax.sgd(0.05)),
-    ),
-}
+def pair(case):
+    if case.kind == BLOCK:
+        return jgd.chain(case.make(), jgd.sgd(0.05)), optax.chain(case.optax(), optax.sgd(0.05))
+    return case.make(), case.optax()
 
 
-@pytest.mark.parametrize("name", OPTAX)
-def test_matches_optax_on_complex_params(name, x64):
-    make, make_optax = OPTAX[name]
-    got, want = trajectory(make()), trajectory(make_optax())
+@pytest.mark.parametrize("case", as_params(PAIRED))
+def test_matches_optax_on_complex_params(case, x64):
+    tx, optax_tx = pair(case)
+    got, want = trajectory(tx), trajectory(optax_tx)
     assert np.abs(want[-1] - want[0]).max() > 1e-3  # the trajectory moves
     relative = np.abs(got - want).max() / np.abs(want).max()
     assert relative <= 1e-12, relative
@@ -146,27 +107,26 @@ def _leaf_dtypes(tree):
     return jax.tree.map(lambda x: jnp.dtype(x.dtype), tree)
 
 
-@pytest.mark.parametrize("dtype, real", [(jnp.complex64, jnp.float32), (jnp.complex128, jnp.float64)])
-def test_first_moments_complex_second_moments_real(dtype, real, x64):
-    params = {"w": jnp.ones((2, 3), dtype) * (1 - 2j)}
-    grads = {"w": jnp.ones((2, 3), dtype) * (0.5 + 1j)}
-    cases = {
-        jgd.adam(amsgrad=True): {"mu": dtype, "nu": real, "nu_max": real},
-        jgd.rmsprop(centered=True, momentum=0.9): {"mean_square": real, "mean": dtype, "velocity": dtype},
-        jgd.adamax(): {"mu": dtype, "inf_norm": real},
-        jgd.adagrad(): {"sum_of_squares": real},
-        jgd.adabelief(): {"mu": dtype, "nu": real},
-    }
-    for tx, want in cases.items():
+@pytest.mark.parametrize("case", as_params(c for c in CASES.values() if c.complex and c.slots and c.kind == METHOD))
+def test_first_moments_complex_second_moments_real(case, x64):
+    for dtype, real in [(jnp.complex64, jnp.float32), (jnp.complex128, jnp.float64)]:
+        params = {"w": jnp.ones((2, 3), dtype) * (1 - 2j)}
+        grads = {"w": jnp.ones((2, 3), dtype) * (0.5 + 1j)}
+        want = {k: real if k in case.real_slots else dtype for k in case.slots}
+        tx = case.make()
         state = tx.init(params)
         updates, new_state = tx.update(grads, state, params)
         assert updates["w"].dtype == dtype
         for current in (state, new_state):
-            assert _leaf_dtypes(current.slots) == {k: {"w": jnp.dtype(d)} for k, d in want.items()}
+            assert _leaf_dtypes(_slots(current)) == {k: {"w": jnp.dtype(d)} for k, d in want.items()}
         for value in jgd.hyperparams(new_state).values():
             assert not jnp.iscomplexobj(value)
-    v = new_state.slots["nu"]["w"]  # adabelief's last: |g - m|² is real and positive
-    assert bool(jnp.all(v > 0))
+        for k in case.real_slots:  # |g|², or adabelief's |g - m|², is real and positive
+            assert bool(jnp.all(_slots(new_state)[k]["w"] > 0)), k
+
+
+def _slots(state):
+    return next(s.slots for s in transform_states(state) if s.slots)
 
 
 def test_state_dtype_gives_the_precision_of_a_complex_slot(x64):
@@ -189,17 +149,9 @@ def test_jit_equals_no_jit_on_complex_params():
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "name, make",
-    [
-        ("lion", jgd.lion),
-        ("adadelta", jgd.adadelta),
-        ("adafactor", jgd.adafactor),
-        ("clip_by_value", lambda: jgd.clip_by_value(1.0)),
-        ("l1_penalty", lambda: jgd.l1_penalty(0.1)),
-    ],
-)
-def test_methods_without_complex_rules_refuse_complex_leaves(name, make):
+@pytest.mark.parametrize("case", as_params(c for c in CASES.values() if not c.complex and c.kind in (METHOD, BLOCK)))
+def test_methods_without_complex_rules_refuse_complex_leaves(case):
+    name, make = case.factory, case.make
     params = {"real": jnp.ones(2), "z": jnp.ones(2, jnp.complex64)}
     with pytest.raises(ValueError, match=rf"params\['z'\] has dtype complex64; {name} does not take complex"):
         make().init(params)

@@ -13,7 +13,7 @@ from jgd.experiment.config.reader import apply_overrides, load_config, parse_con
 from jgd.experiment.config.schema import OptimizerConfig
 from jgd.experiment.config.writer import to_dict
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SEED_METHODS = ["SGD", "Momentum", "Nesterov", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdaMax", "Nadam", "L-BFGS"]
 
 

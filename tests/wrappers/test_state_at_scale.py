@@ -140,7 +140,7 @@ def test_offload_names_an_unknown_slot():
 
 
 def test_zero1_and_offload_on_8_host_devices():
-    script = Path(__file__).with_name("state_at_scale_steps.py")
+    script = Path(__file__).resolve().parents[1] / "state_at_scale_steps.py"
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()

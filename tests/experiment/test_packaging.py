@@ -12,7 +12,7 @@ import pytest
 import jgd
 from jgd.experiment import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_version_has_one_source():

@@ -9,7 +9,7 @@ import pytest
 
 import jgd
 
-PACKAGE = Path(__file__).resolve().parents[1] / "jgd"
+PACKAGE = Path(__file__).resolve().parents[2] / "jgd"
 RUNNER = PACKAGE / "experiment"
 CORE_MODULES = sorted(p for p in PACKAGE.rglob("*.py") if RUNNER not in p.parents)
 RUNNER_ONLY = ("flax", "optax", "orbax", "sklearn", "matplotlib", "yaml", "rich")

@@ -6,26 +6,10 @@ import numpy as np
 import pytest
 
 import jgd
-from jgd.state import transform_states
+from tests.cases import CASES, as_params, transform_states
 
-# name -> (factory(hyperparameter, state_dtype), one of its slots); the hyperparameter is the learning
-# rate, or the decay of the blocks that have none.
-METHODS = {
-    "sgd_momentum": (lambda h, d: jgd.momentum(h, state_dtype=d), "velocity"),
-    "nesterov": (lambda h, d: jgd.nesterov(h, state_dtype=d), "velocity"),
-    "adagrad": (lambda h, d: jgd.adagrad(h, state_dtype=d), "sum_of_squares"),
-    "adadelta": (lambda h, d: jgd.adadelta(h, state_dtype=d), "mean_square_step"),
-    "rmsprop": (lambda h, d: jgd.rmsprop(h, centered=True, momentum=0.5, state_dtype=d), "mean"),
-    "adam": (lambda h, d: jgd.adam(h, state_dtype=d), "nu"),
-    "adamax": (lambda h, d: jgd.adamax(h, state_dtype=d), "inf_norm"),
-    "nadam": (lambda h, d: jgd.apply_if_finite(jgd.nadam(h, state_dtype=d)), "mu"),
-    "trace": (lambda h, d: jgd.trace(h, state_dtype=d), "velocity"),
-    "ema": (lambda h, d: jgd.ema(h, state_dtype=d), "average"),
-    "scale_by_rms": (
-        lambda h, d: jgd.scale_by_rms(h, numerator=jgd.chain(jgd.ema(0.9), jgd.bias_correction(0.9)), state_dtype=d),
-        "second_moment",
-    ),
-}
+# Every transform that takes state_dtype and holds slots, in its own forms; its main hyperparameter is given.
+CASES_WITH_SLOTS = [c for c in CASES.values() if c.state_dtype and c.slots and c.peer is None]
 
 # Hyperparameters as a jnp bfloat16 scalar, a numpy float32 scalar and a Python float (float64 under x64).
 HYPERPARAMS = (jnp.asarray(0.1, jnp.bfloat16), np.float32(0.1), 0.1)
@@ -52,16 +36,16 @@ def dtypes(tree):
 
 
 @pytest.mark.parametrize("construct", list(CONSTRUCTS))
-@pytest.mark.parametrize("method", list(METHODS))
-def test_no_slot_changes_dtype_across_updates(x64, method, construct):
-    make, slot = METHODS[method]
+@pytest.mark.parametrize("case", as_params(CASES_WITH_SLOTS))
+def test_no_slot_changes_dtype_across_updates(x64, case, construct):
+    slot = case.slots[-1]
     params = {
         "half": jnp.linspace(-1, 1, 3, dtype=jnp.bfloat16),
         "single": jnp.ones((2, 2), jnp.float32),
         "double": jnp.ones(2, jnp.float64),
     }
     state_dtypes = (None, jnp.bfloat16, {slot: jnp.float32})
-    transforms = tuple(make(h, d) for h, d in zip(HYPERPARAMS, state_dtypes))
+    transforms = tuple(case.at(h, state_dtype=d) for h, d in zip(HYPERPARAMS, state_dtypes))
     states = jax.eval_shape(lambda p: tuple(tx.init(p) for tx in transforms), params)
     # Tracing fixes every output dtype (and checks the scan / while / cond carries), so no compilation is needed.
     after = jax.eval_shape(lambda s: CONSTRUCTS[construct](lambda c: three_updates(transforms, c, params), s), states)
@@ -84,7 +68,8 @@ def test_a_mapping_sets_each_slot_and_leaves_the_others_alone():
     np.testing.assert_allclose(updates["w"], full["w"], rtol=1e-2)
 
 
-@pytest.mark.parametrize("bad", [jnp.int32, np.uint8, bool, jnp.complex64, "not a dtype", {"nu": jnp.int8}])
+# A complex dtype is a state dtype for complex params; for real ones init names the leaf (test_optax_habits.py).
+@pytest.mark.parametrize("bad", [jnp.int32, np.uint8, bool, "not a dtype", {"nu": jnp.int8}])
 def test_a_dtype_that_is_not_floating_is_refused(bad):
     with pytest.raises(ValueError, match="state_dtype"):
         jgd.adam(0.1, state_dtype=bad)

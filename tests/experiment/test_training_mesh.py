@@ -20,7 +20,7 @@ from tests import resumable_run
 
 
 def test_fit_on_a_mesh_of_8_host_devices_matches_one_device():
-    script = Path(__file__).with_name("mesh_training.py")
+    script = Path(__file__).resolve().parents[1] / "mesh_training.py"
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
@@ -65,7 +65,7 @@ def _free_port() -> int:
 def _processes(directory, epochs, *flags):
     """Starts the two processes of tests/multi_process_run.py on a fresh port."""
     port = str(_free_port())
-    command = [sys.executable, str(Path(__file__).with_name("multi_process_run.py"))]
+    command = [sys.executable, str(Path(__file__).resolve().parents[1] / "multi_process_run.py")]
     return [
         subprocess.Popen(
             [*command, str(i), port, str(directory), str(epochs), *flags], stdout=subprocess.PIPE, text=True
@@ -76,7 +76,7 @@ def _processes(directory, epochs, *flags):
 
 def test_two_processes_save_and_restore_only_their_own_shards(tmp_path):
     port = str(_free_port())
-    command = [sys.executable, str(Path(__file__).with_name("multi_process_checkpoint.py"))]
+    command = [sys.executable, str(Path(__file__).resolve().parents[1] / "multi_process_checkpoint.py")]
     processes = [
         subprocess.Popen(
             [*command, str(i), port, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

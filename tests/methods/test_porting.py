@@ -21,7 +21,7 @@ def _decay_kernel_only(params):
 
 # name -> (jgd transform, optax transform), both made inside the float64 scope. optax's schedules compute in
 # float32 whatever the mode (its int32 count over an int), so a scheduled row gives optax jgd's schedule and
-# tests/test_schedules.py compares the schedules themselves.
+# tests/core/test_schedules.py compares the schedules themselves.
 OPTAX_ROWS = {
     "sgd_momentum_scheduled": (
         lambda: jgd.sgd(schedules.exponential(0.05, 0.5, 10), 0.9),

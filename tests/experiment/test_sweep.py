@@ -241,7 +241,7 @@ def test_chunked_equals_unchunked():
 
 
 def test_mesh_sharded_sweep_equals_one_device():
-    script = Path(__file__).with_name("sharded_sweep.py")
+    script = Path(__file__).resolve().parents[1] / "sharded_sweep.py"
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
@@ -270,7 +270,7 @@ def test_config_settings_and_round_trip():
 
 
 def test_sweep_digits_config_covers_every_first_order_method():
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "sweep_digits.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "sweep_digits.yaml")
     names = [m.optimizer.name for m in config.methods]
     assert names == ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam"]
     assert list(config.sweep.space) == ["learning_rate"] and len(config.sweep.space["learning_rate"]) >= 8

@@ -9,19 +9,14 @@ from flax import linen, nnx
 from flax.training import train_state
 
 import jgd
+from tests.cases import CASES, as_params
 
 _rng = np.random.default_rng(1)
 X = jnp.asarray(_rng.normal(size=(32, 5)), jnp.float32)
 Y = jnp.asarray(_rng.integers(0, 3, size=32))
 
-PAIRS = {
-    "adam": (lambda: jgd.adam(1e-2), lambda: optax.adam(1e-2)),
-    "nesterov": (lambda: jgd.nesterov(0.05, 0.9), lambda: optax.sgd(0.05, momentum=0.9, nesterov=True)),
-    "clipped_rmsprop": (
-        lambda: jgd.chain(jgd.clip_by_global_norm(1.0), jgd.rmsprop(1e-2)),
-        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.rmsprop(1e-2, eps_in_sqrt=False)),
-    ),
-}
+# The rows the Flax tests train with, each against its optax twin.
+PAIRS = [c for c in CASES.values() if c.flax]
 
 
 class LinenMLP(linen.Module):
@@ -75,12 +70,11 @@ def _train_nnx(tx, steps=25):
     return nnx.state(model, nnx.Param), losses
 
 
-@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("case", as_params(PAIRS))
 @pytest.mark.parametrize("train", [_train_linen, _train_nnx], ids=["TrainState", "nnx.Optimizer"])
-def test_training_matches_optax(name, train):
-    make, make_optax = PAIRS[name]
-    params, losses = train(make())
-    want_params, want_losses = train(make_optax())
+def test_training_matches_optax(case, train):
+    params, losses = train(case.make())
+    want_params, want_losses = train(case.optax())
     assert losses[-1] < 0.8 * losses[0]
     np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), params, want_params)

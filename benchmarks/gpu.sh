@@ -8,7 +8,7 @@
 #   kernels.md       the kernels of one step of each (a jax.profiler trace), per library
 #   traces.tar.gz    the traces themselves (TensorBoard / XProf)
 #   sweep.md         64 (and 8) learning rates of the digits MLP, vmapped against one by one
-#   gate.txt         tests/test_bytes_gate.py compiled for the GPU: jgd's bytes a step at most optax's
+#   gate.txt         tests/core/test_bytes_gate.py compiled for the GPU: jgd's bytes a step at most optax's
 #
 #   benchmarks/gpu.sh [OUTDIR]            # default: $OUT, else gpu_results
 #   benchmarks/gpu.sh --small [OUTDIR]    # a quick run of the same commands at small sizes (a CPU check)
@@ -52,8 +52,8 @@ timeout "${limits[1]}" python sweep.py "${sweep_args[@]}" | tee "$out/sweep.md" 
 echo "sweep: $((SECONDS - started)) s"
 
 started=$SECONDS
-(cd .. && timeout "${limits[2]}" python -m pytest -q -p no:cacheprovider tests/test_bytes_gate.py -k "gpu or every or one_more" \
-  -rA 2>&1 | tail -60) >"$out/gate.txt" || echo "gate failed ($?)"
+gate=(tests/core/test_bytes_gate.py -k "gpu or every or one_more" -rA -p no:cacheprovider)
+(cd .. && timeout "${limits[2]}" python -m pytest -q "${gate[@]}" 2>&1 | tail -60) >"$out/gate.txt" || echo "gate failed ($?)"
 tail -3 "$out/gate.txt"
 echo "gate: $((SECONDS - started)) s"
 

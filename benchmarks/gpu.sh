@@ -8,6 +8,7 @@
 #   kernels.md       the kernels of one step of each (a jax.profiler trace), per library
 #   traces.tar.gz    the traces themselves (TensorBoard / XProf)
 #   sweep.md         64 (and 8) learning rates of the digits MLP, vmapped against one by one
+#   gate.txt         tests/core/test_bytes_gate.py compiled for the GPU: jgd's bytes a step at most optax's
 #
 #   benchmarks/gpu.sh [OUTDIR]            # default: $OUT, else gpu_results
 #   benchmarks/gpu.sh --small [OUTDIR]    # a quick run of the same commands at small sizes (a CPU check)
@@ -27,16 +28,16 @@ export PYTHONPATH="$(realpath ..)${PYTHONPATH:+:$PYTHONPATH}"
 if ((small)); then
   step_args=(--trees one_leaf resnet_96 --leaf-size 65536 --repeats 2 --loop-steps 2)
   sweep_args=(--sizes 4 --steps 10 --repeats 1)
-  limits=(600 600)
+  limits=(600 600 600)
 else
   step_args=(--trees one_leaf resnet18_like --repeats 15 --loop-steps 50)
   sweep_args=(--sizes 8 64 --repeats 3)
-  limits=(300 180) # seconds for update_step and sweep: together under 8 minutes
+  limits=(250 150 60) # seconds for update_step, sweep and the gate: together under 8 minutes
 fi
 
 {
   date -u
-  python -c "import jax, optax; d = jax.devices()[0]; print('jax', jax.__version__, 'optax', optax.__version__, d.platform, d.device_kind)"
+  python -c "import jax, optax; d = jax.devices()[0]; print('jax', jax.__version__, 'optax', optax.__version__, d.platform, d.device_kind)" || true
   nvidia-smi 2>/dev/null || echo "no nvidia-smi"
 } >"$out/env.txt" 2>&1
 cat "$out/env.txt"
@@ -49,6 +50,12 @@ echo "update_step: $((SECONDS - started)) s"
 started=$SECONDS
 timeout "${limits[1]}" python sweep.py "${sweep_args[@]}" | tee "$out/sweep.md" || echo "sweep failed ($?)"
 echo "sweep: $((SECONDS - started)) s"
+
+started=$SECONDS
+gate=(tests/core/test_bytes_gate.py -k "gpu or every or one_more" -rA -p no:cacheprovider)
+(cd .. && timeout "${limits[2]}" python -m pytest -q "${gate[@]}" 2>&1 | tail -60) >"$out/gate.txt" || echo "gate failed ($?)"
+tail -3 "$out/gate.txt"
+echo "gate: $((SECONDS - started)) s"
 
 if [[ -d "$out/traces" ]]; then
   tar -czf "$out/traces.tar.gz" -C "$out" traces && rm -r "$out/traces"

@@ -11,9 +11,10 @@ float32 (params read and written, grads read, each slot read and written), and t
 of a stream kernel: ``y ← y - a·x`` (SGD's arithmetic, 12 bytes an element) over as many float32 as the tree
 has params, timed the same two ways in the same loop, so that % stream = (ideal bytes / step time) / (stream
 bytes / stream time). jgd, optax and the stream are called in turn (interleaved, the order reversed every
-repeat), the medians of the repeats taken; jgd/optax is the median of the repeats' ratios. ``--noise`` adds
-jgd timed against a second jgd: the ratio that noise alone gives. ``--profile DIR`` also writes a
-``jax.profiler`` trace of a few steps of each library and the table of the kernels they ran, per step (DIR/kernels.md).
+repeat, every array copied to a fresh buffer every two repeats), the medians of the repeats taken; jgd/optax
+is the median of the repeats' ratios. ``--noise`` adds jgd timed against a second jgd: the ratio that noise
+alone gives. ``--profile DIR`` also writes a ``jax.profiler`` trace of a few steps of each library and
+the table of the kernels they ran, per step (DIR/kernels.md).
 
     python benchmarks/update_step.py              # sgd, momentum, nesterov, adam, adamw, lion; three trees
     python benchmarks/update_step.py --methods all --trees leaves_3000 --json out.json
@@ -113,10 +114,22 @@ def contenders(tree: str, method: str, args) -> tuple[dict, int]:
     return runs, n
 
 
+def fresh_buffers(runs: dict, reverse: bool) -> None:
+    """Copies every contender's params, state and grads into new buffers, in turn: a contender whose pages
+    happen to be slow (or fast) for the whole run would otherwise bias every one of its repeats."""
+    for r in list(runs.values())[:: -1 if reverse else 1]:
+        args = r["call"]["args"]  # shared with r["jit"]
+        args[:] = [jax.block_until_ready(jax.tree.map(jnp.copy, a)) for a in args]
+
+
 def measure(tree: str, method: str, args) -> dict:
-    """Times jgd, optax (and jgd flat) and the stream per call and in jit, interleaved; medians in ms."""
+    """Times jgd, optax (and jgd flat) and the stream per call and in jit, interleaved, fresh buffers every
+    two repeats; medians in ms."""
     runs, n = contenders(tree, method, args)
-    time_interleaved({f"{name} {mode}": r[mode] for name, r in runs.items() for mode in ("call", "jit")}, args.repeats)
+    timed = {f"{name} {mode}": r[mode] for name, r in runs.items() for mode in ("call", "jit")}
+    for pair in range(0, args.repeats, 2):
+        time_interleaved(timed, min(2, args.repeats - pair))  # forward, then reversed
+        fresh_buffers(runs, reverse=pair % 4 == 2)
     ideal = 12 + 8 * METHODS[method][2]
     out = {"tree": tree, "method": method, "leaves": len(TREES[tree](args.leaf_size)), "params": n, "ideal": ideal}
     stream = runs["stream"]

@@ -127,12 +127,14 @@ def rmsprop(lr, decay, eps=0.0, eps_root=0.0, centered=False, mom=None, nesterov
     return step
 
 
-def adam(lr, b1, b2, eps=0.0, eps_root=0.0):
-    def step(x, g, t, s):  # Kingma & Ba, Algorithm 1
+def adam(lr, b1, b2, eps=0.0, eps_root=0.0, nesterov=False):
+    def step(x, g, t, s):  # Kingma & Ba, Algorithm 1; Nesterov: Dozat 2016 with a constant β1
         zeros(s, "m", "v", like=x)
         s["m"] = b1 * s["m"] + (1 - b1) * g
         s["v"] = b2 * s["v"] + (1 - b2) * g * g
         m_hat, v_hat = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
+        if nesterov:
+            m_hat = b1 * s["m"] / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
         return x - lr * m_hat / (np.sqrt(v_hat + eps_root) + eps), s
 
     return step

@@ -15,9 +15,9 @@ from jgd.types import Mask, ScalarOrSchedule, StateDtype
 _REAL = ("nu", "nu_max")  # |g|² and its running max stay real for complex params
 
 
-def _adam_direction(amsgrad: str | None, eps_hat: bool):
+def _adam_direction(amsgrad: str | None, eps_hat: bool, nesterov: bool):
     """Adam's ``m̂_t`` and ``√(v̂_t + ε_root) + ε`` on one array and its new slots, with the second
-    moment's running max (``rest[0]``) and ε̂ as asked."""
+    moment's running max (``rest[0]``), ε̂ and the Nesterov form of ``m̂_t`` as asked."""
 
     def direction(g, m, v, rest, t, b1, b2, eps, eps_root):
         m = b1 * m + (1 - b1) * g
@@ -32,7 +32,11 @@ def _adam_direction(amsgrad: str | None, eps_hat: bool):
             new = (m, v, second)
         if eps_hat:  # Keras adds ε to √v before the correction: ε / √(1 - β2^t) after it
             eps = eps / jnp.sqrt(correction2)
-        return m / (1 - b1**t), jnp.sqrt(second + eps_root) + eps, new
+        if nesterov:  # optax's form: the next step's momentum, m_{t+1} with g_{t+1} = g_t, corrected
+            m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
+        else:
+            m_hat = m / (1 - b1**t)
+        return m_hat, jnp.sqrt(second + eps_root) + eps, new
 
     return direction
 
@@ -56,6 +60,7 @@ def adam(
     *,
     amsgrad: bool | Literal["nu", "nu_hat"] = False,
     eps_hat: bool = False,
+    nesterov: bool = False,
     state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """Adam: bias-corrected averages of the gradient and of its square.
@@ -75,19 +80,23 @@ def adam(
     §2.1), added to ``√v_t`` before the correction: the denominator becomes
     ``√v̂_t + ε / √(1 - β2^t)``, Keras's ``Adam`` (whose ε is 1e-7).
 
+    ``nesterov=True`` is optax's ``adam(nesterov=True)``, Nadam's form with a constant β1 (Dozat 2016):
+    ``m̂_t = β1 m_t / (1 - β1^{t+1}) + (1 - β1) g_t / (1 - β1^t)``.
+
     Args:
       learning_rate: η, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``); 1e-3 as the paper.
       b1, b2: β1, β2, as for the learning rate; 0.9 and 0.999 as the paper.
       eps, eps_root: ε outside and inside the root, as for the learning rate; 1e-8 and 0 as the paper.
       amsgrad: False (default, Adam), True / ``"nu"`` (torch, Keras) or ``"nu_hat"`` (optax).
       eps_hat: whether ε is ε̂ (Keras); default False.
+      nesterov: whether ``m̂_t`` takes the Nesterov form (above); default False, as optax.
       state_dtype: the dtype of ``mu`` and ``nu`` (optax's ``mu_dtype``):
         one dtype, or a mapping per slot name; default each param's own dtype.
     """
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     slots = ("mu", "nu") + (("nu_max",) if form else ())
-    direction = _adam_direction(form, eps_hat)
+    direction = _adam_direction(form, eps_hat, nesterov)
 
     def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root):
         m_hat, denominator, new = direction(g, m, v, rest, t, b1, b2, eps, eps_root)
@@ -116,6 +125,7 @@ def adamw(
     *,
     amsgrad: bool | Literal["nu", "nu_hat"] = False,
     eps_hat: bool = False,
+    nesterov: bool = False,
     state_dtype: StateDtype = None,
 ) -> GradientTransformation:
     """AdamW: Adam with decoupled weight decay scaled by the current learning rate.
@@ -127,7 +137,7 @@ def adamw(
     and Keras's ``AdamW`` (add ``eps_hat=True``, ``eps=1e-7``, ``weight_decay=0.004``).
 
     Args:
-      learning_rate, b1, b2, eps, eps_root, amsgrad, eps_hat, state_dtype: as :func:`adam`.
+      learning_rate, b1, b2, eps, eps_root, amsgrad, eps_hat, nesterov, state_dtype: as :func:`adam`.
       weight_decay: λ, a float, an array or a schedule; 1e-4 as optax.
       mask: which leaves decay (``jgd.types.Mask``): None or True (default None) every leaf, False none,
         a tree of bools (a prefix of the params), or a function ``params -> such a tree``.
@@ -136,7 +146,7 @@ def adamw(
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
     hp["weight_decay"] = weight_decay
     slots = ("mu", "nu") + (("nu_max",) if form else ())
-    direction = _adam_direction(form, eps_hat)
+    direction = _adam_direction(form, eps_hat, nesterov)
 
     def rule(g, m, v, *rest, t, learning_rate, b1, b2, eps, eps_root, weight_decay, decayed):
         m_hat, denominator, new = direction(g, m, v, rest, t, b1, b2, eps, eps_root)

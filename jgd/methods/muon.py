@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from jgd.base import GradientTransformation, chain
 from jgd.blocks.scaling import scale_by_learning_rate
 from jgd.leafwise import leafwise, slot_dtypes
+from jgd.methods.adam import adamw
+from jgd.ranges import validate
 from jgd.types import Mask, ScalarOrSchedule, StateDtype
 from jgd.wrappers.partition import by_labels
 
@@ -45,25 +47,6 @@ def _muon_rule(ns_coeffs, ns_steps: int, nesterov: bool, bias_correction: bool):
     return rule
 
 
-def _adam_rule(nesterov: bool):
-    """The other leaves' direction, before ``-η_a``: ``m̂_t / (√(v̂_t + ε_root) + ε) + λ_a θ_t`` (AdamW)."""
-
-    def rule(g, m, v, p, *, t, adam_b1, adam_b2, eps, adam_eps_root, adam_weight_decay):
-        m = adam_b1 * m + (1 - adam_b1) * g
-        v = adam_b2 * v + (1 - adam_b2) * g * g
-        if nesterov:
-            m_hat = adam_b1 * m / (1 - adam_b1 ** (t + 1)) + (1 - adam_b1) * g / (1 - adam_b1**t)
-        else:
-            m_hat = m / (1 - adam_b1**t)
-        return m_hat / (jnp.sqrt(v / (1 - adam_b2**t) + adam_eps_root) + eps) + adam_weight_decay * p, (m, v)
-
-    return rule
-
-
-def _scale_by_adam_learning_rate(g, *, adam_learning_rate):
-    return -adam_learning_rate * g, ()
-
-
 def muon(
     learning_rate: ScalarOrSchedule = 0.02,
     ns_coeffs: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
@@ -96,16 +79,20 @@ def muon(
     they go to Adam. The other leaves take Adam with decoupled weight decay, ``m̂`` in the same
     Nesterov or plain form: ``θ_{t+1} = θ_t - η_a (m̂_t / (√(v̂_t + ε_root) + ε) + λ_a θ_t)``.
 
-    It is a :func:`jgd.partition` by label, as optax's: the group ``"muon"`` (the matrices, slot ``mu``)
-    and the group ``"adam"`` (the others, slots ``mu`` and ``nu``), each holding state for its own leaves
-    only. The hyperparameters keep the names of the arguments (``learning_rate``, ``beta``, ``adam_b1``,
-    ...); ``η`` is applied after both groups unless ``adam_learning_rate`` is given, so it is one
-    ``learning_rate``. ``eps`` serves both groups and each holds it: :func:`jgd.hyperparams` shows
-    ``"muon/eps"`` and ``"adam/eps"``, and ``set_hyperparams(state, eps=...)`` sets both.
+    It is a :func:`jgd.partition` by label, as optax's: the group ``"muon"`` (the matrices: the rule above,
+    slot ``mu``, then ``-η``) and the group ``"adam"`` (the others: :func:`jgd.adamw` itself, slots ``mu``
+    and ``nu``), each holding state for its own leaves only. :func:`jgd.hyperparams` keys each group's
+    names by its label: ``"muon/learning_rate"``, ``"muon/beta"``, ``"muon/eps"``, ``"muon/weight_decay"``,
+    and Adam's own names ``"adam/learning_rate"``, ``"adam/b1"``, ``"adam/b2"``, ``"adam/eps"``,
+    ``"adam/eps_root"``, ``"adam/weight_decay"`` (the arguments ``adam_b1``, ... of this call). A plain
+    name sets every group that holds it: ``set_hyperparams(state, learning_rate=...)`` sets both rates
+    (the one ``η`` of a call without ``adam_learning_rate``), ``eps=...`` both ε; a labelled key
+    (``"muon/learning_rate"``) sets one.
 
-    Complex params are refused (a ``ValueError`` naming the leaf): the Newton–Schulz iteration here is
+    Complex matrices are refused (a ``ValueError`` naming the leaf): the Newton–Schulz iteration here is
     the real polynomial ``a X + b (X Xᵀ) X + c (X Xᵀ)² X``. optax's ``contrib.muon`` runs it with ``Xᴴ``
-    for complex leaves; that form is not ported yet.
+    for complex leaves; that form is not ported yet. The other complex leaves take Adam as
+    :func:`jgd.adamw` does (``|g|²``).
 
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 0.02 (Jordan's code).
@@ -125,37 +112,28 @@ def muon(
       adam_learning_rate: ``η_a``; ``None`` for ``η``.
       state_dtype: dtype of the moments; default each param's own.
     """
+    adam_arguments = {"adam_b1": adam_b1, "adam_b2": adam_b2, "adam_eps_root": adam_eps_root}
+    adam_arguments |= {"adam_weight_decay": adam_weight_decay, "adam_learning_rate": adam_learning_rate}
+    for name, value in adam_arguments.items():
+        if value is not None and not callable(value):
+            validate(name, value)  # named as the caller wrote it, before adamw checks it by its own name
     dtypes = slot_dtypes("muon", ("mu", "nu"), state_dtype)
-    muon_hp = {"beta": beta, "eps": eps, "weight_decay": weight_decay}
-    adam_hp = {"adam_b1": adam_b1, "adam_b2": adam_b2, "eps": eps, "adam_eps_root": adam_eps_root}
-    adam_hp["adam_weight_decay"] = adam_weight_decay
     rule = _muon_rule(ns_coeffs, ns_steps, nesterov, bias_correction)
-    matrices = leafwise(
-        "muon",
-        rule,
-        muon_hp,
-        ("mu",),
-        state_dtype={"mu": dtypes["mu"]},
-        with_params=True,
-        masks={"decayed": weight_decay_mask},
-    )
-    others = leafwise(
-        "muon",
-        _adam_rule(nesterov),
-        adam_hp,
-        ("mu", "nu"),
+    hp = {"beta": beta, "eps": eps, "weight_decay": weight_decay}
+    masks = {"decayed": weight_decay_mask}
+    direction = leafwise("muon", rule, hp, ("mu",), state_dtype={"mu": dtypes["mu"]}, with_params=True, masks=masks)
+    others = adamw(
+        learning_rate if adam_learning_rate is None else adam_learning_rate,
+        adam_b1,
+        adam_b2,
+        eps,
+        adam_eps_root,
+        adam_weight_decay,
+        nesterov=nesterov,
         state_dtype=dtypes,
-        with_params=True,
-        nonnegative_slots=("nu",),
     )
 
     def labels(params):
         return jax.tree.map(lambda p: "muon" if p.ndim == 2 or (stacked_matrices and p.ndim > 2) else "adam", params)
 
-    if adam_learning_rate is None:  # one η, after both groups: a single learning_rate to read and set
-        return chain(
-            by_labels({"muon": matrices, "adam": others}, labels, labelled=False), scale_by_learning_rate(learning_rate)
-        )
-    adam_step = leafwise("muon", _scale_by_adam_learning_rate, {"adam_learning_rate": adam_learning_rate})
-    groups = {"muon": chain(matrices, scale_by_learning_rate(learning_rate)), "adam": chain(others, adam_step)}
-    return by_labels(groups, labels, labelled=False)
+    return by_labels({"muon": chain(direction, scale_by_learning_rate(learning_rate)), "adam": others}, labels)

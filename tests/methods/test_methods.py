@@ -35,6 +35,7 @@ CASES = {
     ),
     "adam": (lambda: jgd.adam(0.05), ref.adam(0.05, 0.9, 0.999, eps=1e-8)),
     "adam_seed": (lambda: jgd.adam(0.05, eps=0.0, eps_root=1e-8), ref.adam(0.05, 0.9, 0.999, eps_root=1e-8)),
+    "adam_nesterov": (lambda: jgd.adam(0.05, nesterov=True), ref.adam(0.05, 0.9, 0.999, eps=1e-8, nesterov=True)),
     "adamax": (lambda: jgd.adamax(0.05), ref.adamax(0.05, 0.9, 0.999, eps=1e-8)),
     "nadam_seed": (
         lambda: jgd.nadam(0.05, eps=0.0, eps_root=1e-8, form="seed"),
@@ -109,6 +110,11 @@ OPTAX = {
     ),
     "adam": (lambda: jgd.adam(0.05), lambda: optax.adam(0.05)),
     "adam_eps_root": (lambda: jgd.adam(0.05, eps_root=1e-6), lambda: optax.adam(0.05, eps_root=1e-6)),
+    "adam_nesterov": (lambda: jgd.adam(0.05, nesterov=True), lambda: optax.adam(0.05, nesterov=True)),
+    "adamw_nesterov": (
+        lambda: jgd.adamw(0.05, weight_decay=0.1, nesterov=True),
+        lambda: optax.adamw(0.05, weight_decay=0.1, nesterov=True),
+    ),
     "adamax": (lambda: jgd.adamax(0.05, eps=0.0), lambda: optax.adamax(0.05, eps=0.0)),
     "nadam_constant_momentum": (lambda: jgd.nadam(0.05, momentum_decay=None), lambda: optax.nadam(0.05)),
     "adamw": (

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import jgd
+from jgd.base import Label
 from jgd.state import transform_states
 from tests import modern_reference as ref
 
@@ -273,29 +274,41 @@ def test_muon_orthogonalises():
     assert s.shape == (3, 8) and float(s.min()) > 0.6 and float(s.max()) < 1.25
 
 
-def test_muon_is_a_partition_of_its_matrices_and_the_rest():
-    """Muon's group holds one moment per matrix and nothing for the rest; Adam's group, two per other leaf."""
+def test_muon_is_a_partition_of_its_matrices_and_adamw():
+    """Muon's group holds one moment per matrix and nothing for the rest; the Adam group is jgd.adamw's state."""
     params = ref.init(jnp.float32)
     part, _ = jax.eval_shape(jgd.muon(stacked_matrices=True).init, params)
     assert dict(part.members) == {"muon": ("stack", "v", "w"), "adam": ("b", "s")}
-    assert all(type(key) is str for key in part.groups), "muon chose its labels: its names stay unlabelled"
-    muon_slots, adam_slots = part.groups["muon"].slots, part.groups["adam"].slots
-    assert set(muon_slots) == {"mu"} and set(adam_slots) == {"mu", "nu"}
-    assert {k for k, x in muon_slots["mu"].items() if x is not None} == {"stack", "v", "w"}
-    assert {k for k, x in adam_slots["nu"].items() if x is not None} == {"b", "s"}
+    assert all(isinstance(key, Label) for key in part.groups), "the groups' labels prefix their keys"
+    muon_state, adam_state = part.groups["muon"][0], part.groups["adam"]
+    assert adam_state.origin.name == "adamw"
+    assert set(muon_state.slots) == {"mu"} and set(adam_state.slots) == {"mu", "nu"}
+    assert {k for k, x in muon_state.slots["mu"].items() if x is not None} == {"stack", "v", "w"}
+    assert {k for k, x in adam_state.slots["nu"].items() if x is not None} == {"b", "s"}
 
 
-def test_muon_hyperparameters_keep_the_argument_names():
+def test_muon_hyperparameters_are_keyed_by_group_and_a_plain_name_sets_both():
     params = ref.init(jnp.float32)
     state = jgd.muon(0.02).init(params)
-    names = {"learning_rate", "beta", "weight_decay", "adam_b1", "adam_b2", "adam_eps_root", "adam_weight_decay"}
-    assert set(jgd.hyperparams(state)) == names | {"muon/eps", "adam/eps"}
-    state = jgd.set_hyperparams(state, eps=1e-6)  # one eps for both groups, as the argument
-    eps = [float(v) for k, v in jgd.hyperparams(state).items() if k.endswith("eps")]
-    assert eps == pytest.approx([1e-6, 1e-6])
-    with_adam_rate = jgd.hyperparams(jgd.muon(0.02, adam_learning_rate=0.01).init(params))
-    assert float(with_adam_rate["adam_learning_rate"]) == pytest.approx(0.01)
-    assert float(with_adam_rate["learning_rate"]) == pytest.approx(0.02)
+    muon_names = {f"muon/{n}" for n in ("learning_rate", "beta", "eps", "weight_decay")}
+    adam_names = {f"adam/{n}" for n in ("learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay")}
+    assert set(jgd.hyperparams(state)) == muon_names | adam_names
+    state = jgd.set_hyperparams(state, eps=1e-6, learning_rate=0.05)  # one eps and one η for both groups
+    hp = jgd.hyperparams(state)
+    assert [float(hp[f"{g}/{n}"]) for g in ("muon", "adam") for n in ("eps", "learning_rate")] == pytest.approx(
+        [1e-6, 0.05, 1e-6, 0.05]
+    )
+    hp = jgd.hyperparams(jgd.set_hyperparams(state, {"adam/learning_rate": 0.01}))
+    assert (float(hp["muon/learning_rate"]), float(hp["adam/learning_rate"])) == pytest.approx((0.05, 0.01))
+    with_adam_rate = jgd.hyperparams(jgd.muon(0.02, adam_learning_rate=0.01, adam_b1=0.8).init(params))
+    assert float(with_adam_rate["adam/learning_rate"]) == pytest.approx(0.01)
+    assert float(with_adam_rate["muon/learning_rate"]) == pytest.approx(0.02)
+    assert float(with_adam_rate["adam/b1"]) == pytest.approx(0.8)
+
+
+def test_muon_names_a_wrong_adam_argument_as_written():
+    with pytest.raises(ValueError, match="adam_b2"):
+        jgd.muon(adam_b2=1.5)
 
 
 # method(learning_rate, other) with `other` a second hyperparameter, its name, two values, and an invalid argument.

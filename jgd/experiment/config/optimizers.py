@@ -128,14 +128,21 @@ def optimizer_hyperparams(state: Any) -> dict[str, jax.Array]:
 
 
 def sweepable(optimizer: OptimizerConfig) -> list[str]:
-    """The names a sweep of ``optimizer`` may vary: the hyperparameters its method's state holds, and the blocks.
+    """The names a sweep of ``optimizer`` may vary: the method's arguments its state holds, and the blocks.
 
-    A sweep passes each value to the method's constructor by name, so a name that several parts of the
-    method hold (muon's ``eps``, keyed ``"muon/eps"`` and ``"adam/eps"``) is one sweepable name.
+    A sweep passes each value to the method's constructor by name, so a key the state shows under a
+    group's label is the argument that sets it: ``"adam/b1"`` is muon's ``adam_b1`` where the method has
+    that argument, else the plain name; a name that several groups hold (muon's ``eps``, keyed
+    ``"muon/eps"`` and ``"adam/eps"``) is one sweepable name.
     """
     method = build_method(optimizer)
     state = jax.eval_shape(method.init, {"w": jax.ShapeDtypeStruct((1,), jnp.result_type(float))})
-    names = dict.fromkeys(key.rsplit("/", 1)[-1] for key in optimizer_hyperparams(state))
+    arguments = inspect.signature(method_factory(optimizer.name, "optimizer.name")).parameters
+    names: dict[str, None] = {}
+    for key in optimizer_hyperparams(state):
+        group, _, name = key.rpartition("/")
+        argument = f"{group.rpartition('/')[-1]}_{name}"
+        names[argument if group and argument in arguments else name] = None
     return [*names, *BLOCKS]
 
 

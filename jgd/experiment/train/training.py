@@ -137,6 +137,14 @@ def _monitored(opt_state: PyTree) -> dict[str, float]:
     return row | {key: python_number(value) for key, value in optimizer_hyperparams(monitored.inner).items()}
 
 
+def _one_learning_rate(hyperparams: dict) -> Any:
+    """The learning rate every part of the method holds (muon's two groups, one η), or None where they differ."""
+    rates = [v for k, v in hyperparams.items() if k.rpartition("/")[-1] == "learning_rate"]
+    if rates and all(np.array_equal(r, rates[0]) for r in rates):
+        return rates[0]
+    return None
+
+
 def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Callable[[int, RunState], dict]:
     """``row(epoch, state)``: the history row of ``state`` after ``epoch``, as Python numbers.
 
@@ -147,7 +155,7 @@ def _row_maker(model: nn.Module, options: TrainingConfig, splits: tuple) -> Call
 
     def row(epoch: int, state: RunState) -> dict[str, float]:
         curves = {name: float(value) for name, value in measure(state, *splits).items()}
-        rate = optimizer_hyperparams(state.opt_state).get("learning_rate")  # absent where several differ
+        rate = _one_learning_rate(optimizer_hyperparams(state.opt_state))
         if rate is not None:
             curves["learning_rate"] = python_number(rate)
         if options.skip_nonfinite:

@@ -64,10 +64,12 @@ def _compiled_steps(case):
 
 
 def _jit_steps(case, learning_rate, params, grads):
-    """Three steps in one compiled program (op by op, each operation would compile for each new shape and dtype).
+    """Three steps in one compiled program, one program a method with the learning rate an argument.
 
-    One program a method, the learning rate an argument: the tests draw the same trees (``SEED``), so they share
-    its compilations. The eager path is held to this one by test_jit_equals_no_jit.
+    The tests draw the same trees (``SEED``), so they share its compilations: op by op, each operation would be
+    compiled for each new shape and dtype. (The leaf-order test runs op by op: its list trees are its own, and the
+    operations' compilations are shared by every method.) The eager path is held to this one by
+    test_jit_equals_no_jit.
     """
     return _compiled_steps(case)(jnp.float32(learning_rate), params, grads)
 
@@ -134,8 +136,8 @@ def test_vmap_over_learning_rates_equals_a_loop(case, tree, lrs):
 def test_results_do_not_depend_on_leaf_order(case, tree):
     params, grads = _materialize(*tree)
     leaves_p, leaves_g = jax.tree.leaves(params), jax.tree.leaves(grads)
-    forward, _ = _jit_steps(case, 0.01, leaves_p, leaves_g)
-    backward, _ = _jit_steps(case, 0.01, leaves_p[::-1], leaves_g[::-1])
+    forward, _ = _steps(case.at(0.01), leaves_p, leaves_g)
+    backward, _ = _steps(case.at(0.01), leaves_p[::-1], leaves_g[::-1])
     jax.tree.map(np.testing.assert_array_equal, _as32(forward), _as32(backward[::-1]))
 
 

@@ -1,10 +1,12 @@
 """Property-based tests over random pytrees, shapes and dtypes, for every method."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import jgd
@@ -16,6 +18,7 @@ METHODS = [c for c in CASES.values() if c.peer is None and (c.kind == METHOD or 
 NAMES = as_params(METHODS, slow=lambda case: not case.seed)
 DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]
 SETTINGS = settings(max_examples=5, deadline=None, derandomize=True)
+SEED = seed(20)  # the same trees in every test, so that they share compiled programs
 
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
 
@@ -55,11 +58,20 @@ def _steps(tx, params, grads, n=3):
     return params, updates
 
 
+@functools.cache
+def _compiled_steps(case):
+    return jax.jit(lambda lr, p, g: _steps(case.at(lr), p, g))
+
+
 def _jit_steps(case, learning_rate, params, grads):
-    """Three steps in one compiled program (op by op, each operation would compile for each new shape and dtype);
-    the learning rate is an argument, so the program serves every rate. The eager path is held to this one by
-    test_jit_equals_no_jit."""
-    return jax.jit(lambda lr, p, g: _steps(case.at(lr), p, g))(jnp.float32(learning_rate), params, grads)
+    """Three steps in one compiled program, one program a method with the learning rate an argument.
+
+    The tests draw the same trees (``SEED``), so they share its compilations: op by op, each operation would be
+    compiled for each new shape and dtype. (The leaf-order test runs op by op: its list trees are its own, and the
+    operations' compilations are shared by every method.) The eager path is held to this one by
+    test_jit_equals_no_jit.
+    """
+    return _compiled_steps(case)(jnp.float32(learning_rate), params, grads)
 
 
 def _as32(tree):
@@ -68,6 +80,7 @@ def _as32(tree):
 
 @pytest.mark.parametrize("case", NAMES)
 @SETTINGS
+@SEED
 @given(tree=trees())
 def test_updates_keep_structure_shapes_and_dtypes(case, tree):
     params, grads = _materialize(*tree)
@@ -80,6 +93,7 @@ def test_updates_keep_structure_shapes_and_dtypes(case, tree):
 
 @pytest.mark.parametrize("case", NAMES)
 @SETTINGS
+@SEED
 @given(tree=trees())
 def test_zero_learning_rate_and_zero_gradients_move_nothing(case, tree):
     params, grads = _materialize(*tree)
@@ -92,24 +106,24 @@ def test_zero_learning_rate_and_zero_gradients_move_nothing(case, tree):
 
 @pytest.mark.parametrize("case", NAMES)
 @SETTINGS
+@SEED
 @given(tree=trees())
 def test_jit_equals_no_jit(case, tree):
     params, grads = _materialize(*tree)
-    tx = case.at(0.01)
-    eager, _ = _steps(tx, params, grads)
-    jitted, _ = jax.jit(lambda p, g: _steps(tx, p, g))(params, grads)
+    eager, _ = _steps(case.at(0.01), params, grads)
+    jitted, _ = _jit_steps(case, 0.01, params, grads)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3), _as32(eager), _as32(jitted))
 
 
 @pytest.mark.parametrize("case", NAMES)
 @SETTINGS
+@SEED
 @given(tree=trees(), lrs=st.lists(st.floats(0.0, 0.1), min_size=2, max_size=3))
 def test_vmap_over_learning_rates_equals_a_loop(case, tree, lrs):
     params, grads = _materialize(*tree)
-    run = jax.jit(lambda lr: _steps(case.at(lr), params, grads)[0])
     swept = jax.jit(jax.vmap(lambda lr: _steps(case.at(lr), params, grads)[0]))(jnp.asarray(lrs))
     for i, lr in enumerate(lrs):
-        alone = run(jnp.asarray(lr, jnp.float32))
+        alone, _ = _jit_steps(case, lr, params, grads)
         jax.tree.map(
             lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-2, atol=1e-3), _as32(swept), _as32(alone)
         )
@@ -117,12 +131,13 @@ def test_vmap_over_learning_rates_equals_a_loop(case, tree, lrs):
 
 @pytest.mark.parametrize("case", NAMES)
 @SETTINGS
+@SEED
 @given(tree=trees())
 def test_results_do_not_depend_on_leaf_order(case, tree):
     params, grads = _materialize(*tree)
     leaves_p, leaves_g = jax.tree.leaves(params), jax.tree.leaves(grads)
-    forward, _ = _jit_steps(case, 0.01, leaves_p, leaves_g)
-    backward, _ = _jit_steps(case, 0.01, leaves_p[::-1], leaves_g[::-1])
+    forward, _ = _steps(case.at(0.01), leaves_p, leaves_g)
+    backward, _ = _steps(case.at(0.01), leaves_p[::-1], leaves_g[::-1])
     jax.tree.map(np.testing.assert_array_equal, _as32(forward), _as32(backward[::-1]))
 
 

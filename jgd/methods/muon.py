@@ -10,6 +10,7 @@ from jgd.blocks.scaling import scale_by_learning_rate
 from jgd.leafwise import leafwise, slot_dtypes
 from jgd.methods.adam import adamw
 from jgd.ranges import validate
+from jgd.trees import check_floating
 from jgd.types import Mask, ScalarOrSchedule, StateDtype
 from jgd.wrappers.partition import by_labels
 
@@ -89,10 +90,9 @@ def muon(
     (the one ``η`` of a call without ``adam_learning_rate``), ``eps=...`` both ε; a labelled key
     (``"muon/learning_rate"``) sets one.
 
-    Complex matrices are refused (a ``ValueError`` naming the leaf): the Newton–Schulz iteration here is
+    Complex params are refused (a ``ValueError`` naming the leaf): the Newton–Schulz iteration here is
     the real polynomial ``a X + b (X Xᵀ) X + c (X Xᵀ)² X``. optax's ``contrib.muon`` runs it with ``Xᴴ``
-    for complex leaves; that form is not ported yet. The other complex leaves take Adam as
-    :func:`jgd.adamw` does (``|g|²``).
+    for complex leaves; that form is not ported yet.
 
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 0.02 (Jordan's code).
@@ -136,4 +136,20 @@ def muon(
     def labels(params):
         return jax.tree.map(lambda p: "muon" if p.ndim == 2 or (stacked_matrices and p.ndim > 2) else "adam", params)
 
-    return by_labels({"muon": chain(direction, scale_by_learning_rate(learning_rate)), "adam": others}, labels)
+    groups = by_labels({"muon": chain(direction, scale_by_learning_rate(learning_rate)), "adam": others}, labels)
+    return _real_only(groups)
+
+
+def _real_only(tx: GradientTransformation) -> GradientTransformation:
+    """``tx``, refusing complex leaves (a ``ValueError`` naming the path) before its groups see them: Adam,
+    which would take a complex vector, is one part of muon, which takes no complex params."""
+
+    def init_fn(params):
+        check_floating("params", params, method="muon")
+        return tx.init(params)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        check_floating("updates", updates, method="muon")
+        return tx.update(updates, state, params, **extra_args)
+
+    return GradientTransformation(init_fn, update_fn)

@@ -112,8 +112,9 @@ def muon(
       adam_learning_rate: ``η_a``; ``None`` for ``η``.
       state_dtype: dtype of the moments; default each param's own.
     """
-    adam_arguments = {"adam_b1": adam_b1, "adam_b2": adam_b2, "adam_eps_root": adam_eps_root}
-    adam_arguments |= {"adam_weight_decay": adam_weight_decay, "adam_learning_rate": adam_learning_rate}
+    adam_arguments: dict[str, ScalarOrSchedule | None] = {"adam_b1": adam_b1, "adam_b2": adam_b2}
+    adam_arguments |= {"adam_eps_root": adam_eps_root, "adam_weight_decay": adam_weight_decay}
+    adam_arguments["adam_learning_rate"] = adam_learning_rate
     for name, value in adam_arguments.items():
         if value is not None and not callable(value):
             validate(name, value)  # named as the caller wrote it, before adamw checks it by its own name

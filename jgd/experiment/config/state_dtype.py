@@ -58,7 +58,7 @@ def _quantized(value: Any, path: str) -> Quantized:
     arguments = mapping(value, path)
     check_keys(arguments, _QUANTIZED_KEYS, path)
     for key in _INTEGER_KEYS:
-        # jgd.quantized checks the ranges; YAML's 8.0 and true would pass them as 8 and 1.
+        # jgd.quantized checks the ranges; it would take YAML's 8.0 for bits 8.
         given = arguments.get(key)
         if given is not None and (isinstance(given, bool) or not isinstance(given, int)):
             raise ValueError(f"{join(path, key)} must be an integer, got {given!r}")

@@ -20,6 +20,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 import jgd
@@ -51,6 +52,8 @@ def _dtype(value: Any, path: str) -> Any:
         dtype = None
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{path} must be {_EXPECTED}, got {value!r}")
+    if dtype.itemsize == 8 and not jax.config.jax_enable_x64:  # JAX would store float32 and say nothing
+        raise ValueError(f"{path} {value!r} needs 64-bit floats, which this run has off (jax_enable_x64)")
     return dtype
 
 

@@ -25,9 +25,10 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import jgd
 from jgd.experiment import plots, tables
-from jgd.experiment.config.optimizers import build_optimizer
-from jgd.experiment.config.schema import CheckpointConfig, Config
+from jgd.experiment.config.optimizers import build_optimizer, state_bytes_per_param
+from jgd.experiment.config.schema import CheckpointConfig, Config, TrainingConfig
 from jgd.experiment.config.writer import to_dict
 from jgd.experiment.output_files import write_csv, write_json
 from jgd.experiment.sweep import results as sweep_results
@@ -35,7 +36,7 @@ from jgd.experiment.sweep.engine import SweepResult
 from jgd.experiment.sweep.from_config import run_sweep
 from jgd.experiment.train.data import Dataset, load_dataset
 from jgd.experiment.train.models import MLP, init_variables
-from jgd.experiment.train.training import History, fit
+from jgd.experiment.train.training import History, fit, wrap_optimizer
 
 
 def _progress() -> Progress:
@@ -115,7 +116,12 @@ def _batch(batch_size: int | None) -> int | str:
     return "full" if batch_size is None else batch_size
 
 
-def _summary_row(label: str, batch_size: int | None, history: History) -> dict[str, object]:
+def _state_bytes(tx: jgd.GradientTransformation, options: TrainingConfig, variables: dict) -> float:
+    """Bytes a parameter of the optimizer state ``fit`` keeps: ``tx`` inside the wrappers ``options`` ask for."""
+    return round(state_bytes_per_param(wrap_optimizer(tx, options), variables["params"]), 4)
+
+
+def _summary_row(label: str, batch_size: int | None, history: History, state_bytes: float) -> dict[str, object]:
     return {
         "method": label,
         "batch_size": _batch(batch_size),
@@ -125,6 +131,7 @@ def _summary_row(label: str, batch_size: int | None, history: History) -> dict[s
         "final_train_loss": history.epochs[-1]["train_loss"],
         "val_accuracy": history.epochs[-1]["val_accuracy"],
         "test_accuracy": history.test["accuracy"],
+        "state_bytes_per_param": state_bytes,
         "compile_seconds": round(history.compile_seconds, 3),
         "train_seconds": round(history.train_seconds, 3),
         "seconds": round(history.compile_seconds + history.train_seconds, 3),
@@ -162,7 +169,8 @@ def train(config: Config, out: Path, resume: bool = False) -> None:
         _write_config(config, staging)
         title = f"{optimizer.name}, {_describe(model, data)}"
         plots.plot_history(history, staging, title)
-        table = tables.table(title, [_summary_row(optimizer.name, t.batch_size, history)])
+        row = _summary_row(optimizer.name, t.batch_size, history, _state_bytes(tx, t, variables))
+        table = tables.table(title, [row])
         tables.save(table, staging)
     tables.show(table)
     if history.stopped_early:
@@ -199,7 +207,10 @@ def compare(config: Config, out: Path) -> None:
                     progress=progress,
                     description=label,
                 )
-        summary = [_summary_row(label, m.batch_size, histories[label]) for label, m in methods]
+        summary = [
+            _summary_row(label, m.batch_size, histories[label], _state_bytes(transforms[label], t, variables))
+            for label, m in methods
+        ]
         write_json(
             staging / "metrics.json",
             {label: {"batch_size": _batch(m.batch_size), **histories[label].to_dict()} for label, m in methods},

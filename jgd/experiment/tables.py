@@ -19,6 +19,7 @@ COLUMNS = (
     ("final loss", "final_train_loss", "{:.3g}"),
     ("val acc", "val_accuracy", "{:.2%}"),
     ("test acc", "test_accuracy", "{:.2%}"),
+    ("state bytes/param", "state_bytes_per_param", "{:.2f}"),
     ("time s", "seconds", "{:.1f}"),
 )
 

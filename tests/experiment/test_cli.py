@@ -1,5 +1,6 @@
 """The command line: outputs of train and compare, same-seed reproducibility, one-line errors, quick config errors."""
 
+import csv
 import json
 import os
 import subprocess
@@ -67,7 +68,14 @@ def test_compare_writes_plots_tables_and_shares_the_start(tmp_path, staging, cap
     for m in metrics.values():
         assert m["epochs"][-1]["train_loss"] < m["epochs"][0]["train_loss"]
     printed = capsys.readouterr().out
-    assert all(label in printed for label in metrics) and "test acc" in printed
+    assert all(label in printed for label in metrics) and "test acc" in printed and "state bytes/param" in printed
+    with open(out / "summary.csv") as f:
+        state_bytes = {row["method"]: float(row["state_bytes_per_param"]) for row in csv.DictReader(f)}
+    n = 64 * 16 + 16 + 16 * 10 + 10  # the 64-16-10 MLP's parameters
+    # sgd: its int32 step count and its learning rate held twice (current value and the transform's constant);
+    # adam: two float32 moments, the count, and five hyperparameters held twice.
+    assert state_bytes["SGD"] == round(12 / n, 4)
+    assert state_bytes["Adam"] == round((8 * n + 4 + 2 * 5 * 4) / n, 4)
 
 
 def test_identical_methods_see_identical_batches(tmp_path, staging):
@@ -219,10 +227,11 @@ LONG_ROW = {
     "final_train_loss": 0.125,
     "val_accuracy": 0.5,
     "test_accuracy": 0.75,
+    "state_bytes_per_param": 8.0046,
     "seconds": 1.5,
 }
 # The row as one line, its runs of spaces made single.
-LONG_LINE = f"{LONG_ROW['method'].strip()} 32 3 2.5 0.125 50.00% 75.00% 1.5"
+LONG_LINE = f"{LONG_ROW['method'].strip()} 32 3 2.5 0.125 50.00% 75.00% 8.00 1.5"
 
 
 def _row_line(text):

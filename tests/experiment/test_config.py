@@ -32,7 +32,7 @@ def test_train_digits_parses():
     assert config.optimizer.hyperparams["learning_rate"]["schedule"] == "cosine"
 
 
-@pytest.mark.parametrize("name", ["compare_digits.yaml", "train_digits.yaml"])
+@pytest.mark.parametrize("name", ["compare_digits.yaml", "compare_digits_lowbit.yaml", "train_digits.yaml"])
 def test_round_trip(name):
     config = load_config(CONFIGS / name)
     assert parse_config(to_dict(config)) == config

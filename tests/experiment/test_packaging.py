@@ -39,7 +39,9 @@ def test_a_bundled_name_finds_its_config_and_a_path_stays_a_path():
     assert cli.config_path("sweep", "digits").name == "sweep_digits.yaml"
     assert cli.build_parser().parse_args(["compare"]).config == "digits"
     assert cli.config_path("train", "configs/x.yaml") == Path("configs/x.yaml")
-    with pytest.raises(FileNotFoundError, match=r"bundled config; jgd compare ships \['digits', 'digits_modern'\]"):
+    with pytest.raises(
+        FileNotFoundError, match=r"bundled config; jgd compare ships \['digits', 'digits_lowbit', 'digits_modern'\]"
+    ):
         cli.config_path("compare", "nosuch")
 
 

@@ -48,8 +48,8 @@ SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
     "linear_warmup": jgd.schedules.linear_warmup,
 }
 
-# Arguments a config cannot give: trees or functions of the params (masks), tuples, and the state's dtype.
-CODE_ONLY = ("state_dtype", "mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs")
+# Arguments a config cannot give: trees or functions of the params (masks), and tuples.
+CODE_ONLY = ("mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs")
 
 # Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
 LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")

@@ -19,6 +19,7 @@ import jgd
 from jgd.experiment.config.field_readers import join
 from jgd.experiment.config.method_table import LINE_SEARCH, SCHEDULES, check_arguments, hyperparam_value, method_factory
 from jgd.experiment.config.schema import OptimizerConfig
+from jgd.experiment.config.state_dtype import per_slot, state_dtype_value
 
 # The blocks around the method, by config field, in chain order.
 PENALTIES = {"l1": jgd.l1_penalty, "l2": jgd.l2_penalty}
@@ -45,6 +46,8 @@ def build_method(config: OptimizerConfig, path: str = "optimizer") -> jgd.Gradie
             hyperparams[key] = hyperparam_value(value)
         except ValueError as e:
             raise ValueError(_prefixed(join(path, key), e, value)) from None
+    if config.state_dtype is not None:
+        hyperparams["state_dtype"] = state_dtype_value(config.state_dtype, f"{path}.state_dtype")
     try:
         return method_factory(config.name, f"{path}.name")(**hyperparams)
     except (TypeError, ValueError) as e:
@@ -68,9 +71,37 @@ def build_optimizer(config: OptimizerConfig, path: str = "optimizer") -> jgd.Gra
     return parts[0] if len(parts) == 1 else jgd.chain(*parts)
 
 
+def _method_slots(config: OptimizerConfig) -> list[str]:
+    """The slot names of the method ``config`` builds (without its ``state_dtype``), in their order in the state."""
+    method = build_method(replace(config, state_dtype=None))
+    # A matrix and a vector: a method with a group per kind of leaf (muon) shows the slots of both.
+    probe = {name: jax.ShapeDtypeStruct(shape, jnp.float32) for name, shape in (("matrix", (2, 2)), ("vector", (2,)))}
+    states = instances(jax.eval_shape(method.init, probe), jgd.TransformState)
+    return list(dict.fromkeys(slot for state in states for slot in state.slots))
+
+
+def _check_state_dtype(config: OptimizerConfig, path: str) -> None:
+    """Checks that the method takes a ``state_dtype``, has slots, and has every slot a per-slot mapping names."""
+    where = f"{path}.state_dtype"
+    if "state_dtype" not in inspect.signature(method_factory(config.name, f"{path}.name")).parameters:
+        raise ValueError(f"{where} cannot be used with {config.name}: it takes no state_dtype")
+    slots = _method_slots(config)
+    if not slots:
+        raise ValueError(f"{where} cannot be used with {config.name} as configured: its state has no slots")
+    for slot in config.state_dtype if per_slot(config.state_dtype) else ():
+        if slot not in slots:
+            raise ValueError(
+                f"{join(where, slot)} is neither a slot of {config.name} ({', '.join(slots)}) nor a low-bit form "
+                "(quantized, stochastic)"
+            )
+
+
 def check_optimizer(config: OptimizerConfig, path: str) -> None:
-    """Checks a read optimizer section: its method's arguments, the blocks it allows, and that it builds."""
+    """Checks a read optimizer section: its method's arguments, its state's form, the blocks it allows, and that it
+    builds."""
     check_arguments(method_factory(config.name, f"{path}.name"), config.hyperparams, path, config.name)
+    if config.state_dtype is not None:
+        _check_state_dtype(config, path)
     if config.name in LINE_SEARCH:
         for key in (*PENALTIES, *CLIPPING):
             if getattr(config, key):
@@ -116,6 +147,21 @@ def instances(tree: Any, cls: type) -> list:
       cls: the node type to find, such as :class:`jgd.TransformState`.
     """
     return [node for node in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, cls)) if isinstance(node, cls)]
+
+
+def state_bytes_per_param(tx: jgd.GradientTransformation, params: Any) -> float:
+    """The bytes of ``tx``'s state for ``params`` over the number of parameters, read with ``jax.eval_shape``.
+
+    Every leaf of the state counts: the slots (a quantized slot's uint8 codes and float32 scales, as stored), the
+    step counts and the hyperparameters.
+
+    Args:
+      tx: a gradient transformation, jgd's or optax's.
+      params: the parameters it optimizes: a pytree of arrays or of ``jax.ShapeDtypeStruct``.
+    """
+    state = jax.eval_shape(tx.init, params)
+    state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+    return state_bytes / sum(leaf.size for leaf in jax.tree.leaves(params))
 
 
 def optimizer_hyperparams(state: Any) -> dict[str, jax.Array]:

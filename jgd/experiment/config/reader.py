@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -114,9 +114,24 @@ def _check_data(data: DataConfig, path: str) -> None:
         raise ValueError(f"{path}.path is required for {data.name}: a directory of IDX files or an .npz file")
 
 
+# Optimizer fields a sweep cannot vary, whatever their values: the settings of a method run as one program.
+_FIXED_IN_A_SWEEP = {
+    "state_dtype": "the state's form is part of the compiled program; compare forms as methods of jgd compare",
+}
+
+
 def _one_search(raw: dict[str, Any], path: str) -> None:
+    """Checks that a sweep section gives one search, and that it names no field only a separate program can vary."""
     if (raw.get("grid") is None) == (raw.get("random") is None):
         raise ValueError(f"{path} needs one of grid (every combination of values) or random (sampled settings)")
+    random = raw.get("random")
+    spaces = {join(path, "grid"): raw.get("grid")}
+    spaces[join(join(path, "random"), "space")] = random.get("space") if isinstance(random, Mapping) else None
+    for where, space in spaces.items():
+        for name in space if isinstance(space, Mapping) else ():
+            head = str(name).partition(".")[0]
+            if head in _FIXED_IN_A_SWEEP:
+                raise ValueError(f"{join(where, head)} cannot be swept: {_FIXED_IN_A_SWEEP[head]}")
 
 
 # Checks of a section's keys as a whole, run before its fields are read.

@@ -13,6 +13,7 @@ from typing import Any
 
 from jgd.experiment.config import field_readers
 from jgd.experiment.config.method_table import read_hyperparams
+from jgd.experiment.config.state_dtype import read_state_dtype
 from jgd.experiment.train.data import DATASETS
 from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
 from jgd.experiment.train.losses import LOSSES
@@ -130,13 +131,16 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """A method, its hyperparameters (numbers, words or schedule specs), and the blocks chained around it.
+    """A method, its hyperparameters (numbers, words or schedule specs), its state's form, and the blocks around it.
 
     In YAML the hyperparameters sit beside ``name`` and the blocks (``{name: adam, learning_rate: 0.01, l2: 1e-4}``).
+    ``state_dtype`` is the method's ``state_dtype`` in its YAML spelling (:mod:`jgd.experiment.config.state_dtype`):
+    ``bfloat16``, ``{quantized: {bits: 8}}``, ``{stochastic: bfloat16}``, or one of these per slot.
     """
 
     name: str
     hyperparams: dict[str, Any] = field(default_factory=dict, metadata=rule(rest=True, read=read_hyperparams))
+    state_dtype: Any = field(default=None, metadata=rule(read=read_state_dtype, omit_default=True))
     l1: float = field(default=0.0, metadata=PENALTY)
     l2: float = field(default=0.0, metadata=PENALTY)
     clip_value: float | None = field(default=None, metadata=THRESHOLD)

@@ -52,7 +52,7 @@ def _dtype(value: Any, path: str) -> Any:
         dtype = None
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{path} must be {_EXPECTED}, got {value!r}")
-    if dtype.itemsize == 8 and not jax.config.jax_enable_x64:  # JAX would store float32 and say nothing
+    if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):  # JAX would store float32 and say nothing
         raise ValueError(f"{path} {value!r} needs 64-bit floats, which this run has off (jax_enable_x64)")
     return dtype
 
@@ -126,6 +126,6 @@ def read_state_dtype(value: Any, path: str) -> Any:
       path: the field's dotted path, for the messages.
     """
     read = state_dtype_value(value, path)
-    if isinstance(read, dict):
+    if isinstance(read, Mapping):
         return {slot: _spelling(form) for slot, form in read.items()}
     return _spelling(read)

@@ -35,7 +35,7 @@ def ema_params(ema_decay: ScalarOrSchedule = 0.999, *, state_dtype: StateDtype =
     (optax's ``incremental_update(θ_{t+1}, θ̄_t, 1 - d)``).
 
     ``d_t`` may follow a schedule of the step count ``k`` (0 at the first update):
-    ``ema_decay=lambda k: k / (k + 1)`` gives Polyak's running mean ``θ̄_t = (θ_1 + … + θ_t) / t``,
+    ``ema_decay=lambda k: k / (k + 1.0)`` gives Polyak's running mean ``θ̄_t = (θ_1 + … + θ_t) / t``,
     and ``lambda k: jnp.minimum(0.999, (1 + k) / (10 + k))`` a decay that warms up, so that the
     first iterate weighs little after a short run.
 

@@ -23,17 +23,19 @@ class GraftState(NamedTuple):
     norm: PyTree
 
 
-def _norm(x: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(abs_sq(x)))
+def leaf_norm(x: jax.Array) -> jax.Array:
+    """``‖x‖₂`` of one array, real for a complex one, whose derivative at ``x = 0`` is 0 rather than 0/0 (NaN)."""
+    square = jnp.sum(abs_sq(x))
+    return jnp.where(square > 0, jnp.sqrt(jnp.where(square > 0, square, 1)), 0)
 
 
 def _graft(u_direction: jax.Array, u_norm: jax.Array) -> jax.Array:
     """``‖u_norm‖₂ · u_direction / ‖u_direction‖₂`` in at least float32; zero where the direction is zero."""
     dtype = jnp.promote_types(jnp.result_type(u_direction), jnp.float32)
     direction = jnp.asarray(u_direction, dtype)
-    length = _norm(direction)
+    length = leaf_norm(direction)
     # A zero direction gives a zero step, and the guarded denominator keeps jax.grad free of 0/0.
-    scale = jnp.where(length > 0, _norm(jnp.asarray(u_norm, dtype)) / jnp.where(length > 0, length, 1), 0)
+    scale = jnp.where(length > 0, leaf_norm(jnp.asarray(u_norm, dtype)) / jnp.where(length > 0, length, 1), 0)
     return (direction * scale).astype(jnp.result_type(u_direction))
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation, check_transform, with_extra_args
 from jgd.leafwise import leafwise
-from jgd.numerics import abs_sq
+from jgd.modifiers.graft import leaf_norm
 from jgd.state import TransformState, check_state
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
@@ -25,8 +25,7 @@ class MarsState(NamedTuple):
 def _corrected(g, previous, *, mars_gamma, mars_b1):
     """``c = g_t + γ β1/(1 - β1) (g_t - g_{t-1})``, divided by ``‖c‖₂`` where ``‖c‖₂ > 1``; the slot keeps ``g_t``."""
     c = g + mars_gamma * mars_b1 / (1 - mars_b1) * (g - previous)
-    norm = jnp.sqrt(jnp.sum(abs_sq(c)))
-    # The norm of a leaf is never below 1 where it divides, so the step has no 0/0 for jax.grad to meet.
+    norm = leaf_norm(c)
     return c / jnp.where(norm > 1, norm, 1), (g,)
 
 

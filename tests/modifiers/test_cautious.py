@@ -34,9 +34,9 @@ def c_adamw(lr, b1, b2, eps, wd, cautious_eps, dropped):
     return step
 
 
-@pytest.mark.parametrize("cautious_eps", [1e-8, 0.5])
-def test_matches_the_papers_c_adamw(x64, cautious_eps):
-    lr, b1, b2, eps, wd = 0.02, 0.9, 0.99, 1e-8, 0.1
+def test_matches_the_papers_c_adamw(x64):
+    # ε far from its default, so that where it enters (mean(φ) + ε) shows
+    lr, b1, b2, eps, wd, cautious_eps = 0.02, 0.9, 0.99, 1e-8, 0.1, 0.5
     dropped = []
     want = ref.run(c_adamw(lr, b1, b2, eps, wd, cautious_eps, dropped), STEPS)
     tx = jgd.chain(jgd.cautious(jgd.adam(lr, b1, b2, eps), cautious_eps), jgd.weight_decay(lr * wd))

@@ -34,9 +34,6 @@ def test_matches_the_papers_grafting(x64):
     want = ref.run(sgd_graft_adam(0.5, 1e-3, 0.9, 0.999, 1e-8), STEPS)
     got = ref.trajectory(jgd.graft(jgd.adam(1e-3), jgd.sgd(0.5)), STEPS)
     assert ref.max_relative_difference(got, want) <= 1e-10
-    # Neither method alone takes these steps.
-    assert ref.max_relative_difference(ref.trajectory(jgd.sgd(0.5), STEPS), want) > 1e-3
-    assert ref.max_relative_difference(ref.trajectory(jgd.adam(1e-3), STEPS), want) > 1e-3
 
 
 def test_the_directions_learning_rate_cancels():

@@ -48,8 +48,6 @@ def test_matches_the_papers_mars_adamw(x64, gamma, clips):
     got = ref.trajectory(jgd.mars(jgd.adamw(lr, b1, b2, eps, weight_decay=wd), gamma, b1), STEPS)
     assert any(clipped) == clips
     assert ref.max_relative_difference(got, want) <= 1e-10
-    plain = ref.trajectory(jgd.adamw(lr, b1, b2, eps, weight_decay=wd), STEPS)
-    assert ref.max_relative_difference(plain, want) > 1e-6  # the correction changes the run
 
 
 def test_the_correction_and_the_clipping_on_hand_made_gradients():

@@ -36,14 +36,14 @@ def test_matches_optax_joined_schedules(shape):
     theirs = optax.join_schedules(
         [optax.linear_schedule(0.02, 0.1, W), optax.constant_schedule(0.1), OPTAX_DECAY[shape]()], [W, W + S]
     )
-    got, want = jax.vmap(ours)(STEPS), jax.vmap(theirs)(STEPS)
+    got, want = jax.jit(jax.vmap(ours))(STEPS), jax.jit(jax.vmap(theirs))(STEPS)
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt"])
 def test_float64_matches_numpy(x64, shape):
-    got = jax.vmap(schedules.wsd(0.1, W, S, D, init_value=0.02, end_value=0.01, decay_shape=shape))(STEPS)
+    got = jax.jit(jax.vmap(schedules.wsd(0.1, W, S, D, init_value=0.02, end_value=0.01, decay_shape=shape)))(STEPS)
     assert got.dtype == jnp.float64
     want = [numpy_wsd(int(t), 0.1, 0.02, 0.01, shape) for t in STEPS]
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)

@@ -92,14 +92,21 @@ def test_set_hyperparams_on_its_setting_applies_without_recompiling(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bfloat16_params_keep_their_dtypes_and_tree(name):
-    params = {"layers": [jnp.ones((2, 3), jnp.bfloat16), (jnp.full(3, -0.5, jnp.float32),)], "s": jnp.bfloat16(1.5)}
+def test_bfloat16_and_complex_params_keep_their_dtypes_and_tree(name):
+    params = {
+        "layers": [jnp.ones((2, 3), jnp.bfloat16), (jnp.full(3, -0.5, jnp.float32),)],
+        "s": jnp.bfloat16(1.5),
+        "z": jnp.asarray([1 + 2j, -0.5j], jnp.complex64),
+    }
+    grads = jax.tree.map(lambda p: (0.5 * p - 0.2).astype(p.dtype), params)
     tx = MODIFIERS[name][0](MODIFIERS[name][2][1])
     state = tx.init(params)
-    updates, state = jax.jit(tx.update)(jax.grad(loss)(params), state, params)
+    updates, after = jax.jit(tx.update)(grads, state, params)
+    assert [x.dtype for x in jax.tree.leaves(after)] == [x.dtype for x in jax.tree.leaves(state)]
     assert jax.tree.structure(updates) == jax.tree.structure(params)
     for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params)):
-        assert u.dtype == p.dtype and u.shape == p.shape and np.all(np.isfinite(np.asarray(u, np.float32)))
+        assert u.dtype == p.dtype and u.shape == p.shape and np.all(np.isfinite(np.asarray(u)))
+    assert np.any(np.asarray(updates["z"]) != 0)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -44,7 +44,7 @@ def mars(
 
     and ``tx`` steps with ``c̃_t``. Yuan, Liu, Wu, Zhou & Gu, "MARS: unleashing the power of variance
     reduction for training large models", 2024: ``jgd.mars(jgd.adamw(η, b1=0.95, b2=0.99), 0.025, 0.95)``
-    is their MARS-AdamW (Algorithm 2), ``jgd.mars(jgd.lion(...))`` their MARS-Lion.
+    is their MARS-AdamW; any other method takes the corrected gradient the same way.
 
     This is the paper's approximate form (MARS-approx, the default of their code): ``g_{t-1}`` is the
     gradient the previous update received, at ``θ_{t-1}`` on the previous batch, not a second gradient at

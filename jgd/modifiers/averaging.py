@@ -60,6 +60,9 @@ def ema_params(ema_decay: ScalarOrSchedule = 0.999, *, state_dtype: StateDtype =
 def averaged_params(state: PyTree) -> PyTree:
     """The average :func:`ema_params` keeps, a tree like the params, in the average's dtype.
 
+    From ``nnx.Optimizer.opt_state`` it is a tree of the optimizer's Variables: ``nnx.to_pure_dict`` gives
+    the arrays.
+
     Args:
       state: the state of :func:`ema_params`, or any tree holding it (a chain's, Flax's ``opt_state``).
     """

@@ -16,6 +16,10 @@ from jgd.methods.muon import muon
 from jgd.methods.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
 from jgd.methods.sgd import look_ahead, momentum, nesterov, sgd
 from jgd.methods.trust_ratio import lamb, lars
+from jgd.modifiers.averaging import averaged_params, ema_params
+from jgd.modifiers.cautious import CautiousState, cautious
+from jgd.modifiers.graft import GraftState, graft
+from jgd.modifiers.mars import MarsState, mars
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,
@@ -40,9 +44,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AccumulateState",
     "ApplyIfFiniteState",
+    "CautiousState",
     "GradientTransformation",
+    "GraftState",
     "LineSearch",
     "LineSearchResult",
+    "MarsState",
     "MinimizeResult",
     "MonitorState",
     "PartitionState",
@@ -61,17 +68,21 @@ __all__ = [
     "all_finite",
     "apply_if_finite",
     "apply_updates",
+    "averaged_params",
     "backtracking_linesearch",
     "bfgs",
     "bias_correction",
+    "cautious",
     "chain",
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
     "dequantize",
     "ema",
+    "ema_params",
     "freeze",
     "global_norm",
+    "graft",
     "hyperparams",
     "l1_penalty",
     "l2_penalty",
@@ -80,6 +91,7 @@ __all__ = [
     "lbfgs",
     "lion",
     "look_ahead",
+    "mars",
     "masked",
     "masks",
     "max_norm",

@@ -58,6 +58,8 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("momentum", "decay", "rho", "b1", "b2", "beta", "adam_b1", "adam_b2"), UNIT),
     **dict.fromkeys(("max_value", "max_norm", "trust_coefficient", "clipping_threshold", "min_scale"), POSITIVE),
     **dict.fromkeys(("c1", "c2", "shrink"), OPEN_UNIT),
+    **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
+    **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
     "dampening": CLOSED_UNIT,
     "factor": REAL,
 }

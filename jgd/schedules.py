@@ -141,6 +141,62 @@ def warmup_cosine_decay(
     return join([linear_warmup(peak_value, warmup_steps, init_value), decay], [warmup_steps]) if warmup_steps else decay
 
 
+_DECAY_SHAPES = {
+    "linear": lambda x: 1 - x,
+    "cosine": lambda x: 0.5 * (1 + jnp.cos(jnp.pi * x)),
+    "1-sqrt": lambda x: 1 - jnp.sqrt(x),
+}
+
+
+def wsd(
+    peak_value: float,
+    warmup_steps: int,
+    stable_steps: int,
+    decay_steps: int,
+    *,
+    init_value: float = 0.0,
+    end_value: float = 0.0,
+    decay_shape: str = "linear",
+) -> Schedule:
+    """Warm-up, stable, decay: a linear rise to ``peak_value``, a plateau, then a decay to ``end_value``.
+
+    With ``W, S, D`` the three phases' lengths in steps and ``x = min((t - W - S) / D, 1)``,
+    ``η_t = η_init + (η_peak - η_init) t / W`` for ``t < W``, ``η_peak`` for ``W ≤ t < W + S``, and
+    ``η_end + (η_peak - η_end) f(x)`` after, with ``f(x) = 1 - x`` (``"linear"``),
+    ``(1 + cos πx) / 2`` (``"cosine"``) or ``1 - √x`` (``"1-sqrt"``); ``η_end`` from step ``W + S + D`` on.
+
+    Hu et al., "MiniCPM: unveiling the potential of small language models with scalable training
+    strategies", 2024 (the WSD schedule); Hägele et al., "Scaling laws and compute-optimal training beyond
+    fixed training durations", 2024 (the linear and ``1 - √x`` cool-downs). The linear form is optax's
+    ``join_schedules([linear_schedule(η_init, η_peak, W), constant_schedule(η_peak),
+    linear_schedule(η_peak, η_end, D)], [W, W + S])``.
+
+    Args:
+      peak_value: the plateau's value, a float (or an array, a tracer too: a sweep is a ``jax.vmap``).
+      warmup_steps: ``W``, a nonnegative integer; 0 starts at the plateau.
+      stable_steps: ``S``, a nonnegative integer.
+      decay_steps: ``D``, a positive integer.
+      init_value: the value at step 0, a float or an array; default 0.
+      end_value: the value after the decay, a float or an array; default 0.
+      decay_shape: ``"linear"`` (default), ``"cosine"`` or ``"1-sqrt"``.
+    """
+    warmup = _steps("warmup_steps", warmup_steps, positive=False)
+    stable = _steps("stable_steps", stable_steps, positive=False)
+    decay = _steps("decay_steps", decay_steps)
+    if decay_shape not in _DECAY_SHAPES:
+        raise ValueError(f"decay_shape must be one of {sorted(_DECAY_SHAPES)}, got {decay_shape!r}")
+    shape = _DECAY_SHAPES[decay_shape]
+
+    def schedule(step):
+        t = _float(step)
+        rising = init_value + (peak_value - init_value) * jnp.minimum(t, warmup) / max(warmup, 1.0)
+        x = jnp.clip((t - warmup - stable) / decay, 0, 1)
+        falling = end_value + (peak_value - end_value) * shape(x)
+        return jnp.where(t < warmup, rising, jnp.where(t < warmup + stable, peak_value, falling))
+
+    return schedule
+
+
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     """Runs ``schedules[i]`` from ``boundaries[i-1]`` on, each restarted at 0 there.
 

@@ -550,6 +550,48 @@ _WRAPPERS = [
     ),
 ]
 
+_MODIFIERS = [  # transforms that change what any method does
+    Case(
+        "cautious",
+        "cautious",
+        build=lambda learning_rate=0.01: jgd.cautious(jgd.adam(learning_rate)),
+        kind=WRAPPER,
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        elementwise=False,
+    ),
+    Case(
+        "mars",
+        "mars",
+        build=lambda learning_rate=0.01, state_dtype=None: jgd.mars(
+            jgd.adamw(learning_rate, b1=0.95, b2=0.99), state_dtype=state_dtype
+        ),
+        kind=WRAPPER,
+        slots=("previous_grad",),  # its own state comes before the inner method's
+        needs_params=True,
+        elementwise=False,
+        state_dtype=True,
+    ),
+    Case(
+        "ema_params",
+        "ema_params",
+        build=lambda learning_rate=0.01: jgd.chain(jgd.adam(learning_rate), jgd.ema_params(0.9)),
+        kind=WRAPPER,
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        needs_params=True,
+    ),
+    Case(
+        "graft",
+        "graft",
+        build=lambda learning_rate=0.01: jgd.graft(jgd.adam(learning_rate), jgd.sgd(learning_rate)),
+        kind=WRAPPER,
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        elementwise=False,
+    ),
+]
+
 _SECOND_ORDER = [
     Case("bfgs", "bfgs", kind=SECOND_ORDER, hyper=None, complex=False, needs_value_fn=True, elementwise=False),
     Case("lbfgs", "lbfgs", kind=SECOND_ORDER, hyper=None, complex=False, needs_value_fn=True, elementwise=False),
@@ -564,7 +606,9 @@ _SECOND_ORDER = [
     ),
 ]
 
-CASES: dict[str, Case] = {c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _BLOCKS + _WRAPPERS + _SECOND_ORDER}
+CASES: dict[str, Case] = {
+    c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _BLOCKS + _WRAPPERS + _MODIFIERS + _SECOND_ORDER
+}
 
 # Public names that return a GradientTransformation but are not transforms of gradients a test can run alone.
 NOT_TRANSFORMS: dict[str, str] = {}

@@ -36,6 +36,9 @@ MINIMAL_ARGS = {
     "chain": lambda: (jgd.clip_by_global_norm(1.0), jgd.adam()),
     "weight_decay": lambda: (1e-3,),
     "with_extra_args": lambda: (jgd.sgd(),),
+    "cautious": lambda: (jgd.adam(),),
+    "mars": lambda: (jgd.adamw(),),
+    "graft": lambda: (jgd.adam(), jgd.sgd()),
 }
 RETURNS_TRANSFORM = ("GradientTransformation", jgd.GradientTransformation)
 FACTORIES = sorted(

@@ -1,0 +1,73 @@
+"""Grafting: one method's direction with another method's step size, leaf by leaf."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jgd import trees
+from jgd.base import GradientTransformation, check_transform, with_extra_args
+from jgd.numerics import abs_sq
+from jgd.state import check_state
+from jgd.types import PyTree
+
+
+class GraftState(NamedTuple):
+    """direction: the state of the transform that gives the direction.
+    norm: the state of the transform that gives the norm.
+    """
+
+    direction: PyTree
+    norm: PyTree
+
+
+def leaf_norm(x: jax.Array) -> jax.Array:
+    """``‖x‖₂`` of one array, real for a complex one, whose derivative at ``x = 0`` is 0 rather than 0/0 (NaN)."""
+    square = jnp.sum(abs_sq(x))
+    return jnp.where(square > 0, jnp.sqrt(jnp.where(square > 0, square, 1)), 0)
+
+
+def _graft(u_direction: jax.Array, u_norm: jax.Array) -> jax.Array:
+    """``‖u_norm‖₂ · u_direction / ‖u_direction‖₂`` in at least float32; zero where the direction is zero."""
+    dtype = jnp.promote_types(jnp.result_type(u_direction), jnp.float32)
+    direction = jnp.asarray(u_direction, dtype)
+    length = leaf_norm(direction)
+    # A zero direction gives a zero step, and the guarded denominator keeps jax.grad free of 0/0.
+    scale = jnp.where(length > 0, leaf_norm(jnp.asarray(u_norm, dtype)) / jnp.where(length > 0, length, 1), 0)
+    return (direction * scale).astype(jnp.result_type(u_direction))
+
+
+def graft(direction: GradientTransformation, norm: GradientTransformation) -> GradientTransformation:
+    """Steps in the direction of ``direction``'s update with the length of ``norm``'s, leaf by leaf.
+
+    Both transforms receive the same gradient and keep their own states; with ``u_D`` and ``u_M``
+    their updates, each leaf's update is
+
+        ``u = ‖u_M‖₂ · u_D / ‖u_D‖₂``  (0 where ``u_D = 0``),
+
+    Agarwal, Anil, Hazan, Koren & Zhang, "Disentangling adaptive gradient methods from learning
+    rates", 2020 (grafting ``M#D``, per layer): the step size of ``M`` (its learning rate and schedule)
+    with the direction of ``D``. ``direction``'s learning rate cancels. Complex leaves are taken where both
+    transforms take them.
+
+    Args:
+      direction: the transform whose update gives each leaf's direction (``D``), jgd's or optax's.
+      norm: the transform whose update gives each leaf's length (``M``), jgd's or optax's.
+    """
+    direction = with_extra_args(check_transform("direction", direction))
+    norm = with_extra_args(check_transform("norm", norm))
+
+    def init_fn(params):
+        return GraftState(direction.init(params), norm.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        state = check_state("graft", state, GraftState)
+        u_direction, direction_state = direction.update(updates, state.direction, params, **extra_args)
+        u_norm, norm_state = norm.update(updates, state.norm, params, **extra_args)
+        trees.check_matching("the updates of direction", u_direction, "the gradients", updates)
+        trees.check_matching("the updates of norm", u_norm, "the gradients", updates)
+        return jax.tree.map(_graft, u_direction, u_norm), GraftState(direction_state, norm_state)
+
+    return GradientTransformation(init_fn, update_fn)

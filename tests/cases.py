@@ -43,6 +43,7 @@ class Case:
     needs_params: ``update`` needs ``params``.
     needs_value_fn: ``update`` needs ``value`` and ``value_fn`` (line searches).
     elementwise: each entry's step depends on that entry alone, so raveled params take the same steps.
+    drifts: moves the params where the gradient is zero (weight decay; schedule-free's average, by rounding).
     state_dtype: ``make`` takes ``state_dtype`` (for a ``kwargs`` row: whether the factory does).
     optax: the same transform with the same values written with optax; None where optax has none.
     flax: one of the rows the Flax tests train with (TrainState, nnx.Optimizer).
@@ -62,6 +63,7 @@ class Case:
     needs_params: bool = False
     needs_value_fn: bool = False
     elementwise: bool = True
+    drifts: bool = False
     state_dtype: bool | None = None
     optax: Callable[[], optax.GradientTransformation] | None = None
     flax: bool = False
@@ -315,6 +317,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         real_slots=("nu",),
         needs_params=True,
         optax=lambda: optax.adamw(0.05, weight_decay=0.1),
+        drifts=True,
     ),
     Case(
         "radam",
@@ -339,6 +342,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         slots=("mu",),
         complex=False,
         needs_params=True,
+        drifts=True,
     ),
     Case(
         "lamb",
@@ -349,6 +353,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         needs_params=True,
         elementwise=False,
         optax=lambda: optax.lamb(0.01, weight_decay=0.01),
+        drifts=True,
     ),
     Case(
         "lars",
@@ -357,6 +362,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         slots=("velocity",),
         needs_params=True,
         elementwise=False,
+        drifts=True,
     ),
     Case(
         "lars_optax",
@@ -367,6 +373,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         needs_params=True,
         elementwise=False,
         optax=lambda: optax.lars(0.05, weight_decay=0.01),
+        drifts=True,
     ),
     Case(
         "adafactor",
@@ -385,6 +392,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         real_slots=("nu",),
         complex=False,
         needs_params=True,
+        drifts=True,
     ),
     Case(
         "schedule_free_sgd",
@@ -393,6 +401,7 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         slots=("z",),
         complex=False,
         needs_params=True,
+        drifts=True,
     ),
     Case(
         "muon",
@@ -461,11 +470,15 @@ _BLOCKS = [
     Case(
         "chain_optax",
         "chain",
-        build=lambda learning_rate=0.002: jgd.chain(optax.clip(1.0), jgd.nadam(learning_rate), jgd.weight_decay(1e-3)),
+        # The decay scaled by the rate, as decoupled decay is: a zero rate moves nothing.
+        build=lambda learning_rate=0.002: jgd.chain(
+            optax.clip(1.0), jgd.nadam(learning_rate), jgd.weight_decay(0.5 * learning_rate)
+        ),
         kind=BLOCK,
         slots=("mu", "nu"),
         real_slots=("nu",),
         needs_params=True,
+        drifts=True,
     ),
     Case(
         "named",

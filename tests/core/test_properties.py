@@ -99,9 +99,10 @@ def test_zero_learning_rate_and_zero_gradients_move_nothing(case, tree):
     params, grads = _materialize(*tree)
     still, _ = _jit_steps(case, 0.0, params, grads)
     jax.tree.map(np.testing.assert_array_equal, _as32(still), _as32(params))
-    zeros = jax.tree.map(jnp.zeros_like, grads)
-    still, _ = _jit_steps(case, 0.1, params, zeros)
-    jax.tree.map(np.testing.assert_array_equal, _as32(still), _as32(params))
+    if not case.drifts:  # weight decay, or schedule-free's average by rounding, moves params without a gradient
+        zeros = jax.tree.map(jnp.zeros_like, grads)
+        still, _ = _jit_steps(case, 0.1, params, zeros)
+        jax.tree.map(np.testing.assert_array_equal, _as32(still), _as32(params))
 
 
 @pytest.mark.parametrize("case", NAMES)

@@ -235,3 +235,12 @@ def muon(lr, beta, eps, adam_b1, adam_b2):
         return out
 
     return step
+
+
+def adam_direction(state: dict, key, g, t, b1, b2, eps):
+    """Kingma & Ba's bias-corrected ``m̂_t / (√v̂_t + ε)`` for the leaf ``key``, its moments kept in ``state``."""
+    m = state.setdefault(("m", key), np.zeros_like(g))
+    v = state.setdefault(("v", key), np.zeros_like(g))
+    m[...] = b1 * m + (1 - b1) * g
+    v[...] = b2 * v + (1 - b2) * g * g
+    return (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)

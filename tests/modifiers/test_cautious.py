@@ -21,11 +21,7 @@ def c_adamw(lr, b1, b2, eps, wd, cautious_eps, dropped):
         out = {}
         for k, p in params.items():
             g = grads[k]
-            m = state.setdefault(("m", k), np.zeros_like(p))
-            v = state.setdefault(("v", k), np.zeros_like(p))
-            m[...] = b1 * m + (1 - b1) * g
-            v[...] = b2 * v + (1 - b2) * g * g
-            u = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)  # the direction: θ moves by -η u
+            u = ref.adam_direction(state, k, g, t, b1, b2, eps)  # the direction: θ moves by -η u
             phi = (u * g > 0).astype(np.float64)
             dropped.append(int(phi.size - phi.sum()))
             out[k] = p - lr * u * phi / (phi.mean() + cautious_eps) - lr * wd * p

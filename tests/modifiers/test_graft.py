@@ -18,11 +18,7 @@ def sgd_graft_adam(lr_sgd, lr_adam, b1, b2, eps):
         out = {}
         for k, p in params.items():
             g = grads[k]
-            m = state.setdefault(("m", k), np.zeros_like(p))
-            v = state.setdefault(("v", k), np.zeros_like(p))
-            m[...] = b1 * m + (1 - b1) * g
-            v[...] = b2 * v + (1 - b2) * g * g
-            u_direction = -lr_adam * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+            u_direction = -lr_adam * ref.adam_direction(state, k, g, t, b1, b2, eps)
             u_norm = -lr_sgd * g
             out[k] = p + np.linalg.norm(u_norm.ravel()) * u_direction / np.linalg.norm(u_direction.ravel())
         return out

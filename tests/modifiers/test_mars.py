@@ -23,16 +23,12 @@ def mars_adamw(lr, b1, b2, eps, wd, gamma, clipped):
         for k, p in params.items():
             g = grads[k]
             previous = state.get(("g", k), np.zeros_like(p))
-            m = state.setdefault(("m", k), np.zeros_like(p))
-            v = state.setdefault(("v", k), np.zeros_like(p))
             c = g + gamma * b1 / (1 - b1) * (g - previous)
             norm = np.sqrt(np.sum(c * c))
             clipped.append(norm > 1)
             if norm > 1:
                 c = c / norm
-            m[...] = b1 * m + (1 - b1) * c
-            v[...] = b2 * v + (1 - b2) * c * c
-            out[k] = p - lr * ((m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps) + wd * p)
+            out[k] = p - lr * (ref.adam_direction(state, k, c, t, b1, b2, eps) + wd * p)
             state[("g", k)] = g
         return out
 

@@ -123,6 +123,7 @@ def final_losses(x, y, starts: list[dict], indices: list[np.ndarray]) -> dict[st
       indices: the batches of each seed, ``(steps, batch)``.
     """
     xt, yt = torch.from_numpy(np.array(x, np.float32)), torch.from_numpy(np.array(y)).long()
+    torch.set_num_threads(1)  # a batch of 32 through 64-256-10: threads only contend with JAX's
     results = {}
     for name, make in optimizers().items():
         begun = time.perf_counter()

@@ -16,7 +16,7 @@ Four tables:
 4. step time relative to float32 Adam on this machine's backend (steps interleaved, median): the whole
    digits train step, and the update alone of one 4M-element leaf.
 
-    python benchmarks/lowbit_state.py              # about 3 minutes on 2 CPU cores, 5 with the libraries
+    python benchmarks/lowbit_state.py              # about 3 minutes on 2 CPU cores, 5 to 8 with the libraries
     python benchmarks/lowbit_state.py --no-peers   # jgd alone
     python benchmarks/lowbit_state.py --repeats 50 --json lowbit_state.json
 

@@ -1,4 +1,5 @@
-"""Low-bit Adam state (``jgd.quantized``, ``jgd.stochastic``) against float32 Adam, side by side in one run.
+"""Low-bit Adam state (``jgd.quantized``, ``jgd.stochastic``) against float32 Adam, side by side in one run, and
+next to the PyTorch libraries' low-bit Adam (bitsandbytes, torchao: benchmarks/lowbit_peers.py) where torch installs.
 
 Four tables:
 
@@ -6,14 +7,20 @@ Four tables:
    count and hyperparameters included), for the digits MLP 64-256-10 (one of its four leaves has 4096
    elements or more) and a ResNet-18-like tree (11.7M parameters, nearly all in large leaves);
 2. the error of Adam's direction ``m̂ / (√v̂ + ε)`` after a round trip of its second moment alone, for a
-   real one (the 64x256 kernel after 500 float32 Adam steps on digits) and a heavy-tailed one;
+   real one (the 64x256 kernel after 500 float32 Adam steps on digits) and a heavy-tailed one, with the
+   libraries' quantizers on the same tensors;
 3. the final training loss of the digits MLP (scikit-learn's ``load_digits``, 64-256-10 ReLU, batch 32,
-   Adam 1e-3, 500 steps), three seeds, relative to float32 Adam on the same seed and batches;
+   Adam 1e-3, 500 steps), three seeds, relative to float32 Adam on the same seed and batches; the libraries'
+   8-bit and 4-bit Adam from the same start and batches, relative to ``torch.optim.Adam``, with the largest
+   change of one weight in one step;
 4. step time relative to float32 Adam on this machine's backend (steps interleaved, median): the whole
    digits train step, and the update alone of one 4M-element leaf.
 
-    python benchmarks/lowbit_state.py              # about 3 minutes on 2 CPU cores
+    python benchmarks/lowbit_state.py              # about 3 minutes on 2 CPU cores, 5 to 8 with the libraries
+    python benchmarks/lowbit_state.py --no-peers   # jgd alone
     python benchmarks/lowbit_state.py --repeats 50 --json lowbit_state.json
+
+torchao compiles its update with ``torch.compile`` (about a minute on a CPU, once per run).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import lowbit_peers
 import numpy as np
 from sklearn.datasets import load_digits
 from step_cases import make_tree, resnet18_shapes, time_interleaved
@@ -151,17 +159,20 @@ def _trip(v, bits, block, rank1, stochastic):
     return array.dequantize(q)
 
 
-def direction_table(nu_real: jax.Array, mu_real: jax.Array) -> list[dict]:
+def direction_table(nu_real: jax.Array, mu_real: jax.Array, peers: bool) -> list[dict]:
     """Relative error of ``m / (√v + ε)`` with ``v`` round-tripped, ``m`` exact; and ``v > 0`` read back as 0."""
     nu_heavy = heavy_tailed_nu()
     mu_heavy = jnp.sqrt(nu_heavy) * jax.random.normal(jax.random.key(1), nu_heavy.shape) * 0.3
     cases = {"digits kernel nu": (mu_real, nu_real), "heavy-tailed nu": (mu_heavy, nu_heavy)}
     print("\n| nu round trip | " + " | ".join(f"{c}: direction error, zeros" for c in cases) + " |\n|---|---|---|")
+    trips = {name: jax.jit(trip) for name, trip in ROUND_TRIPS.items()}
+    if peers:
+        trips.update({name: _from_numpy(trip) for name, trip in lowbit_peers.round_trips().items()})
     rows = []
-    for name, trip in ROUND_TRIPS.items():
+    for name, trip in trips.items():
         cells, row = [], {"variant": name}
         for case, (m, v) in cases.items():
-            read = jax.jit(trip)(v)
+            read = trip(v)
             want, got = m / (jnp.sqrt(v) + 1e-8), m / (jnp.sqrt(read) + 1e-8)
             error = float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want))
             zeros = int(jnp.sum((read == 0) & (v > 0)))
@@ -174,16 +185,21 @@ def direction_table(nu_real: jax.Array, mu_real: jax.Array) -> list[dict]:
     zeros = int(np.sum((blocks > 0) & (blocks < largest * jgd.lowbit.codes.table(8, False)[1] / 2)))
     small = float(np.mean(blocks < largest / 32))
     print(
-        f"\nRounded to nearest with a zero code (bitsandbytes' 8-bit), {zeros} of the heavy-tailed nu's "
-        f"{blocks.size} positive values would read back as 0; jgd reads them as the smallest code. "
+        f"\nRounded to nearest with a zero code (torchao's 8-bit), {zeros} of the heavy-tailed nu's "
+        f"{blocks.size} positive values read back as 0; jgd reads them as the smallest code, and bitsandbytes' "
+        "CPU quantizer, whose search is not the nearest there, as 1.6e-5 of the block's largest. "
         f"{100 * small:.0f} % of them are under 1/32 of their block's largest, which the 4-bit linear code "
         "reads as 1/16."
     )
-    rows.append({"bitsandbytes_zeros": zeros, "under_1_32": small})
+    rows.append({"zero_code_zeros": zeros, "under_1_32": small})
     return rows
 
 
-def loss_table(x, y) -> tuple[list[dict], dict]:
+def _from_numpy(trip):
+    return lambda v: jnp.asarray(trip(np.asarray(v, np.float32)))
+
+
+def loss_table(x, y, peers: bool) -> tuple[list[dict], dict]:
     """Final losses per variant and seed (seeds vmapped: one compilation per variant)."""
     index = jnp.stack([batches(s, len(x)) for s in SEEDS])
     starts = jax.vmap(init_mlp)(jnp.stack([jax.random.key(s) for s in SEEDS]))
@@ -204,7 +220,33 @@ def loss_table(x, y) -> tuple[list[dict], dict]:
         cells = [f"{v:.5f} ({100 * r:+.2f} %)" for v, r in zip(values, relative)]
         print(f"| {name} | " + " | ".join(cells) + f" | {'-' if goal is None else f'{100 * goal:.1f} %'} | {met} |")
         rows.append({"variant": name, "losses": values.tolist(), "relative": relative.tolist(), "goal": goal})
+    if peers:
+        rows += peer_rows(x, y, base)
     return rows, reference
+
+
+def peer_rows(x, y, jgd_float32: np.ndarray) -> list[dict]:
+    """The libraries' Adam from the same starts and batches, relative to ``torch.optim.Adam`` (table 3's rows)."""
+    starts = [jax.tree.map(np.asarray, init_mlp(jax.random.key(s))) for s in SEEDS]
+    found = lowbit_peers.final_losses(x, y, starts, [batches(s, len(x)) for s in SEEDS])
+    if not found:
+        return []
+    base = found["torch float32 Adam"]["losses"]
+    rows = []
+    for name, run in found.items():
+        relative = run["losses"] / base - 1
+        cells = [f"{v:.5f} ({100 * r:+.2f} %)" for v, r in zip(run["losses"], relative)]
+        print(f"| {name} | " + " | ".join(cells) + " | - | - |")
+        rows.append({"variant": name, "losses": run["losses"].tolist(), "relative": relative.tolist(), **run})
+        rows[-1]["largest_step"] = run["largest_step"].tolist()
+    gap = np.max(np.abs(base / jgd_float32 - 1))
+    print(
+        f"\nThe libraries' rows are relative to torch.optim.Adam of the same seed, whose final losses are jgd "
+        f"float32's to {100 * gap:.4f} %. Largest change of one kernel weight in one step (lr 1e-3), per seed:"
+    )
+    for name, run in found.items():
+        print(f"- {name}: " + ", ".join(f"{v:.4f}" for v in run["largest_step"]) + f" ({run['seconds']:.0f} s)")
+    return rows
 
 
 def time_table(x, y, repeats: int) -> list[dict]:
@@ -244,12 +286,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json", default="lowbit_state.json", help="where to write the results")
+    parser.add_argument("--no-peers", action="store_true", help="leave out bitsandbytes and torchao")
     args = parser.parse_args()
-    print(f"jax {jax.__version__}, {jax.devices()[0].platform}")
+    peers = not args.no_peers and bool(lowbit_peers.versions())
+    print(
+        f"jax {jax.__version__}, {jax.devices()[0].platform}; "
+        + (", ".join(f"{k} {v}" for k, v in lowbit_peers.versions().items()) if peers else "no PyTorch libraries")
+    )
     x, y = digits()
     results = {"bytes": bytes_table()}
-    results["loss"], slots = loss_table(x, y)
-    results["direction"] = direction_table(slots["nu"]["w1"], slots["mu"]["w1"])
+    results["loss"], slots = loss_table(x, y, peers)
+    results["direction"] = direction_table(slots["nu"]["w1"], slots["mu"]["w1"], peers)
     results["time"] = time_table(x, y, args.repeats)
     with open(args.json, "w") as fh:
         json.dump(results, fh, indent=1)

@@ -115,8 +115,8 @@ def _round_to_code(y: jax.Array, bits: int, signed: bool, noise: jax.Array | Non
     lo = lut[jnp.where(y < 0, found.magnitudes - 1 - magnitude, found.magnitudes + magnitude)]
     lo = jnp.minimum(lo + (y >= code[lo + 1]).astype(jnp.int32), last)  # the one code a bucket may hold
     below, above = code[lo], code[lo + 1]
-    if noise is None:
-        up = y - below > above - y
+    if noise is None:  # torchao's test, ties up: the same index for every float32 y
+        up = y - below >= (above - below) * 0.5
     else:  # up with probability (y - c_lo) / (c_hi - c_lo), from 24 of the bits
         up = (noise >> 8).astype(jnp.float32) * 2.0**-24 < (y - below) / (above - below)
     index = lo + up.astype(jnp.int32)
@@ -142,9 +142,18 @@ def _unpack(codes: jax.Array, bits: int, length: int) -> jax.Array:
     return codes.astype(jnp.int32)
 
 
-def _scaled(x, scale, signed, bits, noise):
-    """Code indices of ``x / scale`` (a zero scale: a block of zeros)."""
+def _scaled(x, scale, signed, bits, noise, exact=False):
+    """Code indices of ``x / scale`` (a zero scale: a block of zeros).
+
+    ``exact``: ``scale`` is one value per row of ``x`` (shape ``(rows, 1)``), and ``x / scale`` is the correctly
+    rounded float32 quotient, as bitsandbytes and torchao compute it. XLA rewrites a division by a broadcast as a
+    product with the reciprocal, which is one ulp off in about a quarter of the elements and, near the middle
+    of two codes, picks the other one; dividing by the scale gathered to each element keeps the quotient (and
+    costs no more on a CPU).
+    """
     safe = jnp.where(scale > 0, scale, 1.0)
+    if exact:
+        safe = safe[:, 0][jax.lax.broadcasted_iota(jnp.int32, x.shape, 0)]
     return _round_to_code(x / safe, bits, signed, noise)
 
 
@@ -204,7 +213,7 @@ def quantize(
     blocks = -(-x.size // block_size)
     flat = jnp.pad(x.reshape(-1), (0, blocks * block_size - x.size)).reshape(blocks, block_size)
     scales = _extent(flat, 1, bits, signed, fit)
-    index = _scaled(flat, scales[:, None], signed, bits, noise(flat.shape))
+    index = _scaled(flat, scales[:, None], signed, bits, noise(flat.shape), exact=not fit)
     scales = _unsigned_guard(flat, scales, 1, signed)
     return meta(_pack(index, bits), scales, None, rank1=False)
 

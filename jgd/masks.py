@@ -17,6 +17,18 @@ import numpy as np
 
 from jgd.types import Mask, PyTree
 
+__all__ = [
+    "bracket_name",
+    "broadcast",
+    "by_path",
+    "check_mask",
+    "decayed",
+    "leaf_flags",
+    "path_keys",
+    "path_name",
+    "paths",
+]
+
 # Key names of normalisation layers' parameters (Flax LayerNorm/BatchNorm/RMSNorm, Keras, PyTorch ports).
 _NORMALISATION = re.compile(r"(^|/)([^/]*norm[^/]*|(ln|bn)(_\w+|\d+)?)(/|$)|(^|/)(scale|gamma|beta)$", re.IGNORECASE)
 

@@ -13,6 +13,17 @@ import jax.numpy as jnp
 
 from jgd.types import Schedule
 
+__all__ = [
+    "constant",
+    "cosine",
+    "exponential",
+    "join",
+    "linear_warmup",
+    "polynomial",
+    "step",
+    "warmup_cosine_decay",
+]
+
 _INT32_MAX = 2**31 - 1
 
 

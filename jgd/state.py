@@ -30,15 +30,18 @@ jax.tree_util.register_pytree_node(Origin, lambda origin: ((), origin), lambda o
 class TransformState(NamedTuple):
     """The state of every jgd transform.
 
-    count: updates applied so far (int32).
-    hyperparams: current values of the constant hyperparameters (settable).
-    scheduled: the values the last update used for the hyperparameters that follow a schedule
-      (in a fresh state, the values the first update will use).
-    slots: per-parameter accumulators, each a tree shaped like the params.
-    carry: per-step scalars a method carries besides the count.
-    transform_constants: the constants of the transform that last updated (or made)
-      this state, which tell whether the transform has been changed since (see :mod:`jgd.hyperparams`).
-    origin: which transform made the state (:class:`Origin`, static).
+    Attributes:
+      count: updates applied so far (int32).
+      hyperparams: current values of the constant hyperparameters (settable).
+      scheduled: the values the last update used for the hyperparameters that follow a schedule
+        (in a fresh state, the values the first update will use).
+      slots: per-parameter accumulators, each a tree shaped like the params.
+      carry: per-step scalars a method carries besides the count.
+      transform_constants: the constants of the transform that last updated (or made)
+        this state, which tell whether the transform has been changed since (see ``jgd.hyperparams``,
+        the module, and :doc:`/hyperparameters`).
+      origin: which transform made the state (``jgd.state.Origin``, static: its name and the ranges it
+        narrowed).
     """
 
     # The step count keeps optax's name, which shadows ``tuple.count`` as optax's states do: not a method here.

@@ -19,6 +19,16 @@ from jgd.experiment.sweep.engine import SweepResult
 from jgd.experiment.sweep.results import best, describe, over_seeds
 from jgd.experiment.train.training import History
 
+__all__ = [
+    "plot_comparison",
+    "plot_curves",
+    "plot_history",
+    "plot_monitor",
+    "plot_sweep",
+    "plot_sweep_heatmap",
+    "plot_sweep_loss",
+]
+
 _STYLES = ("-", "--", "-.", ":")
 # Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.
 _LOSS_FLOOR = 1e-7

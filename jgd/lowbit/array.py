@@ -31,14 +31,17 @@ from jgd.lowbit.codes import finder
 class QuantizedArray:
     """An array stored as ``bits``-bit codes and float32 scales; a pytree whose leaves are those arrays.
 
-    codes: uint8, ``(blocks, block_size)`` (``block_size / 2`` at 4 bits: two codes a byte, the first in
-      the low half), or ``(rows, last axis)`` with rank-1 normalisation (the last axis halved, rounded up).
-    scales: float32, each block's scale ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
-    col_scales: float32 ``(last axis,)`` with rank-1 normalisation, else None.
-    shape: the shape of the array it stands for (static, like the rest below).
-    bits: 8 or 4. signed: whether the code holds negative values. block_size: elements per block.
-    rank1: whether row and column scales are used. rounding: ``"stochastic"`` or ``"nearest"``, for the
-      next time the slot is written.
+    Attributes:
+      codes: uint8, ``(blocks, block_size)`` (``block_size / 2`` at 4 bits: two codes a byte, the first in
+        the low half), or ``(rows, last axis)`` with rank-1 normalisation (the last axis halved, rounded up).
+      scales: float32, each block's scale ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
+      col_scales: float32 ``(last axis,)`` with rank-1 normalisation, else None.
+      shape: the shape of the array it stands for (static, like the rest below).
+      bits: 8 or 4.
+      signed: whether the code holds negative values.
+      block_size: elements per block.
+      rank1: whether row and column scales are used.
+      rounding: ``"stochastic"`` or ``"nearest"``, for the next time the slot is written.
     """
 
     codes: jax.Array

@@ -1,4 +1,4 @@
-"""The low-bit forms a slot can take (:func:`quantized`, :func:`stochastic`) and how a lifted method reads and
+"""The low-bit forms a slot can take (:func:`jgd.quantized`, :func:`jgd.stochastic`) and how a lifted method reads and
 writes a slot in each."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _NORMALIZATIONS = ("block", "rank1")
 
 @dataclasses.dataclass(frozen=True)
 class Quantized:
-    """A slot in ``bits``-bit codes with float32 scales: made by :func:`quantized`, which documents the fields."""
+    """A slot in ``bits``-bit codes with float32 scales: made by :func:`jgd.quantized`, which documents the fields."""
 
     bits: int
     block_size: int
@@ -31,7 +31,7 @@ class Quantized:
 
 @dataclasses.dataclass(frozen=True)
 class Stochastic:
-    """A slot in ``dtype`` (bfloat16) written with stochastic rounding: made by :func:`stochastic`."""
+    """A slot in ``dtype`` (bfloat16) written with stochastic rounding: made by :func:`jgd.stochastic`."""
 
     dtype: Any
 
@@ -102,7 +102,7 @@ def quantized(
 
 
 def _checked(bits, block_size, rounding, min_size, normalization) -> Quantized:
-    """:func:`quantized`'s arguments checked, each bad one a ``ValueError`` naming it."""
+    """:func:`jgd.quantized`'s arguments checked, each bad one a ``ValueError`` naming it."""
     if isinstance(bits, bool) or bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits!r}")
     block_size = (256 if bits == 8 else 128) if block_size is None else _positive_int("block_size", block_size)
@@ -126,7 +126,7 @@ def stochastic(dtype: Any = jnp.bfloat16) -> Stochastic:
     (``2^-9`` of the value, or more): a second moment with ``β2 = 0.999`` never decays, since ``0.001 v``
     is less than that, and the moments stall; with stochastic rounding they track float32 (Zamirai et
     al., "Revisiting bfloat16 training", 2020). The random bits come from the step count, the leaf and the slot, as for
-    :func:`quantized`.
+    :func:`jgd.quantized`.
 
     Args:
       dtype: the storage dtype; only ``jnp.bfloat16`` (float32 without its low 16 bits).
@@ -144,12 +144,12 @@ def stochastic(dtype: Any = jnp.bfloat16) -> Stochastic:
 
 
 def is_spec(value: Any) -> bool:
-    """Whether ``value`` is a low-bit form (:func:`quantized`, :func:`stochastic`) rather than a dtype."""
+    """Whether ``value`` is a low-bit form (:func:`jgd.quantized`, :func:`jgd.stochastic`) rather than a dtype."""
     return isinstance(value, (Quantized, Stochastic))
 
 
 def is_quantized(chosen: Any) -> bool:
-    """Whether a slot's ``state_dtype`` entry is :func:`quantized`."""
+    """Whether a slot's ``state_dtype`` entry is :func:`jgd.quantized`."""
     return isinstance(chosen, Quantized)
 
 

@@ -67,7 +67,7 @@ def adafactor(
     of ``g² + ε1`` over rows and columns, and neither the paper nor optax defines them for ``|g|²``.
 
     Args:
-      learning_rate: ``ρ_t``, a float, an array or a schedule; the paper's :func:`relative_step_size`.
+      learning_rate: ``ρ_t``, a float, an array or a schedule; the paper's ``jgd.methods.adafactor.relative_step_size``.
         optax's ``learning_rate=None`` (no such factor) is ``learning_rate=1.0``.
       min_dim_size_to_factor: factor a leaf only if its two largest axes are at least this long; 128.
       decay_rate: ``c``, ≥ 0; 0.8 (paper).

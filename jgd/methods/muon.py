@@ -70,7 +70,7 @@ def muon(
     """Muon on 2-D leaves (n × m, the first axis the input), Adam on the others.
 
     ``m_t = β m_{t-1} + (1 - β) g_t``, ``m̃_t = β m_t + (1 - β) g_t`` (Nesterov; ``m_t`` without),
-    ``O_t = NS₅(m̃_t)`` (:func:`orthogonalize`),
+    ``O_t = NS₅(m̃_t)`` (``jgd.methods.muon.orthogonalize``),
     ``θ_{t+1} = θ_t - η (√max(1, m / n) O_t + λ θ_t)``.
     Jordan et al., "Muon: an optimizer for hidden layers in neural networks", 2024 (blog and code).
     ``bias_correction=True`` divides as optax does, ``m̃_t = β m_t / (1 - β^{t+1}) + (1 - β) g_t / (1 - β^t)``

@@ -29,7 +29,7 @@ STATUS_MESSAGES = (
 class MinimizeResult(NamedTuple):
     """x: the last iterate (shaped like ``x0``); fun: ``f(x)``; grad_norm: ``‖∇f(x)‖₂``;
     nit: iterations made; nfev: evaluations of ``f`` and ``∇f``; success: ``grad_norm ≤ tol``;
-    status: why the loop stopped, an index into :data:`STATUS_MESSAGES` (0 is success);
+    status: why the loop stopped, an index into ``jgd.second_order.minimize.STATUS_MESSAGES`` (0 is success);
     ``message`` gives its text."""
 
     x: PyTree

@@ -51,12 +51,16 @@ class LBFGSMemory(NamedTuple):
 class QuasiNewtonState(NamedTuple):
     """State of :func:`bfgs` and :func:`lbfgs`.
 
-    common: the step count and the line search's hyperparameters, as in every jgd transform
-      (so ``jgd.hyperparams`` and ``jgd.set_hyperparams`` reach ``c1``, ``c2``, ...).
-    memory: the curvature information, :class:`BFGSMemory` or :class:`LBFGSMemory`.
-    value, grad: ``f`` and ``∇f`` (shaped like the params) at the params after the last update.
-    nfev: evaluations made by the line searches so far.
-    linesearch_ok: whether the last line search met its conditions.
+    Attributes:
+      common: the step count and the line search's hyperparameters, as in every jgd transform
+        (so ``jgd.hyperparams`` and ``jgd.set_hyperparams`` reach ``c1``, ``c2``, ...).
+      memory: the curvature information: ``BFGSMemory`` (the inverse Hessian approximation ``H``, a
+        matrix over the raveled params) or ``LBFGSMemory`` (the last ``memory_size`` pairs ``s``, ``y``
+        and their ``ρ = 1 / sᵀy``), both in ``jgd.second_order.quasi_newton``.
+      value: ``f`` at the params after the last update.
+      grad: ``∇f`` (shaped like the params) at the params after the last update.
+      nfev: evaluations made by the line searches so far.
+      linesearch_ok: whether the last line search met its conditions.
     """
 
     common: TransformState

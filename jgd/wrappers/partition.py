@@ -32,7 +32,7 @@ Labels = PyTree | Callable[[PyTree], PyTree]
 @dataclasses.dataclass(frozen=True)
 class PartitionState:
     """groups: each group's state, keyed by the group's name. A name the user wrote is a
-    :class:`jgd.base.Label`, so :func:`jgd.hyperparams` keys the group's hyperparameters by it
+    ``jgd.base.Label``, so :func:`jgd.hyperparams` keys the group's hyperparameters by it
     (``"encoder/learning_rate"``, ``"head/multiplier"``). members: static, each group's name with the
     paths of its leaves, the same at init and update (so ``lax.cond`` can choose between states).
     """
@@ -207,7 +207,7 @@ def partition(
         jgd.partition({"adam": jgd.adam(1e-3), "frozen": jgd.freeze()}, {"encoder": "frozen", "head": "adam"})
 
     The state is a :class:`PartitionState` whose ``groups`` maps each name to its group's state, keyed by
-    :class:`jgd.base.Label`, so ``jgd.hyperparams`` labels a group's hyperparameters by its name
+    ``jgd.base.Label``, so ``jgd.hyperparams`` labels a group's hyperparameters by its name
     (``"encoder/learning_rate"``), even where there is one group.
 
     Args:
@@ -239,7 +239,7 @@ def by_labels(
     Args:
       transforms: ``{label: transform}``, labels non-empty strings without ``/``.
       param_labels: a tree of labels that is a prefix of the params, or a function ``params -> such a tree``.
-      labelled: whether the group states are keyed by :class:`jgd.base.Label` (a name the user wrote).
+      labelled: whether the group states are keyed by ``jgd.base.Label`` (a name the user wrote).
     """
     for name, tx in transforms.items():
         _check_name(name)

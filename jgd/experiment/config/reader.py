@@ -25,6 +25,13 @@ from jgd.experiment.config.optimizers import check_optimizer, sweepable, sweepab
 from jgd.experiment.config.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
 from jgd.experiment.config.writer import to_dict
 
+__all__ = [
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+    "read_section",
+]
+
 _NO_RULE = Rule()
 
 

@@ -17,6 +17,23 @@ from jgd.experiment.train.data import DATASETS
 from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
 from jgd.experiment.train.losses import LOSSES
 
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStopping",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "OutputConfig",
+    "RandomSearchConfig",
+    "Rule",
+    "SkipSpikesConfig",
+    "SweepConfig",
+    "TrainingConfig",
+    "rule",
+]
+
 # What "best setting" of a sweep can mean.
 SELECT = ("val_loss", "val_accuracy", "final_train_loss")
 
@@ -108,7 +125,7 @@ class TrainingConfig:
     """How :func:`jgd.experiment.train.training.fit` trains: epochs, batch size, loss and the loop's options.
 
     ``batch_size=None`` is the full training set; ``mesh`` holds axis sizes (see
-    :mod:`jgd.experiment.train.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
+    ``jgd.experiment.train.sharding``); ``skip_nonfinite`` skips steps whose update is not finite, giving up
     after ``max_consecutive_nonfinite`` in a row. ``accumulate`` batches of ``batch_size`` make one optimizer
     step; ``monitor`` records norms and hyperparameters per epoch; ``skip_spikes`` skips loss and gradient spikes;
     ``shard_optimizer_state`` (with a mesh) splits the optimizer slots over the mesh's ``data`` axis (ZeRO-1).

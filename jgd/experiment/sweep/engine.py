@@ -11,7 +11,7 @@ initial weights. Every setting trains on the same batches in the same order.
 shape (the last one padded, so there is a single compile); a ``mesh`` shards
 the settings axis over its devices. Settings are independent lanes of the
 vmap: one that diverges is flagged, and the others' results do not change.
-Running a config's sweep section is :mod:`jgd.experiment.sweep.from_config`.
+Running a config's sweep section is ``jgd.experiment.sweep.from_config``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ from jgd.experiment.train.models import init_variables
 from jgd.experiment.train.steps import CURVES, RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
 
+__all__ = [
+    "SweepResult",
+    "sweep",
+]
+
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -45,7 +50,7 @@ class SweepResult:
 
     ``settings`` holds the hyperparameter columns, with the values trained
     with (in the run's float dtype), and ``seed``. ``curves`` holds the
-    per-epoch metrics (:data:`CURVES`, shape ``[settings, epochs + 1]``, epoch 0
+    per-epoch metrics (``jgd.experiment.train.steps.CURVES``, shape ``[settings, epochs + 1]``, epoch 0
     being the initial weights), ``test`` the test ``loss`` and ``accuracy`` of
     the final parameters, ``params`` the final parameters, each leaf with a
     leading settings axis. ``chunks`` is how many vmapped calls ran the

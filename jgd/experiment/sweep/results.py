@@ -12,6 +12,15 @@ from jgd.experiment.output_files import python_number
 from jgd.experiment.sweep.engine import SweepResult
 from jgd.experiment.sweep.settings import Settings
 
+__all__ = [
+    "best",
+    "describe",
+    "final_metrics",
+    "over_seeds",
+    "report",
+    "rows",
+]
+
 
 def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
     """Per setting: the initial and final training loss, the final validation loss and accuracy, the test ones."""

@@ -12,6 +12,15 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "cross",
+    "grid",
+    "log_uniform",
+    "num_settings",
+    "random_search",
+    "uniform",
+]
+
 Settings = dict[str, np.ndarray]
 Distribution = Callable[[np.random.Generator, int], np.ndarray]
 

@@ -19,6 +19,13 @@ import jax.numpy as jnp
 
 from jgd.types import PyTree
 
+__all__ = [
+    "epoch_order",
+    "num_batches",
+    "resolve_batch_size",
+    "scan_epoch",
+]
+
 Carry = TypeVar("Carry")
 
 

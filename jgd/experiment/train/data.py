@@ -19,6 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "read_idx",
+    "read_mnist",
+]
+
 DATASETS = ("digits", "mnist", "fashion_mnist")
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -131,7 +138,7 @@ def load_dataset(
     pixel values are scaled into [0, 1].
 
     Args:
-      name: one of :data:`DATASETS`.
+      name: one of ``jgd.experiment.train.data.DATASETS``.
       path: for MNIST and Fashion-MNIST, a directory of IDX files or an ``.npz`` file.
       validation_fraction: the share of the training data held out for validation.
       test_fraction: the share of ``digits`` held out for testing.

@@ -7,6 +7,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+    "accuracy",
+    "masked_mean",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "softmax_cross_entropy",
+]
+
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
 

@@ -18,6 +18,11 @@ import jax.numpy as jnp
 
 from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
 
+__all__ = [
+    "MLP",
+    "init_variables",
+]
+
 
 class MLP(nn.Module):
     """Fully connected classifier returning one output (logit) per class.
@@ -25,7 +30,7 @@ class MLP(nn.Module):
     Attributes:
       hidden: width of each hidden layer.
       num_outputs: number of outputs.
-      activation: a key of :data:`~jgd.experiment.train.layers.ACTIVATIONS`.
+      activation: a key of ``jgd.experiment.train.layers.ACTIVATIONS``.
       initializer: ``"he"`` or ``"glorot"``, for the hidden layers' kernels.
       dropout: dropout rate of the hidden layers' outputs (0 disables it).
       batch_norm: whether to normalize each hidden layer's pre-activations.

@@ -25,6 +25,16 @@ from jgd.experiment.train import batching
 from jgd.experiment.train.losses import LOSSES, accuracy, masked_mean
 from jgd.types import PyTree
 
+__all__ = [
+    "RunState",
+    "evaluated_params",
+    "make_epoch",
+    "make_evaluate",
+    "make_measure",
+    "make_objective",
+    "make_train_step",
+]
+
 # Per-epoch metrics, each measured on a whole split in inference mode (dropout off, batch norm's running statistics).
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -142,7 +152,7 @@ def make_evaluate(model: nn.Module, loss: str) -> Callable[[PyTree, PyTree, jax.
 
 
 def make_measure(model: nn.Module, loss: str) -> Callable[..., dict[str, jax.Array]]:
-    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the :data:`CURVES` of ``state``, traceable.
+    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the ``CURVES`` (``jgd.experiment.train.steps.CURVES``) of ``state``, traceable.
 
     The model is measured at :func:`evaluated_params`.
     """

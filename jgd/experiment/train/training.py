@@ -2,9 +2,9 @@
 
 Each epoch is one compiled call (:mod:`jgd.experiment.train.steps`), measured on
 every split afterwards. Around that loop, in their own modules: where the
-arrays live (:func:`jgd.experiment.train.sharding.run_placement`), the best epoch and
-early stopping (:mod:`jgd.experiment.train.early_stopping`), and checkpoints
-(:mod:`jgd.experiment.train.run_checkpoint`). Epoch ``e`` always sees the batches of
+arrays live (``jgd.experiment.train.sharding.run_placement``), the best epoch and
+early stopping (``jgd.experiment.train.early_stopping``), and checkpoints
+(``jgd.experiment.train.run_checkpoint``). Epoch ``e`` always sees the batches of
 ``fold_in(key, e)``, so a resumed run repeats an uninterrupted one bit for bit.
 """
 
@@ -32,6 +32,12 @@ from jgd.experiment.train.run_checkpoint import RunCheckpoint, interrupts, run_s
 from jgd.experiment.train.sharding import RunPlacement, run_placement
 from jgd.experiment.train.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
+
+__all__ = [
+    "History",
+    "fit",
+    "wrap_optimizer",
+]
 
 _DEFAULT_OPTIONS = TrainingConfig()
 

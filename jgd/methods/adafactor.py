@@ -81,6 +81,27 @@ def adafactor(
       weight_decay_mask: which leaves are decayed (a bool, a tree of bools or ``params -> tree of bools``).
       min_scale: ``ε2``, > 0; 1e-3 (paper).
       state_dtype: dtype of the statistics and the momentum; default each param's own.
+
+    Examples:
+      A matrix keeps one row and one column of second moments instead of a full matrix; a vector keeps a
+      full one:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.ones((256, 512)), "b": jnp.zeros(512)}
+      >>> tx = jgd.adafactor(learning_rate=0.01)
+      >>> state = tx.init(params)
+      >>> print({k: v["w"].shape for k, v in state.slots.items()})
+      {'v_row': (256,), 'v_col': (512,), 'v': (1,)}
+      >>> print({k: v["b"].shape for k, v in state.slots.items()})
+      {'v_row': (1,), 'v_col': (1,), 'v': (512,)}
+      >>> grads = {"w": jnp.full((256, 512), 0.5), "b": jnp.full(512, 0.5)}
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates["w"][0, 0], updates["b"][0])
+      -0.01 -1.0000001e-05
+
+      The relative step multiplies η by the parameters' RMS (1 for ``w``, at least ``min_scale = 1e-3``
+      for ``b``), and the first step has unit RMS before that.
     """
     if learning_rate is None:
         raise ValueError("learning_rate must be a number, an array or a schedule; optax's None is 1.0")

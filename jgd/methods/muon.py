@@ -111,6 +111,27 @@ def muon(
       adam_weight_decay: ``λ_a``, ≥ 0; 0.
       adam_learning_rate: ``η_a``; ``None`` for ``η``.
       state_dtype: dtype of the moments; default each param's own.
+
+    Examples:
+      Matrices take the orthogonalised momentum (its singular values pushed towards 1 by Newton–Schulz);
+      the other leaves take Adam. The two groups' hyperparameters are labelled ``muon/`` and ``adam/``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.eye(3), "b": jnp.zeros(3)}
+      >>> grads = {"w": jnp.diag(jnp.array([1.0, 0.1, 0.01])), "b": jnp.ones(3)}
+      >>> tx = jgd.muon(learning_rate=0.1)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(jnp.diag(updates["w"]).round(2))
+      [-0.07 -0.07 -0.07]
+      >>> print(updates["b"])
+      [-0.14736842 -0.14736842 -0.14736842]
+      >>> print(sorted(k for k in jgd.hyperparams(state) if k.endswith("learning_rate")))
+      ['adam/learning_rate', 'muon/learning_rate']
+
+      Gradients 1, 0.1 and 0.01 along the diagonal give steps of the same size. The vector's step is
+      Adam's with Nesterov momentum, ``−η (β1 (1 − β1) / (1 − β1²) + 1) ≈ −1.47 η`` at the first step.
     """
     adam_arguments = {"adam_b1": adam_b1, "adam_b2": adam_b2, "adam_eps_root": adam_eps_root}
     adam_arguments |= {"adam_weight_decay": adam_weight_decay, "adam_learning_rate": adam_learning_rate}

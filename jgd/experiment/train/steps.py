@@ -152,7 +152,7 @@ def make_evaluate(model: nn.Module, loss: str) -> Callable[[PyTree, PyTree, jax.
 
 
 def make_measure(model: nn.Module, loss: str) -> Callable[..., dict[str, jax.Array]]:
-    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the ``CURVES`` (``jgd.experiment.train.steps.CURVES``) of ``state``, traceable.
+    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the ``CURVES`` of ``state``, traceable.
 
     The model is measured at :func:`evaluated_params`.
     """

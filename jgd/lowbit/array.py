@@ -42,6 +42,23 @@ class QuantizedArray:
       block_size: elements per block.
       rank1: whether row and column scales are used.
       rounding: ``"stochastic"`` or ``"nearest"``, for the next time the slot is written.
+
+    Examples:
+      A quantized slot is a pytree of its codes and scales, which ``jax.jit``, ``eval_shape`` and
+      checkpoints take as arrays:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> state = jgd.adam(1e-3, state_dtype=jgd.quantized(4)).init(jnp.ones(4096))
+      >>> nu = state.slots["nu"]
+      >>> print(nu.bits, nu.signed, nu.block_size, nu.shape)
+      4 False 128 (4096,)
+      >>> print([leaf.shape for leaf in jax.tree.leaves(nu)])
+      [(32, 64), (32,)]
+
+      At 4 bits the blocks hold 128 codes and two codes share a byte: 4096 codes in 32 blocks take 32 × 64
+      bytes, and a float32 scale each. A second moment takes the unsigned code.
     """
 
     codes: jax.Array

@@ -49,7 +49,9 @@ def public_names() -> dict[str, object]:
         else:
             names[f"jgd.{name}"] = value
     seen = {id(v) for v in names.values()}
-    names.update({f"jgd.lowbit.{n}": getattr(jgd.lowbit, n) for n in jgd.lowbit.__all__ if id(getattr(jgd.lowbit, n)) not in seen})
+    for name in jgd.lowbit.__all__:
+        if id(getattr(jgd.lowbit, name)) not in seen:
+            names[f"jgd.lowbit.{name}"] = getattr(jgd.lowbit, name)
     for module_name in runner_public_modules():
         module = importlib.import_module(module_name)
         names.update({f"{module_name}.{n}": getattr(module, n) for n in module.__all__})

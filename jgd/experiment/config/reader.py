@@ -304,7 +304,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
       >>> import tempfile
       >>> from jgd.experiment.config.reader import load_config
       >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.yaml"
-      >>> _ = path.write_text("optimizer: {name: adam, learning_rate: 0.001}\ntraining: {epochs: 10}\n")
+      >>> _ = path.write_text("optimizer: {name: adam, learning_rate: 0.001}\\ntraining: {epochs: 10}\\n")
       >>> config = load_config(path, ["training.epochs=3"])
       >>> print(config.optimizer.hyperparams, config.training.epochs)
       {'learning_rate': 0.001} 3

@@ -29,11 +29,13 @@ def blocks(page: Path) -> list[tuple[int, str]]:
 def test_page_examples_run(page):
     parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=OPTIONS)
     globs: dict = {}
+    report: list[str] = []
     for line, source in blocks(page):
         test = parser.get_doctest(source, globs, f"{page.name}:{line}", str(page), line)
-        result = runner.run(test, out=lambda text: pytest.fail(text, pytrace=False), clear_globs=False)
-        assert result.failed == 0
+        runner.run(test, out=report.append, clear_globs=False)
         globs = test.globs  # the next block sees what this one defined
+    if report:
+        pytest.fail("".join(report), pytrace=False)
 
 
 def test_pages_show_code_that_runs():

@@ -28,7 +28,7 @@ import jgd  # noqa: E402
 
 project = "jgd"
 author = "the jgd authors"
-copyright = "the jgd authors, Apache-2.0"  # noqa: A001
+copyright = "the jgd authors, Apache-2.0"
 release = version = jgd.__version__
 
 extensions = [

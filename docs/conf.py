@@ -48,7 +48,10 @@ root_doc = "index"
 autosummary_generate = True
 autosummary_generate_overwrite = True
 autosummary_imported_members = False
-autodoc_typehints = "signature"
+# Types beside each argument's description; the signature stays short (names and defaults).
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
+autodoc_typehints_format = "short"
 autodoc_member_order = "bysource"
 autodoc_default_options = {"show-inheritance": False}
 autodoc_preserve_defaults = True
@@ -72,6 +75,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Array|ArrayLike|PyTree|DTypeLike|Carry|Settings|Distribution|Sharding|NamedSharding|Mesh)"),
     (r"py:.*", r"(PartitionSpec|KeyPath|Params|Updates|Transform|Schedule|Scalar|Hyper.*)"),
     (r"py:.*", r"rich(\..*)?"),
+    (r"py:.*", r"jgd\.types\..*"),  # the type aliases; each argument that takes one says what it holds
     (r"py:class", r".*\[.*"),  # a piece of a subscripted string annotation, ``dict[str, Any]``
     # Internal types that appear in signatures; the pages that use them say what they hold.
     (r"py:class", r"(jgd\.state\.)?Origin|(jgd\.second_order\.quasi_newton\.)?L?BFGSMemory"),

@@ -188,21 +188,25 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
       initial_scaling: set ``H_0`` by eq. 6.20 before the first update; default False (see above).
 
     Examples:
-      BFGS on the 2-D Rosenbrock function from ``(−1.2, 1)``, stepped from Python; ``update`` takes the
-      objective as ``value_fn``, with ``f`` and ``∇f`` at the params:
+      BFGS on the 2-D Rosenbrock function from ``(−1.2, 1)``, a jitted step called from Python;
+      ``update`` takes the objective as ``value_fn``, with ``f`` and ``∇f`` at the params:
 
+      >>> import jax
       >>> import jax.numpy as jnp
       >>> import jgd
       >>> def rosenbrock(x):
       ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
       ...
-      >>> import jax
       >>> tx, x = jgd.bfgs(), jnp.array([-1.2, 1.0])
-      >>> state = tx.init(x)
-      >>> for _ in range(40):
+      >>> @jax.jit
+      ... def step(x, state):
       ...     value, grad = jax.value_and_grad(rosenbrock)(x)
       ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
-      ...     x = jgd.apply_updates(x, updates)
+      ...     return jgd.apply_updates(x, updates), state
+      ...
+      >>> state = tx.init(x)
+      >>> for _ in range(40):
+      ...     x, state = step(x, state)
       ...
       >>> print(x.round(4), state.memory.inverse_hessian.shape)
       [1. 1.] (2, 2)
@@ -285,14 +289,19 @@ def lbfgs(
       >>> def rosenbrock(x):
       ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
       ...
+      >>> import jax
       >>> tx = jgd.lbfgs(memory_size=5)
       >>> value_and_grad = jgd.value_and_grad_from_state(rosenbrock)
+      >>> @jax.jit
+      ... def step(x, state):
+      ...     value, grad = value_and_grad(x, state)
+      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
+      ...     return jgd.apply_updates(x, updates), state
+      ...
       >>> x = jnp.zeros(10)
       >>> state = tx.init(x)
       >>> for _ in range(60):
-      ...     value, grad = value_and_grad(x, state)
-      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
-      ...     x = jgd.apply_updates(x, updates)
+      ...     x, state = step(x, state)
       ...
       >>> print(x.round(3))
       [1. 1. 1. 1. 1. 1. 1. 1. 1. 1.]

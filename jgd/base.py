@@ -18,6 +18,24 @@ class GradientTransformation(NamedTuple):
 
     The same shape as optax's, so jgd transforms work inside ``optax.chain``,
     ``flax.training.train_state.TrainState`` and ``flax.nnx.Optimizer``.
+
+    Examples:
+      A transform is a pair of pure functions; any pair with these call shapes is one, and goes into
+      :func:`jgd.chain`:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> def double(g, state, params=None):
+      ...     return 2 * g, state
+      ...
+      >>> double = jgd.GradientTransformation(init=lambda params: None, update=double)
+      >>> tx = jgd.chain(double, jgd.sgd(0.1))
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.1  0.2]
+      >>> tx.init is tx[0]
+      True
     """
 
     init: Callable[[PyTree], PyTree]
@@ -62,6 +80,19 @@ def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
 
     Args:
       tx: any gradient transformation (jgd's or optax's); returned as it is if its ``update`` takes ``**kwargs``.
+
+    Examples:
+      A transform whose ``update`` takes no extra keyword arguments gets one that accepts and drops them,
+      as :func:`jgd.chain` passes them (``loss=``, ``value_fn=``) to every member:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> plain = jgd.GradientTransformation(lambda params: None, lambda g, state, params=None: (-g, state))
+      >>> tx = jgd.with_extra_args(plain)
+      >>> updates, _ = tx.update(grads, tx.init(params), params, loss=3.0)
+      >>> print(updates)
+      [-0.5  1. ]
     """
     if _takes_extra_args(check_transform("tx", tx).update):
         return tx
@@ -81,6 +112,23 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
     Args:
       *transforms: gradient transformations (jgd's or optax's), applied first to last; none gives the identity.
+
+    Examples:
+      Clip, then SGD: each transform's output is the next one's input, and the state is the tuple of
+      theirs:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.clip_by_global_norm(0.5), jgd.sgd(learning_rate=1.0))
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates, jgd.global_norm(updates))
+      [-0.2236068  0.4472136] 0.49999997
+      >>> len(state)
+      2
+
+      ``‖g‖ = √1.25 ≈ 1.118``, so the gradient is scaled by ``0.5 / 1.118`` before the step.
     """
     transforms = tuple(with_extra_args(check_transform(f"chain argument {i}", t)) for i, t in enumerate(transforms))
 
@@ -110,6 +158,20 @@ def named(label: str, tx: GradientTransformation) -> GradientTransformation:
     Args:
       label: a non-empty string without ``/``.
       tx: any gradient transformation (jgd's or optax's).
+
+    Examples:
+      Labels tell apart two members' hyperparameters of the same name, to read and set one at a time:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.named("fast", jgd.sgd(0.1)), jgd.named("slow", jgd.sgd(0.01)))
+      >>> state = tx.init(params)
+      >>> print(sorted(jgd.hyperparams(state)))
+      ['fast/learning_rate', 'slow/learning_rate']
+      >>> state = jgd.set_hyperparams(state, {"slow/learning_rate": 0.02})
+      >>> print(jgd.hyperparams(state)["slow/learning_rate"])
+      0.02
     """
     if not isinstance(label, str) or not label or "/" in label:
         raise ValueError(f"label must be a non-empty string without '/', got {label!r}")
@@ -134,6 +196,16 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     Args:
       params: a tree of arrays (``jgd.types.PyTree``); ``None`` leaves stay ``None``.
       updates: a tree of the same structure, as a transform's ``update`` returns it.
+
+    Examples:
+      ``params + updates``, each leaf keeping its param's dtype:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.array([1.0, 2.0], dtype=jnp.bfloat16), "b": jnp.array([0.5])}
+      >>> new = jgd.apply_updates(params, {"w": jnp.array([0.25, -0.5]), "b": jnp.array([-0.5])})
+      >>> print(new["w"], new["w"].dtype, new["b"])
+      [1.25 1.5] bfloat16 [0.]
     """
     trees.check_matching("updates", updates, "params", params)
     return jax.tree.map(

@@ -104,6 +104,20 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     Args:
       state: a jgd transform's state, or any tree holding them (a chain's, optax's wrappers',
         ``nnx.Optimizer.opt_state``).
+
+    Examples:
+      The hyperparameters a state holds, by name, through chains and wrappers:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.clip_by_global_norm(1.0), jgd.adam(learning_rate=0.1))
+      >>> state = tx.init(params)
+      >>> hp = jgd.hyperparams(state)
+      >>> print(sorted(hp))
+      ['b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'max_norm']
+      >>> print(hp["learning_rate"], hp["max_norm"])
+      0.1 1.0
     """
     found = [s for _, s in states_with_paths(state)]
     lookup, shown = _entries(state)
@@ -146,6 +160,31 @@ def set_hyperparams(state: PyTree, values: dict[str, Any] | None = None, /, **na
 
     Raises ``ValueError`` for an unknown name, a name that follows a schedule, a value out of its
     range, or a value of another shape.
+
+    Examples:
+      A new state with other values, checked against each name's range; a jitted step takes it without
+      recompiling:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adam(learning_rate=0.1)
+      >>> state = jgd.set_hyperparams(tx.init(params), learning_rate=0.01, b1=0.5)
+      >>> print(jgd.hyperparams(state)["learning_rate"], jgd.hyperparams(state)["b1"])
+      0.01 0.5
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates)
+      [-0.01  0.01]
+
+      The state's value wins over the transform's, which has not changed since (:doc:`/hyperparameters`).
+      A value out of range is an error naming it:
+
+      >>> try:
+      ...     jgd.set_hyperparams(state, b1=1.0)
+      ... except ValueError as error:
+      ...     print(error)
+      ...
+      b1 must be in [0, 1), got 1.0
     """
     requested = {**(values or {}), **named_values}
     found = [s for _, s in states_with_paths(state)]

@@ -13,6 +13,17 @@ import jax.numpy as jnp
 
 from jgd.types import Schedule
 
+__all__ = [
+    "constant",
+    "cosine",
+    "exponential",
+    "join",
+    "linear_warmup",
+    "polynomial",
+    "step",
+    "warmup_cosine_decay",
+]
+
 _INT32_MAX = 2**31 - 1
 
 
@@ -30,7 +41,14 @@ def _steps(name: str, value: int, *, positive: bool = True) -> float:
 
 
 def constant(value: float) -> Schedule:
-    """``η_t = value``."""
+    """``η_t = value``.
+
+    Examples:
+      >>> import jgd
+      >>> schedule = jgd.schedules.constant(0.1)
+      >>> print(schedule(0), schedule(1000))
+      0.1 0.1
+    """
     return lambda step: jnp.asarray(value, jnp.result_type(float))
 
 
@@ -48,6 +66,17 @@ def exponential(
 
     As optax's ``exponential_decay``: ``transition_steps=0`` or ``decay_rate=0`` give the constant ``η_0``;
     Keras's ``ExponentialDecay`` and torch's ``ExponentialLR`` (``T = 1``) are the case ``B = 0``.
+
+    Examples:
+      Halving every 10 steps, smoothly or by stairs:
+
+      >>> import jgd
+      >>> smooth = jgd.schedules.exponential(1.0, 0.5, 10)
+      >>> stairs = jgd.schedules.exponential(1.0, 0.5, 10, staircase=True)
+      >>> print([float(smooth(t)) for t in (0, 5, 10, 20)])
+      [1.0, 0.7071067690849304, 0.5, 0.25]
+      >>> print([float(stairs(t)) for t in (0, 5, 10, 20)])
+      [1.0, 1.0, 0.5, 0.25]
     """
     steps = _steps("transition_steps", transition_steps, positive=False)
     begin = _steps("transition_begin", transition_begin, positive=False)
@@ -67,7 +96,16 @@ def exponential(
 
 
 def step(init_value: float, factor: float, every: int) -> Schedule:
-    """Step decay ``η_t = η_0 · factor^⌊t / every⌋`` (seed 002: drop the rate every few epochs; torch's ``StepLR``)."""
+    """Step decay ``η_t = η_0 · factor^⌊t / every⌋`` (seed 002: drop the rate every few epochs; torch's ``StepLR``).
+
+    Examples:
+      The rate divided by 10 every 30 epochs' worth of steps:
+
+      >>> import jgd
+      >>> schedule = jgd.schedules.step(0.1, 0.1, every=30)
+      >>> print(schedule(29), schedule(30), schedule(60))
+      0.1 0.010000001 0.001
+    """
     _steps("every", every)
     return exponential(init_value, factor, every, staircase=True)
 
@@ -77,6 +115,14 @@ def cosine(init_value: float, decay_steps: int, alpha: float = 0.0) -> Schedule:
 
     Loshchilov & Hutter, "SGDR: stochastic gradient descent with warm restarts", ICLR 2017.
     torch's ``CosineAnnealingLR(T_max=T, eta_min=α η_0)`` for ``t ≤ T``; Keras's ``CosineDecay``.
+
+    Examples:
+      From ``η_0`` to ``α η_0`` over ``T`` steps, then constant:
+
+      >>> import jgd
+      >>> schedule = jgd.schedules.cosine(1.0, decay_steps=100, alpha=0.1)
+      >>> print([round(float(schedule(t)), 3) for t in (0, 50, 100, 200)])
+      [1.0, 0.55, 0.1, 0.1]
     """
     steps = _steps("decay_steps", decay_steps)
 
@@ -94,6 +140,14 @@ def polynomial(
 
     optax's ``polynomial_schedule`` (``T = 0`` gives the constant ``η_0``), Keras's ``PolynomialDecay``;
     ``p = 1`` is optax's ``linear_schedule`` and torch's ``LinearLR``.
+
+    Examples:
+      ``p = 1`` is a linear decay, from 1 to 0.5 over 10 steps:
+
+      >>> import jgd
+      >>> schedule = jgd.schedules.polynomial(1.0, 0.5, 1.0, 10)
+      >>> print([float(schedule(t)) for t in (0, 5, 10, 15)])
+      [1.0, 0.75, 0.5, 0.5]
     """
     steps = _steps("transition_steps", transition_steps, positive=False)
     begin = _steps("transition_begin", transition_begin, positive=False)
@@ -112,6 +166,12 @@ def linear_warmup(peak_value: float, warmup_steps: int, init_value: float = 0.0)
 
     Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour", 2017.
     ``warmup_steps=0`` gives the constant ``peak_value``, as optax's ``linear_schedule``.
+
+    Examples:
+      >>> import jgd
+      >>> schedule = jgd.schedules.linear_warmup(1.0, warmup_steps=4)
+      >>> print([float(schedule(t)) for t in range(6)])
+      [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
     steps = _steps("warmup_steps", warmup_steps, positive=False)
     if steps == 0:
@@ -132,6 +192,14 @@ def warmup_cosine_decay(
 
     Keras's ``CosineDecay(init_value, D, alpha, warmup_target=peak_value, warmup_steps=W)`` is
     ``warmup_cosine_decay(init_value, peak_value, W, W + D, alpha * peak_value)``.
+
+    Examples:
+      A warm-up over 10 steps, then a cosine decay that ends at step 110:
+
+      >>> import jgd
+      >>> schedule = jgd.schedules.warmup_cosine_decay(0.0, 1.0, warmup_steps=10, decay_steps=110)
+      >>> print([round(float(schedule(t)), 3) for t in (0, 5, 10, 60, 110)])
+      [0.0, 0.5, 1.0, 0.5, 0.0]
     """
     warmup = _steps("warmup_steps", warmup_steps, positive=False)
     if _steps("decay_steps", decay_steps) <= warmup:
@@ -202,6 +270,26 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
 
     ``join([linear_warmup(1e-3, 100), cosine(1e-3, 900)], [100])`` warms up, then decays.
     Boundaries must be below 2³¹: the int32 step count never reaches a larger one.
+
+    Examples:
+      A warm-up, then a cosine decay restarted at 0 at the boundary:
+
+      >>> import jgd
+      >>> warmup, decay = jgd.schedules.linear_warmup(1.0, 10), jgd.schedules.cosine(1.0, 100)
+      >>> schedule = jgd.schedules.join([warmup, decay], [10])
+      >>> print([round(float(schedule(t)), 3) for t in (0, 5, 10, 60, 110)])
+      [0.0, 0.5, 1.0, 0.5, 0.0]
+
+      Any schedule is a hyperparameter value; the state reports the value the last update used:
+
+      >>> import jax.numpy as jnp
+      >>> tx = jgd.sgd(schedule)
+      >>> state = tx.init(jnp.zeros(1))
+      >>> for _ in range(6):
+      ...     _, state = tx.update(jnp.ones(1), state)
+      ...
+      >>> print(jgd.hyperparams(state)["learning_rate"])
+      0.5
     """
     if len(schedules) != len(boundaries) + 1:
         raise ValueError(f"join needs one more schedule than boundaries, got {len(schedules)} and {len(boundaries)}")

@@ -30,15 +30,42 @@ jax.tree_util.register_pytree_node(Origin, lambda origin: ((), origin), lambda o
 class TransformState(NamedTuple):
     """The state of every jgd transform.
 
-    count: updates applied so far (int32).
-    hyperparams: current values of the constant hyperparameters (settable).
-    scheduled: the values the last update used for the hyperparameters that follow a schedule
-      (in a fresh state, the values the first update will use).
-    slots: per-parameter accumulators, each a tree shaped like the params.
-    carry: per-step scalars a method carries besides the count.
-    transform_constants: the constants of the transform that last updated (or made)
-      this state, which tell whether the transform has been changed since (see :mod:`jgd.hyperparams`).
-    origin: which transform made the state (:class:`Origin`, static).
+    Attributes:
+      count: updates applied so far (int32).
+      hyperparams: current values of the constant hyperparameters (settable).
+      scheduled: the values the last update used for the hyperparameters that follow a schedule
+        (in a fresh state, the values the first update will use).
+      slots: per-parameter accumulators, each a tree shaped like the params.
+      carry: per-step scalars a method carries besides the count.
+      transform_constants: the constants of the transform that last updated (or made)
+        this state, which tell whether the transform has been changed since (see ``jgd.hyperparams``,
+        the module, and :doc:`/hyperparameters`).
+      origin: which transform made the state (``jgd.state.Origin``, static: its name and the ranges it
+        narrowed).
+
+    Examples:
+      Every method's state: the step count, its hyperparameters as arrays, and its per-parameter slots:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> state = jgd.adam(learning_rate=0.1).init(params)
+      >>> print(state.count, sorted(state.hyperparams), sorted(state.slots))
+      0 ['b1', 'b2', 'eps', 'eps_root', 'learning_rate'] ['mu', 'nu']
+      >>> _, state = jgd.adam(learning_rate=0.1).update(grads, state, params)
+      >>> print(state.count, state.hyperparams["learning_rate"], state.origin.name)
+      1 0.1 adam
+
+      A scheduled value sits in ``scheduled``: the value the last update used, here ``0.1 · 0.5`` at the
+      second step:
+
+      >>> tx = jgd.sgd(jgd.schedules.exponential(0.1, 0.5, 1))
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     _, state = tx.update(grads, state, params)
+      ...
+      >>> print(sorted(state.hyperparams), state.scheduled["learning_rate"])
+      [] 0.05
     """
 
     # The step count keeps optax's name, which shadows ``tuple.count`` as optax's states do: not a method here.

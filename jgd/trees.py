@@ -68,6 +68,14 @@ def global_norm(tree: PyTree) -> jax.Array:
 
     Args:
       tree: a tree of arrays (``jgd.types.PyTree``); an empty tree has norm 0.
+
+    Examples:
+      The norm of all leaves together:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> print(jgd.global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0, 12.0]])}))
+      13.0
     """
     leaves = [jnp.asarray(g) for g in jax.tree.leaves(tree)]
     squares = [jnp.sum(abs_sq(g.astype(jnp.promote_types(g.dtype, jnp.float32)))) for g in leaves]

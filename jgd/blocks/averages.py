@@ -24,6 +24,22 @@ def trace(
       nesterov: return Nesterov's ``g_t + γ v_t`` instead of ``v_t``; default False.
       state_dtype: the dtype of ``velocity`` (``{"velocity": jnp.bfloat16}``):
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The momentum buffer ``v ← γv + g``; the state keeps ``velocity``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.trace(decay=0.9)
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(grads, state)
+      ...
+      >>> print(updates, state.slots["velocity"])
+      [ 0.95 -1.9 ] [ 0.95 -1.9 ]
+
+      ``v = g + 0.9 g = 1.9 g`` after two steps.
     """
 
     def rule(g, v, *, decay):
@@ -45,6 +61,22 @@ def ema(decay: ScalarOrSchedule = 0.9, *, state_dtype: StateDtype = None) -> Gra
         (Kingma & Ba).
       state_dtype: the dtype of ``average`` (``{"average": jnp.bfloat16}``):
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The running average ``v ← βv + (1 − β)g`` starts at zero, so its first value is ``(1 − β) g``;
+      :func:`jgd.bias_correction` undoes that:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.ema(decay=0.9)
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> print(updates, sorted(state.slots))
+      [ 0.05000001 -0.10000002] ['average']
+      >>> tx = jgd.chain(jgd.ema(0.9), jgd.bias_correction(0.9))
+      >>> updates, _ = tx.update(grads, tx.init(params))
+      >>> print(updates)
+      [ 0.5 -1. ]
     """
 
     def rule(g, v, *, decay):
@@ -62,6 +94,23 @@ def bias_correction(decay: ScalarOrSchedule = 0.9) -> GradientTransformation:
     Args:
       decay: β, a float, an array or a schedule (``jgd.types.ScalarOrSchedule``): the same value as the
         :func:`ema`'s it corrects; 0.9 as :func:`ema`.
+
+    Examples:
+      ``u = g / (1 − β^t)``, the step count kept in its state; after an :func:`jgd.ema` of a constant
+      gradient it gives the gradient back at every step:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.ema(0.5), jgd.bias_correction(0.5))
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(grads, state)
+      ...     print(updates)
+      ...
+      [ 0.5 -1. ]
+      [ 0.5 -1. ]
+      [ 0.5 -1. ]
     """
     return leafwise(
         "bias_correction", lambda g, *, t, decay: (g / (1 - decay**t), ()), {"decay": decay}, complex_leaves=True
@@ -96,6 +145,26 @@ def scale_by_rms(
       numerator: a gradient transformation whose output is divided, or None (default) for ``g_t``.
       state_dtype: the dtype of ``second_moment`` (``{"second_moment": jnp.bfloat16}``):
         one dtype, or a mapping per slot name; default each param's own dtype. ``numerator`` keeps its own.
+
+    Examples:
+      RMSprop's division by a running root mean square, here with a bias correction so that its first step
+      divides by ``|g|``; with ``numerator=`` and the bias correction it is Adam:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.scale_by_rms(decay=0.9, bias_correction=True)
+      >>> updates, _ = tx.update(grads, tx.init(params))
+      >>> print(updates)
+      [ 1. -1.]
+      >>> momentum = jgd.chain(jgd.ema(0.9), jgd.bias_correction(0.9))
+      >>> adam = jgd.chain(
+      ...     jgd.scale_by_rms(0.999, 1e-8, bias_correction=True, numerator=momentum),
+      ...     jgd.scale_by_learning_rate(0.1),
+      ... )
+      >>> updates, _ = adam.update(grads, adam.init(params))
+      >>> print(updates)
+      [-0.1  0.1]
     """
 
     def denominator(g, v, *, t, decay, eps, eps_root):

@@ -15,6 +15,16 @@ def clip_by_value(max_value: ScalarOrSchedule) -> GradientTransformation:
 
     Args:
       max_value: ``c > 0``, a float, an array or a schedule (Keras ``clipvalue``).
+
+    Examples:
+      Seed 003's example, element by element:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.clip_by_value(1.0)
+      >>> updates, _ = tx.update(jnp.array([0.9, 100.0]), tx.init(None))
+      >>> print(updates)
+      [0.9 1. ]
     """
 
     def rule(g, *, max_value):
@@ -28,6 +38,16 @@ def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
 
     Args:
       max_norm: ``c > 0``, a float, an array or a schedule (Keras ``clipnorm``).
+
+    Examples:
+      Each leaf rescaled to norm at most ``c``, on its own (seed 003's example):
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.clip_by_norm(1.0)
+      >>> updates, _ = tx.update({"a": jnp.array([0.9, 100.0]), "b": jnp.array([0.5])}, tx.init(None))
+      >>> print(updates["a"], updates["b"])
+      [0.00899963 0.99995947] [0.5]
     """
 
     def rule(g, *, max_norm):
@@ -44,6 +64,16 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
 
     Args:
       max_norm: ``c > 0``, a float, an array or a schedule (Keras ``global_clipnorm``).
+
+    Examples:
+      All leaves rescaled together, so that their joint norm is at most ``c``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.clip_by_global_norm(1.0)
+      >>> updates, _ = tx.update({"a": jnp.array([3.0]), "b": jnp.array([4.0])}, tx.init(None))
+      >>> print(updates["a"], updates["b"])
+      [0.6] [0.8]
     """
 
     def prepare(updates, t, carry, *, max_norm):

@@ -14,6 +14,17 @@ def l1_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
 
     Args:
       rate: ``λ ≥ 0``, a float, an array or a schedule.
+
+    Examples:
+      Adds the gradient of ``λ Σ|w|``, ``λ sign(w)``, before the method:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.l1_penalty(0.1), jgd.sgd(1.0))
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.6  1.1]
     """
 
     def rule(g, p, *, rate):
@@ -30,6 +41,19 @@ def l2_penalty(rate: ScalarOrSchedule) -> GradientTransformation:
 
     Args:
       rate: ``λ ≥ 0``, a float, an array or a schedule.
+
+    Examples:
+      Adds the gradient of ``λ Σw²``, ``2λw``, before the method:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.l2_penalty(0.1), jgd.sgd(1.0))
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.7  1.4]
+
+      ``−(g + 0.2 θ)``.
     """
 
     def rule(g, p, *, rate):
@@ -46,6 +70,22 @@ def weight_decay(rate: ScalarOrSchedule) -> GradientTransformation:
 
     Args:
       rate: ``λ ≥ 0``, a float, an array or a schedule; it does not follow the learning rate.
+
+    Examples:
+      Decoupled decay after the method's step: ``u − λw``. With a constant rate, ``chain(adam(η),
+      weight_decay(η λ))`` is AdamW:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.chain(jgd.adam(0.1), jgd.weight_decay(0.1 * 0.5))
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.15  0.2 ]
+      >>> adamw = jgd.adamw(0.1, weight_decay=0.5)
+      >>> updates, _ = adamw.update(grads, adamw.init(params), params)
+      >>> print(updates)
+      [-0.15  0.2 ]
     """
 
     def rule(g, p, *, rate):
@@ -67,6 +107,24 @@ def max_norm(max_value: ScalarOrSchedule, axis: int = 0) -> GradientTransformati
     Args:
       max_value: ``r > 0``, a float, an array or a schedule (Keras ``max_norm``'s ``max_value``, default 2 there).
       axis: the axis the norm is taken along, an int.
+
+    Examples:
+      Each unit's incoming weights (a column of a ``Dense`` kernel) rescaled to norm at most ``r`` after
+      the step; a bias is left alone:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"kernel": jnp.array([[3.0, 0.1], [4.0, 0.1]]), "bias": jnp.array([5.0])}
+      >>> grads = {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(1)}
+      >>> tx = jgd.chain(jgd.sgd(0.1), jgd.max_norm(1.0))
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> print(jgd.apply_updates(params, updates)["kernel"])
+      [[0.5999999  0.1       ]
+       [0.79999995 0.1       ]]
+      >>> print(jgd.apply_updates(params, updates)["bias"])
+      [5.]
+
+      The first column had norm 5 and is scaled to 1; the second, of norm 0.14, is left alone.
     """
 
     def rule(u, p, *, max_value):

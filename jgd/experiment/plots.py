@@ -19,6 +19,16 @@ from jgd.experiment.sweep.engine import SweepResult
 from jgd.experiment.sweep.results import best, describe, over_seeds
 from jgd.experiment.train.training import History
 
+__all__ = [
+    "plot_comparison",
+    "plot_curves",
+    "plot_history",
+    "plot_monitor",
+    "plot_sweep",
+    "plot_sweep_heatmap",
+    "plot_sweep_loss",
+]
+
 _STYLES = ("-", "--", "-.", ":")
 # Float32 cross-entropy bottoms out in rounding near here; a logarithmic axis cannot show a loss of 0.
 _LOSS_FLOOR = 1e-7
@@ -45,6 +55,16 @@ def plot_curves(
 
     Colors cycle through ``tab10`` and line styles through four dash
     patterns, so curves that coincide still show both colors.
+
+    Examples:
+      >>> import pathlib
+      >>> import tempfile
+      >>> from jgd.experiment.plots import plot_curves
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "curves.png"
+      >>> curves = {"a": ([0, 1, 2], [1.0, 0.5, 0.25]), "b": ([0, 1, 2], [1.0, 0.7, 0.5])}
+      >>> plot_curves(curves, path, title="loss", xlabel="epoch", ylabel="loss", log_y=True)
+      >>> print(path.exists())
+      True
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
@@ -71,6 +91,25 @@ def plot_history(history: History, directory: str | Path, name: str = "") -> lis
 
     After early stopping, a vertical line marks the epoch whose parameters were kept. With the statistics of
     ``training.monitor`` in the rows, ``optimizer.png`` (:func:`plot_monitor`) too.
+
+    Examples:
+      The loss and accuracy figures of one run (``jgd train`` draws them):
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import pathlib
+      >>> import tempfile
+      >>> import jgd
+      >>> from jgd.experiment.config.schema import TrainingConfig
+      >>> from jgd.experiment.plots import plot_history
+      >>> from jgd.experiment.train.training import fit
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> _, history = fit(model, variables, jgd.adam(1e-2), data, jax.random.key(1), TrainingConfig(epochs=2))
+      >>> print([path.name for path in plot_history(history, tempfile.mkdtemp())])
+      ['loss.png', 'accuracy.png']
     """
     directory = Path(directory)
     suffix = f" — {name}" if name else ""
@@ -104,6 +143,30 @@ def plot_monitor(history: History, path: str | Path, *, title: str) -> None:
     """The global norms of ``training.monitor`` (gradient, update, parameters) and the update ratio, log scale.
 
     Each point is the last optimizer step of its epoch; epochs without statistics (epoch 0) are left out.
+
+    Examples:
+      The norms that ``training.monitor`` records, per epoch:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import pathlib
+      >>> import tempfile
+      >>> import jgd
+      >>> from jgd.experiment.config.schema import TrainingConfig
+      >>> from jgd.experiment.plots import plot_monitor
+      >>> from jgd.experiment.train.training import fit
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> options = TrainingConfig(epochs=2, monitor=True)
+      >>> _, history = fit(model, variables, jgd.adam(1e-2), data, jax.random.key(1), options)
+      >>> print(sorted(k for k in history.epochs[-1] if k.endswith("_norm")))
+      ['grad_norm', 'param_norm', 'update_norm']
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "optimizer.png"
+      >>> plot_monitor(history, path, title="Adam")
+      >>> print(path.exists())
+      True
     """
     rows = [row for row in history.epochs if _RATIO in row]
     epochs = [row["epoch"] for row in rows]
@@ -121,7 +184,29 @@ def plot_monitor(history: History, path: str | Path, *, title: str) -> None:
 
 
 def plot_comparison(histories: Mapping[str, History], directory: str | Path, name: str = "") -> list[Path]:
-    """Training loss (log scale) and validation accuracy of every method; returns the files written."""
+    """Training loss (log scale) and validation accuracy of every method; returns the files written.
+
+    Examples:
+      The figures of ``jgd compare``: every method's training loss and validation accuracy:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import tempfile
+      >>> import jgd
+      >>> from jgd.experiment.config.schema import TrainingConfig
+      >>> from jgd.experiment.plots import plot_comparison
+      >>> from jgd.experiment.train.training import fit
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> histories = {}
+      >>> for label, tx in [("SGD", jgd.sgd(0.1)), ("Adam", jgd.adam(1e-2))]:
+      ...     _, histories[label] = fit(model, variables, tx, data, jax.random.key(1), TrainingConfig(epochs=2))
+      ...
+      >>> print([path.name for path in plot_comparison(histories, tempfile.mkdtemp())])
+      ['training_loss.png', 'validation_accuracy.png']
+    """
     directory = Path(directory)
     suffix = f" — {name}" if name else ""
     loss, acc = directory / "training_loss.png", directory / "validation_accuracy.png"
@@ -170,6 +255,27 @@ def plot_sweep_loss(results: Sequence[SweepResult], path: str | Path, *, title: 
     hyperparameters, floored at 1e-7; values where every setting diverged are
     drawn as ``×`` at the top, so they are seen rather than dropped. The x axis
     is logarithmic when every value is positive.
+
+    Examples:
+      The final training loss against the learning rate; the diverged rate is drawn as ``×`` at the top:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> import pathlib
+      >>> import tempfile
+      >>> from jgd.experiment.plots import plot_sweep_loss
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "final_loss.png"
+      >>> plot_sweep_loss([result], path, title="Adam on digits")
+      >>> print(path.exists())
+      True
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.add_subplot()
@@ -225,6 +331,30 @@ def plot_sweep_heatmap(results: Sequence[SweepResult], path: str | Path, *, titl
     """One heat map per method of the final training loss over a 2-D grid; returns whether any was drawn.
 
     Colors share one logarithmic scale across methods; diverged cells are grey with a ``×``.
+
+    Examples:
+      A heat map needs a 2-D grid; a sweep of one name draws nothing and says so:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> import pathlib
+      >>> import tempfile
+      >>> from jgd.experiment.plots import plot_sweep_heatmap
+      >>> folder = pathlib.Path(tempfile.mkdtemp())
+      >>> print(plot_sweep_heatmap([result], folder / "heatmap.png", title="Adam"))
+      False
+      >>> settings = grid(learning_rate=[1e-3, 1e-2], b1=[0.8, 0.9])
+      >>> two_d = sweep(jgd.adam, settings, model, data, epochs=1, order_key=jax.random.key(0))
+      >>> print(plot_sweep_heatmap([two_d], folder / "heatmap.png", title="Adam"))
+      True
     """
     grids = {r.label: g for r in results if (g := _grid_2d(r)) is not None}
     if not grids:
@@ -262,6 +392,24 @@ def plot_sweep(
     ``final_loss.png``: :func:`plot_sweep_loss`. ``heatmap.png``, for 2-D
     grids: :func:`plot_sweep_heatmap`. ``best_loss.png``: the training loss per
     epoch (mean over seeds) of each method's best setting by ``select``.
+
+    Examples:
+      All the figures of a sweep, as ``jgd sweep`` writes them:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> import tempfile
+      >>> from jgd.experiment.plots import plot_sweep
+      >>> print([path.name for path in plot_sweep([result], tempfile.mkdtemp())])
+      ['final_loss.png', 'best_loss.png']
     """
     directory = Path(directory)
     suffix = f" — {name}" if name else ""

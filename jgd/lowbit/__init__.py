@@ -1,5 +1,5 @@
-"""Low-bit optimizer state: slots in 8 or 4 bits (:func:`quantized`) or in bfloat16 written with stochastic
-rounding (:func:`stochastic`), both tracking float32."""
+"""Low-bit optimizer state: slots in 8 or 4 bits (:func:`jgd.quantized`) or in bfloat16 written with stochastic
+rounding (:func:`jgd.stochastic`), both tracking float32."""
 
 from jgd.lowbit.array import QuantizedArray
 from jgd.lowbit.formats import Quantized, Stochastic, dequantize, quantized, stochastic

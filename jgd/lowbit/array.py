@@ -31,14 +31,34 @@ from jgd.lowbit.codes import finder
 class QuantizedArray:
     """An array stored as ``bits``-bit codes and float32 scales; a pytree whose leaves are those arrays.
 
-    codes: uint8, ``(blocks, block_size)`` (``block_size / 2`` at 4 bits: two codes a byte, the first in
-      the low half), or ``(rows, last axis)`` with rank-1 normalisation (the last axis halved, rounded up).
-    scales: float32, each block's scale ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
-    col_scales: float32 ``(last axis,)`` with rank-1 normalisation, else None.
-    shape: the shape of the array it stands for (static, like the rest below).
-    bits: 8 or 4. signed: whether the code holds negative values. block_size: elements per block.
-    rank1: whether row and column scales are used. rounding: ``"stochastic"`` or ``"nearest"``, for the
-      next time the slot is written.
+    Attributes:
+      codes: uint8, ``(blocks, block_size)`` (``block_size / 2`` at 4 bits: two codes a byte, the first in
+        the low half), or ``(rows, last axis)`` with rank-1 normalisation (the last axis halved, rounded up).
+      scales: float32, each block's scale ``(blocks,)``, or each row's ``(rows,)`` with rank-1 normalisation.
+      col_scales: float32 ``(last axis,)`` with rank-1 normalisation, else None.
+      shape: the shape of the array it stands for (static, like the rest below).
+      bits: 8 or 4.
+      signed: whether the code holds negative values.
+      block_size: elements per block.
+      rank1: whether row and column scales are used.
+      rounding: ``"stochastic"`` or ``"nearest"``, for the next time the slot is written.
+
+    Examples:
+      A quantized slot is a pytree of its codes and scales, which ``jax.jit``, ``eval_shape`` and
+      checkpoints take as arrays:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> state = jgd.adam(1e-3, state_dtype=jgd.quantized(4)).init(jnp.ones(4096))
+      >>> nu = state.slots["nu"]
+      >>> print(nu.bits, nu.signed, nu.block_size, nu.shape)
+      4 False 128 (4096,)
+      >>> print([leaf.shape for leaf in jax.tree.leaves(nu)])
+      [(32, 64), (32,)]
+
+      At 4 bits the blocks hold 128 codes and two codes share a byte: 4096 codes in 32 blocks take 32 × 64
+      bytes, and a float32 scale each. A second moment takes the unsigned code.
     """
 
     codes: jax.Array

@@ -1,4 +1,4 @@
-"""The low-bit forms a slot can take (:func:`quantized`, :func:`stochastic`) and how a lifted method reads and
+"""The low-bit forms a slot can take (:func:`jgd.quantized`, :func:`jgd.stochastic`) and how a lifted method reads and
 writes a slot in each."""
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ _NORMALIZATIONS = ("block", "rank1")
 
 @dataclasses.dataclass(frozen=True)
 class Quantized:
-    """A slot in ``bits``-bit codes with float32 scales: made by :func:`quantized`, which documents the fields."""
+    """A slot in ``bits``-bit codes with float32 scales: made by :func:`jgd.quantized`, which documents the fields.
+
+    Examples:
+      What :func:`jgd.quantized` returns: the settings of a quantized slot, resolved:
+
+      >>> import jgd
+      >>> spec = jgd.quantized(4, normalization="rank1")
+      >>> print(type(spec).__name__, spec.bits, spec.block_size, spec.rounding, spec.normalization, spec.min_size)
+      Quantized 4 128 stochastic rank1 4096
+    """
 
     bits: int
     block_size: int
@@ -31,7 +40,15 @@ class Quantized:
 
 @dataclasses.dataclass(frozen=True)
 class Stochastic:
-    """A slot in ``dtype`` (bfloat16) written with stochastic rounding: made by :func:`stochastic`."""
+    """A slot in ``dtype`` (bfloat16) written with stochastic rounding: made by :func:`jgd.stochastic`.
+
+    Examples:
+      What :func:`jgd.stochastic` returns:
+
+      >>> import jgd
+      >>> print(jgd.stochastic())
+      Stochastic(dtype=dtype(bfloat16))
+    """
 
     dtype: Any
 
@@ -103,12 +120,33 @@ def quantized(
 
     Returns:
       A spec for ``state_dtype`` (alone or as the value of a slot in a mapping).
+
+    Examples:
+      Adam's moments in 8 bits: one byte a parameter and a float32 scale per block of 256 (leaves under
+      ``min_size`` elements stay float32):
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.ones((64, 128)), "b": jnp.zeros(128)}
+      >>> tx = jgd.adam(1e-3, state_dtype=jgd.quantized(8))
+      >>> state = tx.init(params)
+      >>> mu = state.slots["mu"]["w"]
+      >>> print(type(mu).__name__, mu.codes.dtype, mu.codes.shape, mu.scales.shape)
+      QuantizedArray uint8 (32, 256) (32,)
+      >>> print(state.slots["mu"]["b"].dtype)
+      float32
+      >>> updates, state = tx.update({"w": jnp.full((64, 128), 0.5), "b": jnp.ones(128)}, state, params)
+      >>> print(updates["w"][0, 0], jgd.dequantize(state.slots["mu"])["w"][0, 0])
+      -0.001 0.050000012
+
+      The first step is Adam's, ``−η sign(g)``; ``mu = 0.1 g = 0.05`` reads back to within the 8-bit
+      code's spacing.
     """
     return _checked(bits, block_size, rounding, min_size, normalization)
 
 
 def _checked(bits, block_size, rounding, min_size, normalization) -> Quantized:
-    """:func:`quantized`'s arguments checked, each bad one a ``ValueError`` naming it."""
+    """:func:`jgd.quantized`'s arguments checked, each bad one a ``ValueError`` naming it."""
     if isinstance(bits, bool) or bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits!r}")
     block_size = (256 if bits == 8 else 128) if block_size is None else _positive_int("block_size", block_size)
@@ -132,13 +170,27 @@ def stochastic(dtype: Any = jnp.bfloat16) -> Stochastic:
     (``2^-9`` of the value, or more): a second moment with ``β2 = 0.999`` never decays, since ``0.001 v``
     is less than that, and the moments stall; with stochastic rounding they track float32 (Zamirai et
     al., "Revisiting bfloat16 training", 2020). The random bits come from the step count, the leaf and the slot, as for
-    :func:`quantized`.
+    :func:`jgd.quantized`.
 
     Args:
       dtype: the storage dtype; only ``jnp.bfloat16`` (float32 without its low 16 bits).
 
     Returns:
       A spec for ``state_dtype`` (alone or as the value of a slot in a mapping).
+
+    Examples:
+      A slot in bfloat16, written with stochastic rounding so that small changes survive in expectation:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = jnp.ones(4)
+      >>> tx = jgd.adam(1e-3, state_dtype={"nu": jgd.stochastic(jnp.bfloat16)})
+      >>> state = tx.init(params)
+      >>> print(state.slots["nu"].dtype, state.slots["mu"].dtype)
+      bfloat16 float32
+      >>> updates, state = tx.update(jnp.full(4, 0.5), state, params)
+      >>> print(state.slots["nu"].dtype, updates)
+      bfloat16 [-0.001 -0.001 -0.001 -0.001]
     """
     try:
         ok = jnp.dtype(dtype) == jnp.bfloat16
@@ -150,12 +202,12 @@ def stochastic(dtype: Any = jnp.bfloat16) -> Stochastic:
 
 
 def is_spec(value: Any) -> bool:
-    """Whether ``value`` is a low-bit form (:func:`quantized`, :func:`stochastic`) rather than a dtype."""
+    """Whether ``value`` is a low-bit form (:func:`jgd.quantized`, :func:`jgd.stochastic`) rather than a dtype."""
     return isinstance(value, (Quantized, Stochastic))
 
 
 def is_quantized(chosen: Any) -> bool:
-    """Whether a slot's ``state_dtype`` entry is :func:`quantized`."""
+    """Whether a slot's ``state_dtype`` entry is :func:`jgd.quantized`."""
     return isinstance(chosen, Quantized)
 
 
@@ -296,5 +348,19 @@ def dequantize(tree: Any) -> Any:
 
     Args:
       tree: any pytree, such as an optimizer state.
+
+    Examples:
+      Reads every quantized slot back as float32 and leaves other leaves alone:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = jnp.ones(4096)
+      >>> tx = jgd.adam(1e-3, state_dtype=jgd.quantized(8))
+      >>> _, state = tx.update(jnp.full(4096, 0.5), tx.init(params), params)
+      >>> mu = jgd.dequantize(state.slots["mu"])
+      >>> print(mu.dtype, mu.shape, mu[:3])
+      float32 (4096,) [0.05000001 0.05000001 0.05000001]
+
+      ``mu = (1 − β1) g = 0.05``, read back to within the code's spacing.
     """
     return jax.tree.map(lambda x: array.dequantize(x) if _is_quantized(x) else x, tree, is_leaf=_is_quantized)

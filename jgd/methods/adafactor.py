@@ -67,7 +67,7 @@ def adafactor(
     of ``g² + ε1`` over rows and columns, and neither the paper nor optax defines them for ``|g|²``.
 
     Args:
-      learning_rate: ``ρ_t``, a float, an array or a schedule; the paper's :func:`relative_step_size`.
+      learning_rate: ``ρ_t``, a float, an array or a schedule; the paper's ``jgd.methods.adafactor.relative_step_size``.
         optax's ``learning_rate=None`` (no such factor) is ``learning_rate=1.0``.
       min_dim_size_to_factor: factor a leaf only if its two largest axes are at least this long; 128.
       decay_rate: ``c``, ≥ 0; 0.8 (paper).
@@ -81,6 +81,27 @@ def adafactor(
       weight_decay_mask: which leaves are decayed (a bool, a tree of bools or ``params -> tree of bools``).
       min_scale: ``ε2``, > 0; 1e-3 (paper).
       state_dtype: dtype of the statistics and the momentum; default each param's own.
+
+    Examples:
+      A matrix keeps one row and one column of second moments instead of a full matrix; a vector keeps a
+      full one:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.ones((256, 512)), "b": jnp.zeros(512)}
+      >>> tx = jgd.adafactor(learning_rate=0.01)
+      >>> state = tx.init(params)
+      >>> print({k: v["w"].shape for k, v in state.slots.items()})
+      {'v_row': (256,), 'v_col': (512,), 'v': (1,)}
+      >>> print({k: v["b"].shape for k, v in state.slots.items()})
+      {'v_row': (1,), 'v_col': (1,), 'v': (512,)}
+      >>> grads = {"w": jnp.full((256, 512), 0.5), "b": jnp.full(512, 0.5)}
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates["w"][0, 0], updates["b"][0])
+      -0.01 -1.0000001e-05
+
+      The relative step multiplies η by the parameters' RMS (1 for ``w``, at least ``min_scale = 1e-3``
+      for ``b``), and the first step has unit RMS before that.
     """
     if learning_rate is None:
         raise ValueError("learning_rate must be a number, an array or a schedule; optax's None is 1.0")

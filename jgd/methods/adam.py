@@ -92,6 +92,27 @@ def adam(
       nesterov: whether ``m̂_t`` takes the Nesterov form (above); default False, as optax.
       state_dtype: the dtype of ``mu`` and ``nu`` (optax's ``mu_dtype``):
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The first step moves each parameter by about η against its gradient's sign, whatever the gradient's
+      size (``m̂ = g``, ``v̂ = g²``); the state keeps ``mu`` and ``nu``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adam(learning_rate=0.1)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(jgd.apply_updates(params, updates))
+      [ 0.9 -1.9]
+      >>> print(state.slots["mu"], state.slots["nu"])
+      [ 0.05000001 -0.10000002] [0.00025    0.00099999]
+
+      ``m = 0.1 g`` and ``v = 0.001 g²`` before the bias correction. ``amsgrad=True`` adds the running
+      maximum:
+
+      >>> print(sorted(jgd.adam(0.1, amsgrad=True).init(params).slots))
+      ['mu', 'nu', 'nu_max']
     """
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
@@ -141,6 +162,22 @@ def adamw(
       weight_decay: λ, a float, an array or a schedule; 1e-4 as optax.
       mask: which leaves decay (``jgd.types.Mask``): None or True (default None) every leaf, False none,
         a tree of bools (a prefix of the params), or a function ``params -> such a tree``.
+
+    Examples:
+      Adam's step plus the decay ``−η λ θ`` on the leaves the mask selects, here the kernel and not the
+      bias:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([1.0])}
+      >>> grads = {"kernel": jnp.array([0.0, 0.0]), "bias": jnp.array([0.0])}
+      >>> tx = jgd.adamw(learning_rate=0.1, weight_decay=0.5, mask={"kernel": True, "bias": False})
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates["kernel"], updates["bias"])
+      [-0.05  0.1 ] [-0.]
+
+      With a zero gradient only the decay moves the kernel, by ``−0.1 · 0.5 · θ``; the bias, outside the
+      mask, stays.
     """
     form = _amsgrad_form(amsgrad)
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
@@ -191,6 +228,20 @@ def adamax(
       eps_in_max: put ε inside the max (torch, optax); default False.
       state_dtype: the dtype of ``mu`` and ``inf_norm``:
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The state keeps ``m`` and the infinity norm ``u = max(β2 u, |g|)``; the first step is ``−η g /
+      |g|``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adamax(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["inf_norm"])
+      [0.5 1. ]
+      >>> print(updates)
+      [-0.1  0.1]
     """
 
     def rule(g, m, u, *, t, learning_rate, b1, b2, eps):
@@ -255,6 +306,22 @@ def nadam(
       momentum_decay: ψ, as for the learning rate; 0.004 as Dozat (his 0.96^(t/250)); None for μ_t = β1.
       state_dtype: the dtype of ``mu`` and ``nu``:
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      Dozat's Nadam: the state keeps Adam's moments and the product of the momentum schedule ``μ_1 ⋯
+      μ_t``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.nadam(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(sorted(state.slots), state.carry["mu_product"])
+      ['mu', 'nu'] 0.45007348
+      >>> print(updates)
+      [-0.13104433  0.13104433]
+
+      ``μ_1 = 0.9 (1 − ½ · 0.96^0.004) ≈ 0.4502``.
     """
     if form not in ("dozat", "b1", "seed"):
         raise ValueError(f"form must be 'dozat', 'b1' or 'seed', got {form!r}")

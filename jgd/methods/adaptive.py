@@ -38,6 +38,20 @@ def adagrad(
       initial_accumulator: ``G_0 ≥ 0``, as for the learning rate; 0 as the paper (Keras and optax: 0.1).
       state_dtype: the dtype of ``sum_of_squares`` (``{"sum_of_squares": jnp.bfloat16}``):
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The state keeps the sum of squared gradients ``G``; the first step divides ``g`` by ``√G = |g|``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adagrad(learning_rate=0.1)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(state.slots["sum_of_squares"])
+      [0.25 1.  ]
+      >>> print(updates)
+      [-0.09999998  0.09999999]
     """
 
     def rule(g, sum_sq, *, learning_rate, eps, eps_root, initial_accumulator):
@@ -82,6 +96,25 @@ def adadelta(
       state_dtype: the dtype of ``mean_square_grad`` and ``mean_square_step``
         (``{"mean_square_grad": jnp.bfloat16}``): one dtype, or a mapping per slot name; default each
         param's own dtype.
+
+    Examples:
+      No learning rate to tune: the step is ``RMS[Δθ] / RMS[g] · g``, both running averages kept in the
+      state:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adadelta()
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(sorted(state.slots))
+      ['mean_square_grad', 'mean_square_step']
+      >>> print(state.slots["mean_square_grad"])
+      [0.0125     0.05000001]
+      >>> print(updates)
+      [-0.00447196  0.00447209]
+
+      After one step ``E[g²] = 0.05 g²`` and the update is ``−√ε / √(E[g²] + ε) · g``, about ``−√(1e-6 /
+      0.05) · sign(g)``.
     """
 
     def rule(g, sq_grad, sq_step, *, learning_rate, rho, eps):
@@ -130,6 +163,26 @@ def rmsprop(
       momentum_form: ``"velocity"`` (default, rate inside, Keras) or ``"trace"`` (rate outside, torch).
       state_dtype: the dtype of ``mean_square`` (and ``mean`` if centered, ``velocity`` with momentum):
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The state keeps the running mean of ``g²``; after one step it is ``(1 − ρ) g²``, so the update is
+      ``−η g / √(0.1 g²) = −η √10 sign(g)``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.rmsprop(learning_rate=0.01, decay=0.9)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["mean_square"])
+      [0.02500001 0.10000002]
+      >>> print(updates)
+      [-0.03162277  0.03162277]
+
+      ``centered=True`` also keeps the mean gradient, ``momentum=`` a velocity:
+
+      >>> tx = jgd.rmsprop(0.01, centered=True, momentum=0.9)
+      >>> print(sorted(tx.init(params).slots))
+      ['mean', 'mean_square', 'velocity']
     """
     if nesterov and momentum is None:
         raise ValueError("nesterov=True needs a momentum value")

@@ -40,6 +40,20 @@ def radam(
       threshold: ``ρ_t`` from which the rectified adaptive step is taken, > 4 (the rectification's root
         needs ``ρ_t > 4``); 5.
       state_dtype: dtype of the moments; default each param's own.
+
+    Examples:
+      While the variance's length ``ρ_t`` is at most the threshold (the first steps), RAdam is SGD with
+      Adam's bias-corrected momentum, ``−η m̂ = −η g`` at the first step:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.radam(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.05  0.1 ]
+      >>> print(sorted(state.slots))
+      ['mu', 'nu']
     """
 
     def rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, threshold):
@@ -91,6 +105,22 @@ def adabelief(
       eps: ``ε`` added to the root, ≥ 0; 1e-16.
       eps_root: ``ε_root`` added to ``s_t`` each step, ≥ 0; 1e-16.
       state_dtype: dtype of the moments; default each param's own.
+
+    Examples:
+      The second moment is the variance of ``g`` around its average, ``s ← β2 s + (1 − β2)(g − m)²``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adabelief(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["nu"])
+      [0.0002025  0.00080999]
+      >>> print(updates)
+      [-0.11111112  0.11111112]
+
+      At the first step ``m = 0.1 g``, so ``s = 0.001 (0.9 g)²`` and the bias-corrected step is ``−η g /
+      (0.9 |g|)``.
     """
 
     def rule(g, m, s, *, t, learning_rate, b1, b2, eps, eps_root):
@@ -137,6 +167,21 @@ def lion(
       mask: which leaves are decayed: a bool, a tree of bools (a prefix of the params) or a
         function ``params -> tree of bools``; all by default.
       state_dtype: dtype of the momentum; default each param's own.
+
+    Examples:
+      Every coordinate moves by exactly η: the update is the sign of an interpolation of ``m`` and ``g``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.lion(learning_rate=0.01)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.01  0.01]
+      >>> print(state.slots["mu"])
+      [ 0.005      -0.00999999]
+
+      The state keeps one moment, ``m ← β2 m + (1 − β2) g``, here ``0.01 g``.
     """
 
     def rule(g, m, p, *, learning_rate, b1, b2, weight_decay, decayed):

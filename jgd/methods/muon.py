@@ -70,7 +70,7 @@ def muon(
     """Muon on 2-D leaves (n × m, the first axis the input), Adam on the others.
 
     ``m_t = β m_{t-1} + (1 - β) g_t``, ``m̃_t = β m_t + (1 - β) g_t`` (Nesterov; ``m_t`` without),
-    ``O_t = NS₅(m̃_t)`` (:func:`orthogonalize`),
+    ``O_t = NS₅(m̃_t)`` (``jgd.methods.muon.orthogonalize``),
     ``θ_{t+1} = θ_t - η (√max(1, m / n) O_t + λ θ_t)``.
     Jordan et al., "Muon: an optimizer for hidden layers in neural networks", 2024 (blog and code).
     ``bias_correction=True`` divides as optax does, ``m̃_t = β m_t / (1 - β^{t+1}) + (1 - β) g_t / (1 - β^t)``
@@ -111,6 +111,27 @@ def muon(
       adam_weight_decay: ``λ_a``, ≥ 0; 0.
       adam_learning_rate: ``η_a``; ``None`` for ``η``.
       state_dtype: dtype of the moments; default each param's own.
+
+    Examples:
+      Matrices take the orthogonalised momentum (its singular values pushed towards 1 by Newton–Schulz);
+      the other leaves take Adam. The two groups' hyperparameters are labelled ``muon/`` and ``adam/``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.eye(3), "b": jnp.zeros(3)}
+      >>> grads = {"w": jnp.diag(jnp.array([1.0, 0.1, 0.01])), "b": jnp.ones(3)}
+      >>> tx = jgd.muon(learning_rate=0.1)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(jnp.diag(updates["w"]).round(2))
+      [-0.07 -0.07 -0.07]
+      >>> print(updates["b"])
+      [-0.14736842 -0.14736842 -0.14736842]
+      >>> print(sorted(k for k in jgd.hyperparams(state) if k.endswith("learning_rate")))
+      ['adam/learning_rate', 'muon/learning_rate']
+
+      Gradients 1, 0.1 and 0.01 along the diagonal give steps of the same size. The vector's step is
+      Adam's with Nesterov momentum, ``−η (β1 (1 − β1) / (1 − β1²) + 1) ≈ −1.47 η`` at the first step.
     """
     adam_arguments: dict[str, ScalarOrSchedule | None] = {"adam_b1": adam_b1, "adam_b2": adam_b2}
     adam_arguments |= {"adam_eps_root": adam_eps_root, "adam_weight_decay": adam_weight_decay}

@@ -98,6 +98,20 @@ def schedule_free_sgd(
       weight_decay: ``λ``, applied at ``y_t``, ≥ 0; 0.
       weight_lr_power: ``p``, ≥ 0; 2 (paper).
       state_dtype: dtype of ``z``; default each param's own.
+
+    Examples:
+      Schedule-free SGD keeps only the base iterate ``z`` (its first step is ``z = θ − ηg``); the average
+      ``x`` is not stored, :func:`jgd.schedule_free_eval_params` recovers it from ``y`` and ``z``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.schedule_free_sgd(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["z"])
+      [ 0.95 -1.9 ]
+      >>> print(jgd.apply_updates(params, updates))
+      [ 0.95 -1.9 ]
     """
     _check_warmup(warmup_steps)
 
@@ -137,6 +151,26 @@ def schedule_free_adamw(
       weight_decay: ``λ``, applied at ``y_t``, ≥ 0; 0.
       weight_lr_power: ``p``, ≥ 0; 2 (paper).
       state_dtype: dtype of ``z`` and ``v``; default each param's own.
+
+    Examples:
+      The params a train step sees are ``y_t``, between the base iterate ``z`` (in the state) and the
+      average ``x_t``; evaluate at ``x_t`` with :func:`jgd.schedule_free_eval_params`:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.schedule_free_adamw(learning_rate=0.1)
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = jgd.apply_updates(params, updates)
+      ...
+      >>> print(sorted(state.slots), sorted(state.carry))
+      ['nu', 'z'] ['max_lr', 'weight_sum']
+      >>> print(params)
+      [ 0.7900001 -1.7900001]
+      >>> print(jgd.schedule_free_eval_params(state, params))
+      [ 0.80000013 -1.8000001 ]
     """
     _check_warmup(warmup_steps)
 
@@ -157,6 +191,24 @@ def schedule_free_eval_params(state: PyTree, params: PyTree) -> PyTree:
     Args:
       state: the state of :func:`schedule_free_sgd` or :func:`schedule_free_adamw`, or any tree holding it.
       params: the params that transform updates, the gradient points ``y_t`` (``jgd.types.PyTree``).
+
+    Examples:
+      The average ``x_t`` a schedule-free method is measured at, read from its state and the train-step
+      params ``y_t``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.schedule_free_sgd(learning_rate=0.1, b1=0.9)
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = jgd.apply_updates(params, updates)
+      ...
+      >>> print(params)
+      [ 0.895 -1.79 ]
+      >>> print(jgd.schedule_free_eval_params(state, params))
+      [ 0.9 -1.8]
     """
     found = made_by("schedule_free_eval_params", state, ("schedule_free_sgd", "schedule_free_adamw"))
     b1, z = {**found.hyperparams, **found.scheduled}["b1"], dequantize(found.slots["z"])

@@ -40,6 +40,28 @@ def sgd(
       dampening: torch's ``dampening`` (needs ``momentum``), as for the learning rate; None means 0, torch's default.
       state_dtype: the dtype of ``velocity``:
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      One step of θ − ηg, then SGD with momentum (the rate outside the velocity, optax's and torch's
+      form), whose state keeps the velocity ``v``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.sgd(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(jgd.apply_updates(params, updates))
+      [ 0.95 -1.9 ]
+      >>> tx = jgd.sgd(0.1, momentum=0.9)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(state.slots["velocity"])
+      [ 0.95 -1.9 ]
+      >>> print(updates)
+      [-0.095  0.19 ]
+
+      After two steps ``v = g + 0.9 g = 1.9 g`` and the update is ``−η v``.
     """
     if momentum is None:
         if nesterov or dampening is not None:
@@ -94,6 +116,28 @@ def momentum(
       dampening: d of the trace form (torch), as for the learning rate; None means 0.
       state_dtype: the dtype of ``velocity``:
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      The velocity form ``v ← γv + ηg`` (the rate inside the velocity) and the average form ``v ← βv + (1
+      − β)g``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.momentum(learning_rate=0.1, momentum=0.9)
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(grads, state, params)
+      ...
+      >>> print(state.slots["velocity"])
+      [ 0.095 -0.19 ]
+      >>> tx = jgd.momentum(0.1, 0.9, form="ema")
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["velocity"], updates)
+      [ 0.05000001 -0.10000002] [-0.005  0.01 ]
+
+      Two velocity steps: ``v = 0.1g + 0.9 · 0.1g = 0.19 g``; one average step: ``v = 0.1 g``, update
+      ``−0.1 v``.
     """
     if form not in ("velocity", "ema", "trace"):
         raise ValueError(f"form must be 'velocity', 'ema' or 'trace', got {form!r}")
@@ -145,6 +189,21 @@ def nesterov(
       dampening: d of the trace form (torch), as for the learning rate; None means 0.
       state_dtype: the dtype of ``velocity``:
         one dtype, or a mapping per slot name; default each param's own dtype.
+
+    Examples:
+      Nesterov's momentum: the update looks one velocity step ahead, ``−(γv + ηg)``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.nesterov(learning_rate=0.1, momentum=0.9)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["velocity"])
+      [ 0.05 -0.1 ]
+      >>> print(updates)
+      [-0.095  0.19 ]
+
+      ``v = ηg = [0.05, −0.1]`` and the update is ``−(0.9 v + ηg) = −1.9 ηg``.
     """
     if form not in ("velocity", "trace"):
         raise ValueError(f"form must be 'velocity' or 'trace', got {form!r}")
@@ -172,6 +231,23 @@ def look_ahead(params: PyTree, state: PyTree) -> PyTree:
       params: the current params ``θ``, a tree of arrays (``jgd.types.PyTree``).
       state: the optimizer state, holding a velocity-form :func:`momentum`'s (the first one found is used);
         any other state (another form, :func:`nesterov`, ``rmsprop``'s momentum) is a ``ValueError``.
+
+    Examples:
+      The point ``θ − γv`` at which seed 000's literal Nesterov takes its next gradient, from the state of
+      :func:`jgd.momentum`:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.momentum(0.1, 0.9)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = jgd.apply_updates(params, updates)
+      >>> print(params)
+      [ 0.95 -1.9 ]
+      >>> print(jgd.look_ahead(params, state))
+      [ 0.905 -1.81 ]
+
+      ``v = ηg = [0.05, −0.1]``, so the look-ahead point is ``params − 0.9 v``.
     """
     found = made_by("look_ahead", state, ("momentum",))
     gamma, velocity = found.hyperparams["momentum"], dequantize(found.slots["velocity"])

@@ -55,6 +55,20 @@ def lamb(
       mask: which leaves are decayed (a bool, a tree of bools or ``params -> tree of bools``); all.
       trust_ratio_mask: which leaves are rescaled by the ratio; the others take ``-η r_t``. All.
       state_dtype: dtype of the moments; default each param's own.
+
+    Examples:
+      Each leaf's Adam step is rescaled by the trust ratio ``‖θ‖ / ‖u‖``, so every leaf moves by η times
+      its own norm:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.lamb(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.15811379  0.15811396]
+      >>> print(jnp.linalg.norm(updates) / jnp.linalg.norm(params))
+      0.099999994
     """
 
     def rule(g, m, v, p, *, t, learning_rate, b1, b2, eps, eps_root, weight_decay, decayed, adapted):
@@ -119,6 +133,24 @@ def lars(
       nesterov: whether to take Nesterov's step.
       form: ``"paper"`` or ``"optax"``, the ratio's denominator (above).
       state_dtype: dtype of the velocity; default each param's own.
+
+    Examples:
+      The gradient is rescaled per leaf by ``c ‖θ‖ / ‖g‖`` (``c`` the trust coefficient) before the
+      momentum:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.lars(learning_rate=1.0, trust_coefficient=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.1  0.2]
+      >>> print(jnp.linalg.norm(updates) / jnp.linalg.norm(params))
+      0.1
+      >>> print(sorted(state.slots))
+      ['velocity']
+
+      ``‖θ‖ = ‖g‖ · 2`` here, so the step is ``−0.1 · 2 g``: one tenth of the parameters' norm.
     """
     if form not in ("paper", "optax"):
         raise ValueError(f"form must be 'paper' or 'optax', got {form!r}")

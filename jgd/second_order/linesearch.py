@@ -25,10 +25,27 @@ ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 class LineSearchResult(NamedTuple):
     """What a line search found along ``x + α d``.
 
-    step: the accepted ``α``; 0 when no trial decreased ``f`` enough (the safe fallback).
-    value, grad: ``f`` and its flat gradient at ``x + α d``, for the caller to reuse.
-    nfev: evaluations of ``f`` and its gradient made by this search.
-    success: whether ``step`` meets the search's conditions.
+    Attributes:
+      step: the accepted ``α``; 0 when no trial decreased ``f`` enough (the safe fallback).
+      value: ``f`` at ``x + α d``, for the caller to reuse.
+      grad: the flat gradient at ``x + α d``, for the caller to reuse.
+      nfev: evaluations of ``f`` and its gradient made by this search.
+      success: whether ``step`` meets the search's conditions.
+
+    Examples:
+      What a search found: the step, ``f`` and ``∇f`` there, the evaluations made and whether the
+      conditions hold:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> search = jgd.zoom_linesearch()
+      >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+      >>> x = jnp.zeros(2)
+      >>> value, grad = jax.value_and_grad(f)(x)
+      >>> result = search.search(jax.value_and_grad(f), x, value, grad, -grad, jnp.array(1.0), **search.hyperparams)
+      >>> print(result.step, result.value, result.grad, result.nfev, result.success)
+      0.5 0.0 [0. 0.] 2 True
     """
 
     step: jax.Array
@@ -44,6 +61,25 @@ class LineSearch(NamedTuple):
     ``search(value_and_grad, x, value, grad, direction, step, **hyperparams) -> LineSearchResult``
     where ``value_and_grad(x) -> (f(x), ∇f(x))`` on flat vectors, ``value, grad`` are ``f`` and
     ``∇f`` at ``x``, ``direction`` is a descent direction and ``step`` the first trial ``α``.
+
+    Examples:
+      A line search is its hyperparameters and a pure search function; the quasi-Newton methods call it:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> search = jgd.backtracking_linesearch()
+      >>> print(sorted(search.hyperparams))
+      ['c1', 'shrink']
+      >>> f = lambda x: jnp.sum(x**2)
+      >>> x = jnp.array([1.0, 1.0])
+      >>> value, grad = jax.value_and_grad(f)(x)
+      >>> result = search.search(jax.value_and_grad(f), x, value, grad, -grad, jnp.array(1.0), **search.hyperparams)
+      >>> print(result.step, result.value, result.success)
+      0.5 0.0 True
+
+      The full step ``−∇f = (−2, −2)`` overshoots to ``(−1, −1)`` with no decrease; half of it reaches the
+      minimum.
     """
 
     hyperparams: dict[str, Any]
@@ -108,6 +144,21 @@ def zoom_linesearch(c1: ScalarOrSchedule = 1e-4, c2: ScalarOrSchedule = 0.9, max
       c2: the curvature constant, as for ``c1``, with ``c1 < c2``; 0.9 as Nocedal & Wright for
         quasi-Newton directions (§3.1).
       max_steps: an int ≥ 1, the most evaluations of ``f`` and its gradient per search; 20.
+
+    Examples:
+      L-BFGS's default search; its constants are hyperparameters like any other, in the state:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.lbfgs(linesearch=jgd.zoom_linesearch(c1=1e-4, c2=0.9))
+      >>> state = tx.init(jnp.zeros(2))
+      >>> print(jgd.hyperparams(state)["c2"])
+      0.9
+      >>> result = jgd.minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.zeros(2), method=tx)
+      >>> print(result.x, result.nit)
+      [2. 2.] 2
+
+      On a quadratic the first step, ``H_0 ∇f`` cut to length 1, is followed by an exact one.
     """
     hyperparams = _check({"c1": c1, "c2": c2})
     _check_max_steps(max_steps)
@@ -188,6 +239,19 @@ def unit_step() -> LineSearch:
 
     With :func:`jgd.lbfgs`'s ``learning_rate`` this is optax's ``lbfgs(learning_rate, linesearch=None)``:
     a fixed step ``-η H ∇f``. ``success`` is whether ``f`` is finite at the new point.
+
+    Examples:
+      No search: a fixed step ``−η H ∇f``, optax's ``lbfgs(learning_rate, linesearch=None)``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.lbfgs(linesearch=jgd.unit_step(), learning_rate=0.5)
+      >>> result = jgd.minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.zeros(2), method=tx, maxiter=1)
+      >>> print(result.x)
+      [0.35355338 0.35355338]
+
+      L-BFGS's first direction is ``−∇f`` cut to length 1, ``(1, 1) / √2``, and ``η = 0.5`` takes half of
+      it.
     """
 
     def search(value_and_grad, x, value, grad, direction, step):
@@ -213,6 +277,18 @@ def backtracking_linesearch(
         in (0, 1); 1e-4 as Nocedal & Wright (§3.1).
       shrink: ρ, the factor each rejected trial multiplies ``α`` by, as for ``c1``, in (0, 1); 0.5.
       max_steps: an int ≥ 1, the most trials per search; 30.
+
+    Examples:
+      Armijo backtracking in place of the zoom search:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.bfgs(linesearch=jgd.backtracking_linesearch(c1=1e-4, shrink=0.5))
+      >>> result = jgd.minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.zeros(2), method=tx)
+      >>> print(result.x, result.success)
+      [2. 2.] True
+      >>> print(sorted(jgd.hyperparams(tx.init(jnp.zeros(2)))))
+      ['c1', 'shrink']
     """
     hyperparams = _check({"c1": c1, "shrink": shrink})
     _check_max_steps(max_steps)

@@ -27,10 +27,29 @@ STATUS_MESSAGES = (
 
 
 class MinimizeResult(NamedTuple):
-    """x: the last iterate (shaped like ``x0``); fun: ``f(x)``; grad_norm: ``‖∇f(x)‖₂``;
-    nit: iterations made; nfev: evaluations of ``f`` and ``∇f``; success: ``grad_norm ≤ tol``;
-    status: why the loop stopped, an index into :data:`STATUS_MESSAGES` (0 is success);
-    ``message`` gives its text."""
+    """What :func:`minimize` found; the property ``message`` gives the text of ``status``.
+
+    Attributes:
+      x: the last iterate (shaped like ``x0``).
+      fun: ``f(x)``.
+      grad_norm: ``‖∇f(x)‖₂``.
+      nit: iterations made.
+      nfev: evaluations of ``f`` and ``∇f``.
+      success: ``grad_norm ≤ tol``.
+      status: why the loop stopped, an index into ``jgd.second_order.minimize.STATUS_MESSAGES`` (0 is
+        success).
+
+    Examples:
+      What :func:`jgd.minimize` returns; ``message`` reads ``status``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> result = jgd.minimize(lambda x: jnp.sum((x - 1.0) ** 2), jnp.zeros(3), maxiter=1, method=jgd.sgd(0.1))
+      >>> print(result.x, result.fun, result.nit, result.success)
+      [0.2 0.2 0.2] 1.9200001 1 False
+      >>> print(result.status, result.message)
+      1 stopped after maxiter iterations
+    """
 
     x: PyTree
     fun: jax.Array
@@ -83,6 +102,30 @@ def minimize(
       method: ``"lbfgs"`` (default), ``"bfgs"`` or a gradient transformation.
       maxiter: an int ≥ 1 (or an int array), the most iterations; 1000.
       tol: the gradient-norm tolerance, a float ≥ 0 (or a scalar array); 1e-6.
+
+    Examples:
+      L-BFGS to ``‖∇f‖ ≤ 10⁻³`` (in float32) in one compiled loop; the result says why it stopped:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> def rosenbrock(x):
+      ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+      ...
+      >>> result = jgd.minimize(rosenbrock, jnp.zeros(5), method="lbfgs", tol=1e-3)
+      >>> print(result.x.round(3), result.success, result.message)
+      [1. 1. 1. 1. 1.] True converged: the gradient norm is at most tol
+      >>> print(bool(result.nit < 100), bool(result.grad_norm <= 1e-3))
+      True True
+
+      Any pytree is an ``x0``, and any transform a method; on this quadratic SGD with ``η = 1/2`` is
+      Newton's step:
+
+      >>> def f(p):
+      ...     return (p["a"] - 3.0) ** 2 + p["b"] ** 2
+      ...
+      >>> result = jgd.minimize(f, {"a": 0.0, "b": 1.0}, method=jgd.sgd(0.5))
+      >>> print(result.x["a"], result.x["b"], result.nit, result.success)
+      3.0 0.0 1 True
     """
     if isinstance(method, str):
         if method not in _METHODS:

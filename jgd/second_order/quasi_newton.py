@@ -51,12 +51,33 @@ class LBFGSMemory(NamedTuple):
 class QuasiNewtonState(NamedTuple):
     """State of :func:`bfgs` and :func:`lbfgs`.
 
-    common: the step count and the line search's hyperparameters, as in every jgd transform
-      (so ``jgd.hyperparams`` and ``jgd.set_hyperparams`` reach ``c1``, ``c2``, ...).
-    memory: the curvature information, :class:`BFGSMemory` or :class:`LBFGSMemory`.
-    value, grad: ``f`` and ``∇f`` (shaped like the params) at the params after the last update.
-    nfev: evaluations made by the line searches so far.
-    linesearch_ok: whether the last line search met its conditions.
+    Attributes:
+      common: the step count and the line search's hyperparameters, as in every jgd transform
+        (so ``jgd.hyperparams`` and ``jgd.set_hyperparams`` reach ``c1``, ``c2``, ...).
+      memory: the curvature information: ``BFGSMemory`` (the inverse Hessian approximation ``H``, a
+        matrix over the raveled params) or ``LBFGSMemory`` (the last ``memory_size`` pairs ``s``, ``y``
+        and their ``ρ = 1 / sᵀy``), both in ``jgd.second_order.quasi_newton``.
+      value: ``f`` at the params after the last update.
+      grad: ``∇f`` (shaped like the params) at the params after the last update.
+      nfev: evaluations made by the line searches so far.
+      linesearch_ok: whether the last line search met its conditions.
+
+    Examples:
+      The count and line-search settings, the curvature pairs, and ``f`` and ``∇f`` at the current params:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> def rosenbrock(x):
+      ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+      ...
+      >>> tx = jgd.lbfgs(memory_size=3)
+      >>> x = jnp.array([-1.2, 1.0])
+      >>> state = tx.init(x)
+      >>> print(state.memory.s.shape, sorted(jgd.hyperparams(state)))
+      (3, 2) ['c1', 'c2']
+      >>> updates, state = tx.update(jnp.array([-215.6, -88.0]), state, x, value_fn=rosenbrock)
+      >>> print(state.common.count, state.linesearch_ok, state.value < 24.2)
+      1 True True
     """
 
     common: TransformState
@@ -165,6 +186,32 @@ def bfgs(linesearch: LineSearch | None = None, *, initial_scaling: bool = False)
         whose float hyperparameters the state keeps; None (default) for ``zoom_linesearch()``, the strong
         Wolfe conditions BFGS's theory asks for (Nocedal & Wright §6.1).
       initial_scaling: set ``H_0`` by eq. 6.20 before the first update; default False (see above).
+
+    Examples:
+      BFGS on the 2-D Rosenbrock function from ``(−1.2, 1)``, a jitted step called from Python;
+      ``update`` takes the objective as ``value_fn``, with ``f`` and ``∇f`` at the params:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> def rosenbrock(x):
+      ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+      ...
+      >>> tx, x = jgd.bfgs(), jnp.array([-1.2, 1.0])
+      >>> @jax.jit
+      ... def step(x, state):
+      ...     value, grad = jax.value_and_grad(rosenbrock)(x)
+      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
+      ...     return jgd.apply_updates(x, updates), state
+      ...
+      >>> state = tx.init(x)
+      >>> for _ in range(40):
+      ...     x, state = step(x, state)
+      ...
+      >>> print(x.round(4), state.memory.inverse_hessian.shape)
+      [1. 1.] (2, 2)
+
+      The minimum is ``(1, 1)``. :func:`jgd.minimize` runs the same loop in one compiled ``while_loop``.
     """
 
     def init_memory(n, dtype):
@@ -232,6 +279,34 @@ def lbfgs(
       scale_init_precond: whether ``H_k``'s initial matrix is ``γ_k I`` (eq. 7.20) and the first step is cut
         to length at most 1, as optax's ``scale_init_precond=True`` (default); False keeps ``I`` and the
         first step ``-η ∇f``.
+
+    Examples:
+      L-BFGS on the 10-D Rosenbrock function, reading ``f`` and ``∇f`` back from the state (the line
+      search computed them):
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> def rosenbrock(x):
+      ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+      ...
+      >>> import jax
+      >>> tx = jgd.lbfgs(memory_size=5)
+      >>> value_and_grad = jgd.value_and_grad_from_state(rosenbrock)
+      >>> @jax.jit
+      ... def step(x, state):
+      ...     value, grad = value_and_grad(x, state)
+      ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
+      ...     return jgd.apply_updates(x, updates), state
+      ...
+      >>> x = jnp.zeros(10)
+      >>> state = tx.init(x)
+      >>> for _ in range(60):
+      ...     x, state = step(x, state)
+      ...
+      >>> print(x.round(3))
+      [1. 1. 1. 1. 1. 1. 1. 1. 1. 1.]
+      >>> print(state.memory.s.shape, state.nfev > 60)
+      (5, 10) True
     """
     if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive int, got {memory_size!r}")
@@ -283,6 +358,26 @@ def value_and_grad_from_state(
 
     Args:
       fun: the objective ``params -> scalar``, the same function passed as ``value_fn`` to ``update``.
+
+    Examples:
+      ``f`` and ``∇f`` at the params, read from the quasi-Newton state after the first update instead of
+      evaluated again:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> def rosenbrock(x):
+      ...     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+      ...
+      >>> tx, value_and_grad = jgd.lbfgs(), jgd.value_and_grad_from_state(rosenbrock)
+      >>> x = jnp.array([-1.2, 1.0])
+      >>> state = tx.init(x)
+      >>> value, grad = value_and_grad(x, state)
+      >>> print(value, grad)
+      24.20001 [-215.60005  -88.00002]
+      >>> updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
+      >>> x = jgd.apply_updates(x, updates)
+      >>> print(value_and_grad(x, state)[0] == state.value, state.value < value)
+      True True
     """
 
     def value_and_grad(params, state):

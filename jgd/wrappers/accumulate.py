@@ -15,9 +15,23 @@ from jgd.types import PyTree
 
 
 class AccumulateState(NamedTuple):
-    """inner: the wrapped transform's state, advanced once per optimizer step.
-    gradient_sum: the sum of the micro-batch gradients since the last step, in the accumulation dtype.
-    micro_step: micro-batches added to ``gradient_sum`` so far (0 right after a step).
+    """The state of :func:`accumulate`.
+
+    Attributes:
+      inner: the wrapped transform's state, advanced once per optimizer step.
+      gradient_sum: the sum of the micro-batch gradients since the last step, in the accumulation dtype.
+      micro_step: micro-batches added to ``gradient_sum`` so far (0 right after a step).
+
+    Examples:
+      The micro-batch count, the sum of the gradients so far, and the inner transform's state:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.accumulate(jgd.adam(0.1), every=4)
+      >>> _, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.micro_step, state.gradient_sum, state.inner.count)
+      1 [ 0.5 -1. ] 0
     """
 
     inner: PyTree
@@ -45,6 +59,23 @@ def accumulate(tx: GradientTransformation, every: int, dtype: DTypeLike | None =
       every: micro-batches per optimizer step, an int ``>= 1``.
       dtype: a floating dtype for the gradient buffer (default float32, so bfloat16
         gradients are summed without loss); ``None`` uses each gradient's dtype.
+
+    Examples:
+      Two micro-batches, one SGD step on their mean gradient; the first call returns zero updates:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.accumulate(jgd.sgd(0.1), every=2)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates, state.micro_step)
+      [0. 0.] 1
+      >>> updates, state = tx.update(3 * grads, state, params)
+      >>> print(updates, state.micro_step, state.inner.count)
+      [-0.1  0.2] 0 1
+
+      The step is ``−0.1 · (g + 3g) / 2``; the inner count moved once.
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")

@@ -13,9 +13,27 @@ from jgd.types import PyTree
 
 
 class ApplyIfFiniteState(NamedTuple):
-    """inner: the wrapped transform's state, kept from the last finite step.
-    consecutive: non-finite steps in a row. skipped: non-finite steps in all.
-    gave_up: set once ``consecutive`` reaches ``max_consecutive``; stays set.
+    """The state of :func:`apply_if_finite`.
+
+    Attributes:
+      inner: the wrapped transform's state, kept from the last finite step.
+      consecutive: non-finite steps in a row.
+      skipped: non-finite steps in all.
+      gave_up: set once ``consecutive`` reaches ``max_consecutive``; stays set.
+
+    Examples:
+      The inner state from the last finite step, and the counts of skipped steps:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.apply_if_finite(jgd.adam(0.1), max_consecutive=2)
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     _, state = tx.update(jnp.array([jnp.inf, 1.0]), state, params)
+      ...
+      >>> print(state.consecutive, state.skipped, state.gave_up, state.inner.count)
+      2 2 True 0
     """
 
     inner: PyTree
@@ -29,6 +47,16 @@ def all_finite(tree: PyTree) -> jax.Array:
 
     Args:
       tree: a tree of arrays (``jgd.types.PyTree``), e.g. updates or params.
+
+    Examples:
+      Whether every element of every leaf is finite:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> print(jgd.all_finite({"a": jnp.ones(3), "b": jnp.array([1.0, jnp.inf])}))
+      False
+      >>> print(jgd.all_finite({"a": jnp.ones(3)}))
+      True
     """
     return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)], dtype=bool))
 
@@ -43,6 +71,22 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive: int = 10) ->
     Args:
       inner: the gradient transformation to run (jgd's or optax's).
       max_consecutive: an int ≥ 1, the non-finite steps in a row that set ``gave_up``; 10.
+
+    Examples:
+      A step whose updates hold a NaN or an infinity becomes zero and leaves the inner state as it was;
+      the state counts it:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.apply_if_finite(jgd.sgd(0.1))
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([jnp.nan, 1.0]), state, params)
+      >>> print(updates, state.skipped, state.consecutive)
+      [0. 0.] 1 1
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates, state.skipped, state.consecutive)
+      [-0.05  0.1 ] 1 0
     """
     if max_consecutive < 1:
         raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive}")

@@ -20,9 +20,25 @@ STATISTICS = ("grad_norm", "update_norm", "param_norm", "update_ratio")
 
 
 class MonitorState(NamedTuple):
-    """inner: the wrapped transform's state.
-    leaves: ``{statistic: {path: float32 scalar}}`` for the last step, one entry per parameter.
-    totals: ``{statistic: float32 scalar}`` over all parameters together.
+    """The state of :func:`monitor`.
+
+    Attributes:
+      inner: the wrapped transform's state.
+      leaves: ``{statistic: {path: float32 scalar}}`` for the last step, one entry per parameter.
+      totals: ``{statistic: float32 scalar}`` over all parameters together.
+
+    Examples:
+      The wrapped state, each parameter's statistics by path, and the totals:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.array([3.0, 4.0])}
+      >>> tx = jgd.monitor(jgd.sgd(0.1))
+      >>> _, state = tx.update({"w": jnp.array([1.0, 0.0])}, tx.init(params), params)
+      >>> print(sorted(state.totals))
+      ['grad_norm', 'param_norm', 'update_norm', 'update_ratio']
+      >>> print(state.leaves["param_norm"]["w"], state.totals["update_norm"])
+      5.0 0.1
     """
 
     inner: PyTree
@@ -63,6 +79,22 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
 
     Args:
       tx: the gradient transformation to run and measure (jgd's or optax's).
+
+    Examples:
+      The last step's norms, per parameter and over all, kept in the state and read with
+      :func:`jgd.statistics`:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.array([0.0, 4.0]), "b": jnp.array([0.0])}
+      >>> grads = {"w": jnp.array([1.0, 0.0]), "b": jnp.array([0.0])}
+      >>> tx = jgd.monitor(jgd.sgd(0.5))
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> stats = jgd.statistics(state)
+      >>> print(stats["grad_norm"], stats["update_norm"], stats["param_norm"], stats["update_ratio"])
+      1.0 0.5 4.0 0.125
+      >>> print(stats["param_norm/w"], stats["learning_rate"])
+      4.0 0.5
     """
     tx = with_extra_args(check_transform("tx", tx))
 
@@ -109,6 +141,21 @@ def statistics(state: PyTree) -> dict[str, object]:
 
     Args:
       state: a state holding a :class:`MonitorState` (a chain's, optax's wrappers', ...).
+
+    Examples:
+      A flat dict of Python numbers, ready for a logger: the totals, each parameter's, and the
+      hyperparameters:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
+      >>> tx = jgd.monitor(jgd.adam(0.5))
+      >>> _, state = tx.update({"w": jnp.array([1.0, 0.0]), "b": jnp.array([0.0])}, tx.init(params), params)
+      >>> stats = jgd.statistics(state)
+      >>> print(sorted(k for k in stats if k.startswith("grad_norm")))
+      ['grad_norm', 'grad_norm/b', 'grad_norm/w']
+      >>> print(stats["grad_norm"], stats["learning_rate"])
+      1.0 0.5
     """
     found = trees.instances(state, MonitorState)
     if not found:

@@ -31,10 +31,28 @@ Labels = PyTree | Callable[[PyTree], PyTree]
 
 @dataclasses.dataclass(frozen=True)
 class PartitionState:
-    """groups: each group's state, keyed by the group's name. A name the user wrote is a
-    :class:`jgd.base.Label`, so :func:`jgd.hyperparams` keys the group's hyperparameters by it
-    (``"encoder/learning_rate"``, ``"head/multiplier"``). members: static, each group's name with the
-    paths of its leaves, the same at init and update (so ``lax.cond`` can choose between states).
+    """The state of :func:`partition`.
+
+    Attributes:
+      groups: each group's state, keyed by the group's name. A name the user wrote is a
+        ``jgd.base.Label``, so :func:`jgd.hyperparams` keys the group's hyperparameters by it
+        (``"encoder/learning_rate"``, ``"head/multiplier"``).
+      members: static, each group's name with the paths of its leaves, the same at init and update (so
+        ``lax.cond`` can choose between states).
+
+    Examples:
+      Each group's state under the group's name, and the leaves each group holds:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"body": jnp.ones(2), "head": jnp.ones(2)}
+      >>> state = jgd.partition({"head": ("head", jgd.sgd(0.1))}, default=jgd.adam(0.01)).init(params)
+      >>> print(sorted(state.groups))
+      ['default', 'head']
+      >>> print(state.members)
+      (('head', ('head',)), ('default', ('body',)))
+      >>> print(sorted(state.groups["default"].slots))
+      ['mu', 'nu']
     """
 
     groups: dict[str, PyTree]
@@ -92,6 +110,18 @@ def freeze(mask: Mask = None) -> GradientTransformation:
       mask: which leaves to freeze: None or True every leaf, False none, a tree of bools that is a
         prefix of the params (``{"encoder": True}`` freezes the whole encoder), or a function
         ``params -> such a tree``.
+
+    Examples:
+      Zero updates and no state for the frozen leaves; the others pass through:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"encoder": jnp.ones(2), "head": jnp.ones(2)}
+      >>> grads = {"encoder": jnp.array([0.5, 0.5]), "head": jnp.array([0.5, 0.5])}
+      >>> tx = jgd.chain(jgd.freeze({"encoder": True, "head": False}), jgd.sgd(0.1))
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates["encoder"], updates["head"])
+      [-0. -0.] [-0.05 -0.05]
     """
     if mask is None or mask is True:
         return _zero_updates()
@@ -109,6 +139,18 @@ def masked(tx: GradientTransformation, mask: Mask) -> GradientTransformation:
       mask: None or True every leaf, False none, a tree of bools that is a prefix of the params
         (``{"encoder": False, "head": True}`` selects the whole head), or a function ``params -> such a
         tree`` such as :func:`jgd.masks.decayed`.
+
+    Examples:
+      Runs a transform on the leaves the mask selects and passes the others through; here the clipping
+      applies to the head only:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> grads = {"body": jnp.array([3.0, 4.0]), "head": jnp.array([3.0, 4.0])}
+      >>> tx = jgd.masked(jgd.clip_by_norm(1.0), {"body": False, "head": True})
+      >>> updates, state = tx.update(grads, tx.init(grads))
+      >>> print(updates["body"], updates["head"])
+      [3. 4.] [0.6 0.8]
     """
     tx = with_extra_args(check_transform("tx", tx))
     masks.check_mask("mask", mask)
@@ -207,7 +249,7 @@ def partition(
         jgd.partition({"adam": jgd.adam(1e-3), "frozen": jgd.freeze()}, {"encoder": "frozen", "head": "adam"})
 
     The state is a :class:`PartitionState` whose ``groups`` maps each name to its group's state, keyed by
-    :class:`jgd.base.Label`, so ``jgd.hyperparams`` labels a group's hyperparameters by its name
+    ``jgd.base.Label``, so ``jgd.hyperparams`` labels a group's hyperparameters by its name
     (``"encoder/learning_rate"``), even where there is one group.
 
     Args:
@@ -216,6 +258,34 @@ def partition(
       param_labels: for the by-label form, a tree of labels that is a prefix of the params, or a function
         ``params -> such a tree``; None for the by-path form.
       default: by path only: the target of the leaves no rule matches (a transform or :func:`freeze` ``()``).
+
+    Examples:
+      Groups by regular expressions on the leaves' paths: Adam for the body, ten times smaller steps for
+      the head, nothing (and no state) for the embedding; each group's hyperparameters are keyed by its
+      name. The gradients here are ones:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = {"embed": jnp.ones(3), "body": {"kernel": jnp.ones(2)}, "head": {"kernel": jnp.ones(2)}}
+      >>> grads = params
+      >>> tx = jgd.partition(
+      ...     {"frozen": ("embed", jgd.freeze()), "head": ("head/.*", 0.1)},
+      ...     default=jgd.adam(0.01),
+      ... )
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates["embed"], updates["body"]["kernel"], updates["head"]["kernel"])
+      [0. 0. 0.] [-0.01 -0.01] [-0.001 -0.001]
+      >>> print(sorted(jgd.hyperparams(state)))
+      ['default/b1', 'default/b2', 'default/eps', 'default/eps_root', 'default/learning_rate', 'head/multiplier']
+
+      optax's form, a transform per label and a tree of labels (a prefix of the params):
+
+      >>> labels = {"embed": "sgd", "body": "adam", "head": "adam"}
+      >>> tx = jgd.partition({"adam": jgd.adam(0.01), "sgd": jgd.sgd(0.1)}, labels)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates["embed"], updates["head"]["kernel"])
+      [-0.1 -0.1 -0.1] [-0.01 -0.01]
     """
     if not isinstance(groups, Mapping):
         raise TypeError(f"groups must be a mapping {{name: (pattern, target)}} or {{label: transform}}, got {groups!r}")
@@ -239,7 +309,7 @@ def by_labels(
     Args:
       transforms: ``{label: transform}``, labels non-empty strings without ``/``.
       param_labels: a tree of labels that is a prefix of the params, or a function ``params -> such a tree``.
-      labelled: whether the group states are keyed by :class:`jgd.base.Label` (a name the user wrote).
+      labelled: whether the group states are keyed by ``jgd.base.Label`` (a name the user wrote).
     """
     for name, tx in transforms.items():
         _check_name(name)

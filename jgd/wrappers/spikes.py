@@ -17,11 +17,32 @@ _GRAD_NORM, _LOSS = 0, 1
 
 
 class SkipSpikesState(NamedTuple):
-    """inner: the wrapped transform's state, unchanged by a skipped step.
-    settings: the state holding ``num_std`` as data (read and set with ``jgd.hyperparams``).
-    history: ``float32[2, window]``, the gradient norms (row 0) and losses (row 1) of the last accepted steps.
-    recorded: ``int32[2]``, values written to each row so far (the next goes to ``recorded % window``).
-    seen: steps seen. skipped: steps skipped.
+    """The state of :func:`skip_spikes`.
+
+    Attributes:
+      inner: the wrapped transform's state, unchanged by a skipped step.
+      settings: the state holding ``num_std`` as data (read and set with ``jgd.hyperparams``).
+      history: ``float32[2, window]``, the gradient norms (row 0) and losses (row 1) of the last accepted steps.
+      recorded: ``int32[2]``, values written to each row so far (the next goes to ``recorded % window``).
+      seen: steps seen.
+      skipped: steps skipped.
+
+    Examples:
+      The last accepted steps' gradient norms and losses (row 0 and row 1 of ``history``), and the counts:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.skip_spikes(jgd.sgd(0.1), window=3)
+      >>> state = tx.init(params)
+      >>> _, state = tx.update(grads, state, params, loss=2.0)
+      >>> print(state.history)
+      [[1.118034 0.       0.      ]
+       [2.       0.       0.      ]]
+      >>> print(state.recorded, state.seen, state.skipped)
+      [1 1] 1 0
+      >>> print(sorted(jgd.hyperparams(state)))
+      ['learning_rate', 'num_std']
     """
 
     inner: PyTree
@@ -72,6 +93,25 @@ def skip_spikes(
       num_std: standard deviations above the mean that make a spike (a float,
         an array or a schedule of the steps seen, data like any hyperparameter);
         default 6.0, OLMo 2's.
+
+    Examples:
+      Once its window has filled, a step whose gradient norm (or loss) is ``num_std`` deviations above the
+      window's mean is skipped:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.skip_spikes(jgd.sgd(0.1), window=4, num_std=3.0)
+      >>> state = tx.init(params)
+      >>> for scale in [1.0, 1.1, 0.9, 1.0]:
+      ...     _, state = tx.update(scale * grads, state, params)
+      ...
+      >>> updates, state = tx.update(100 * grads, state, params)
+      >>> print(updates, state.skipped)
+      [0. 0.] 1
+      >>> updates, state = tx.update(grads, state, params)
+      >>> print(updates, state.skipped, state.seen)
+      [-0.05  0.1 ] 1 6
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window must be an int >= 2, got {window!r}")

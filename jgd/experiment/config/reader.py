@@ -25,6 +25,13 @@ from jgd.experiment.config.optimizers import check_optimizer, sweepable, sweepab
 from jgd.experiment.config.schema import Config, DataConfig, OptimizerConfig, Rule, SweepConfig, TrainingConfig
 from jgd.experiment.config.writer import to_dict
 
+__all__ = [
+    "apply_overrides",
+    "load_config",
+    "parse_config",
+    "read_section",
+]
+
 _NO_RULE = Rule()
 
 
@@ -77,7 +84,22 @@ def _read_value(hint: Any, value: Any, path: str, rule: Rule) -> Any:
 
 
 def read_section(cls: type, raw: Any, path: str) -> Any:
-    """A ``cls`` (a schema dataclass) from the YAML mapping ``raw`` found at ``path`` ("" for the whole config)."""
+    """A ``cls`` (a schema dataclass) from the YAML mapping ``raw`` found at ``path`` ("" for the whole config).
+
+    Examples:
+      One section from its YAML mapping; a mistake is an error naming the field:
+
+      >>> from jgd.experiment.config.reader import read_section
+      >>> from jgd.experiment.config.schema import DataConfig
+      >>> print(read_section(DataConfig, {"name": "digits", "validation_fraction": 0.2}, "data"))
+      DataConfig(name='digits', path=None, validation_fraction=0.2, test_fraction=0.2, standardize=True)
+      >>> try:
+      ...     read_section(DataConfig, {"nmae": "digits"}, "data")
+      ... except ValueError as error:
+      ...     print(error)
+      ...
+      data.nmae is not a known field; expected one of: name, path, validation_fraction, test_fraction, standardize
+    """
     raw = read.mapping(raw, path or "the config")
     fields = dataclasses.fields(cls)
     hints = typing.get_type_hints(cls)
@@ -226,7 +248,24 @@ def _check_accumulate(config: Config) -> None:
 
 
 def parse_config(raw: Any) -> Config:
-    """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.config.schema.Config`."""
+    """Validates a config mapping (as read from YAML) into a :class:`~jgd.experiment.config.schema.Config`.
+
+    Examples:
+      A config as read from YAML, checked into the schema; nothing heavy (Flax, optax, matplotlib) is
+      loaded:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> config = parse_config({"optimizer": {"name": "adam", "learning_rate": 0.01}, "training": {"epochs": 5}})
+      >>> print(config.optimizer, config.training.epochs)
+      OptimizerConfig(name='adam', hyperparams={'learning_rate': 0.01}, l1=0.0, l2=0.0, clip_value=None,
+      clip_norm=None, clip_global_norm=None, max_norm=None) 5
+      >>> try:
+      ...     parse_config({"optimizer": {"name": "adam", "learning_rate": -1.0}})
+      ... except ValueError as error:
+      ...     print(error)
+      ...
+      optimizer.learning_rate must be >= 0, got -1.0
+    """
     config = read_section(Config, raw, "")
     _check_accumulate(config)
     config = _resolve_methods(config, raw.get("methods") or [])
@@ -237,6 +276,14 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     """Applies ``key=value`` overrides, e.g. ``optimizer.learning_rate=0.01`` or ``methods.0.label=A``.
 
     Values are read as YAML (``5`` is an int, ``full`` a string, ``[64, 64]`` a list).
+
+    Examples:
+      The command line's ``--set key=value``, values read as YAML:
+
+      >>> from jgd.experiment.config.reader import apply_overrides
+      >>> raw = {"optimizer": {"name": "adam"}, "model": {"hidden": [128]}}
+      >>> print(apply_overrides(raw, ["optimizer.learning_rate=0.01", "model.hidden=[64, 64]"]))
+      {'optimizer': {'name': 'adam', 'learning_rate': 0.01}, 'model': {'hidden': [64, 64]}}
     """
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -263,7 +310,20 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Reads, overrides and validates the YAML config at ``path``."""
+    """Reads, overrides and validates the YAML config at ``path``.
+
+    Examples:
+      A YAML file, with overrides:
+
+      >>> import pathlib
+      >>> import tempfile
+      >>> from jgd.experiment.config.reader import load_config
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "train.yaml"
+      >>> _ = path.write_text("optimizer: {name: adam, learning_rate: 0.001}\\ntraining: {epochs: 10}\\n")
+      >>> config = load_config(path, ["training.epochs=3"])
+      >>> print(config.optimizer.hyperparams, config.training.epochs)
+      {'learning_rate': 0.001} 3
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")

@@ -18,6 +18,23 @@ from jgd.experiment.train.data import DATASETS
 from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
 from jgd.experiment.train.losses import LOSSES
 
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStopping",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "OutputConfig",
+    "RandomSearchConfig",
+    "Rule",
+    "SkipSpikesConfig",
+    "SweepConfig",
+    "TrainingConfig",
+    "rule",
+]
+
 # What "best setting" of a sweep can mean.
 SELECT = ("val_loss", "val_accuracy", "final_train_loss")
 
@@ -31,6 +48,24 @@ class Rule:
     called, when none may repeat; ``read(value, path)`` and
     ``write(value)``: a field with its own YAML spelling; ``rest``: the field collects the section's keys that are
     no other field; ``omit_default``: left out of the written config when it holds its default.
+
+    Examples:
+      A field's checks beyond its type, in its metadata; the reader applies them and names the field in
+      its error:
+
+      >>> import dataclasses
+      >>> from jgd.experiment.config.reader import read_section
+      >>> from jgd.experiment.config.schema import DataConfig
+      >>> field = {f.name: f for f in dataclasses.fields(DataConfig)}["validation_fraction"]
+      >>> print(field.metadata["rule"])
+      Rule(low=0.0, high=1.0, open_low=True, choices=None, nonempty=False, distinct=None, read=None, write=None,
+      rest=False, omit_default=False)
+      >>> try:
+      ...     read_section(DataConfig, {"validation_fraction": 1.5}, "data")
+      ... except ValueError as error:
+      ...     print(error)
+      ...
+      data.validation_fraction must be < 1, got 1.5
     """
 
     low: float | None = None
@@ -46,7 +81,27 @@ class Rule:
 
 
 def rule(**checks: Any) -> dict[str, Rule]:
-    """A field's metadata holding the :class:`Rule` made of ``checks``."""
+    """A field's metadata holding the :class:`Rule` made of ``checks``.
+
+    Examples:
+      A dataclass field's metadata, for a schema of one's own:
+
+      >>> import dataclasses
+      >>> from jgd.experiment.config.reader import read_section
+      >>> from jgd.experiment.config.schema import rule
+      >>> @dataclasses.dataclass(frozen=True)
+      ... class Warmup:
+      ...     steps: int = dataclasses.field(default=0, metadata=rule(low=0))
+      ...
+      >>> print(read_section(Warmup, {"steps": 100}, "warmup"))
+      Warmup(steps=100)
+      >>> try:
+      ...     read_section(Warmup, {"steps": -1}, "warmup")
+      ... except ValueError as error:
+      ...     print(error)
+      ...
+      warmup.steps must be an integer >= 0, got -1
+    """
     return {"rule": Rule(**checks)}
 
 
@@ -60,7 +115,15 @@ THRESHOLD = rule(low=0.0, open_low=True, omit_default=True)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data set, and how it is split and scaled (see :func:`jgd.experiment.train.data.load_dataset`)."""
+    """Which data set, and how it is split and scaled (see :func:`jgd.experiment.train.data.load_dataset`).
+
+    Examples:
+      The ``data`` section; its defaults are :func:`jgd.experiment.train.data.load_dataset`'s:
+
+      >>> from jgd.experiment.config.schema import DataConfig
+      >>> print(DataConfig())
+      DataConfig(name='digits', path=None, validation_fraction=0.1, test_fraction=0.2, standardize=True)
+    """
 
     name: str = field(default="digits", metadata=rule(choices=DATASETS))
     path: str | None = None
@@ -71,7 +134,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The :class:`jgd.experiment.train.models.MLP`'s hidden widths and layer choices."""
+    """The :class:`jgd.experiment.train.models.MLP`'s hidden widths and layer choices.
+
+    Examples:
+      The ``model`` section:
+
+      >>> from jgd.experiment.config.reader import read_section
+      >>> from jgd.experiment.config.schema import ModelConfig
+      >>> print(read_section(ModelConfig, {"hidden": [256, 128], "activation": "elu"}, "model"))
+      ModelConfig(hidden=(256, 128), activation='elu', initializer='he', dropout=0.0, batch_norm=False)
+    """
 
     hidden: tuple[int, ...] = field(default=(128,), metadata=rule(low=1))
     activation: str = field(default="relu", metadata=rule(choices=tuple(ACTIVATIONS)))
@@ -82,7 +154,16 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Stop once the validation loss has not improved by more than ``min_delta`` for ``patience`` epochs."""
+    """Stop once the validation loss has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    Examples:
+      ``training.early_stopping``:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> config = parse_config({"training": {"early_stopping": {"patience": 5}}, "optimizer": {"name": "adam"}})
+      >>> print(config.training.early_stopping)
+      EarlyStopping(patience=5, min_delta=0.0)
+    """
 
     patience: int = field(metadata=rule(low=1))
     min_delta: float = field(default=0.0, metadata=rule(low=0.0))
@@ -90,7 +171,16 @@ class EarlyStopping:
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    """Save a checkpoint every ``every`` epochs into ``dir`` (``None``: the output folder's name + ``.checkpoint``)."""
+    """Save a checkpoint every ``every`` epochs into ``dir`` (``None``: the output folder's name + ``.checkpoint``).
+
+    Examples:
+      ``training.checkpoint``:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> config = parse_config({"training": {"checkpoint": {"every": 5}}, "optimizer": {"name": "adam"}})
+      >>> print(config.training.checkpoint)
+      CheckpointConfig(every=5, dir=None)
+    """
 
     every: int = field(default=1, metadata=rule(low=1))
     dir: str | None = None
@@ -98,7 +188,15 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class SkipSpikesConfig:
-    """Skip a step whose loss or gradient norm is ``num_std`` deviations above the last ``window`` steps' mean."""
+    """Skip a step whose loss or gradient norm is ``num_std`` deviations above the last ``window`` steps' mean.
+
+    Examples:
+      ``training.skip_spikes``; its defaults are :func:`jgd.skip_spikes`'s:
+
+      >>> from jgd.experiment.config.schema import SkipSpikesConfig
+      >>> print(SkipSpikesConfig())
+      SkipSpikesConfig(window=128, num_std=6.0)
+    """
 
     window: int = field(default=128, metadata=rule(low=2))
     num_std: float = field(default=6.0, metadata=rule(low=0.0, open_low=True))
@@ -109,10 +207,20 @@ class TrainingConfig:
     """How :func:`jgd.experiment.train.training.fit` trains: epochs, batch size, loss and the loop's options.
 
     ``batch_size=None`` is the full training set; ``mesh`` holds axis sizes (see
-    :mod:`jgd.experiment.train.sharding`); ``skip_nonfinite`` skips steps whose update is not finite, giving up
+    ``jgd.experiment.train.sharding``); ``skip_nonfinite`` skips steps whose update is not finite, giving up
     after ``max_consecutive_nonfinite`` in a row. ``accumulate`` batches of ``batch_size`` make one optimizer
     step; ``monitor`` records norms and hyperparameters per epoch; ``skip_spikes`` skips loss and gradient spikes;
     ``shard_optimizer_state`` (with a mesh) splits the optimizer slots over the mesh's ``data`` axis (ZeRO-1).
+
+    Examples:
+      The ``training`` section, also the ``options`` of :func:`jgd.experiment.train.training.fit`;
+      ``full`` is the whole training set:
+
+      >>> from jgd.experiment.config.reader import read_section
+      >>> from jgd.experiment.config.schema import TrainingConfig
+      >>> options = read_section(TrainingConfig, {"epochs": 10, "batch_size": "full", "monitor": True}, "training")
+      >>> print(options.epochs, options.batch_size, options.monitor, options.loss)
+      10 None True cross_entropy
     """
 
     epochs: int = field(default=30, metadata=rule(low=1))
@@ -136,6 +244,14 @@ class OptimizerConfig:
     In YAML the hyperparameters sit beside ``name`` and the blocks (``{name: adam, learning_rate: 0.01, l2: 1e-4}``).
     ``state_dtype`` is the method's ``state_dtype`` in its YAML spelling (:mod:`jgd.experiment.config.state_dtype`):
     ``bfloat16``, ``{quantized: {bits: 8}}``, ``{stochastic: bfloat16}``, or one of these per slot.
+
+    Examples:
+      A method's hyperparameters sit beside its name in YAML, with the blocks chained around it:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> config = parse_config({"optimizer": {"name": "adam", "learning_rate": 0.01, "b1": 0.8, "l2": 1e-4}})
+      >>> print(config.optimizer.name, config.optimizer.hyperparams, config.optimizer.l2)
+      adam {'learning_rate': 0.01, 'b1': 0.8} 0.0001
     """
 
     name: str
@@ -154,6 +270,16 @@ class MethodConfig:
     """One line of a comparison: a label (by default the optimizer's name), an optimizer and its batch size.
 
     The batch size is ``training.batch_size`` unless the entry gives its own.
+
+    Examples:
+      A line of ``methods`` for ``jgd compare``:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> adam = {"label": "Adam", "optimizer": {"name": "adam"}}
+      >>> lbfgs = {"optimizer": {"name": "lbfgs"}, "batch_size": "full"}
+      >>> config = parse_config({"methods": [adam, lbfgs]})
+      >>> print([(m.label, m.optimizer.name, m.batch_size) for m in config.methods])
+      [('Adam', 'adam', 32), ('lbfgs', 'lbfgs', None)]
     """
 
     label: str | None = field(default=None, metadata=rule(read=field_readers.label))
@@ -163,7 +289,18 @@ class MethodConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RandomSearchConfig:
-    """``samples`` settings drawn with ``seed`` from ``space`` (a distribution or values per swept name)."""
+    """``samples`` settings drawn with ``seed`` from ``space`` (a distribution or values per swept name).
+
+    Examples:
+      ``sweep.random``:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> space = {"learning_rate": {"log_uniform": [1e-4, 1e-1]}, "b1": [0.9, 0.99]}
+      >>> raw = {"optimizer": {"name": "adam"}, "sweep": {"random": {"samples": 8, "space": space}}}
+      >>> print(parse_config(raw).sweep.random)
+      RandomSearchConfig(samples=8, seed=0, space={'learning_rate': ('log_uniform', 0.0001, 0.1), 'b1': (0.9,
+      0.99)})
+    """
 
     samples: int = field(metadata=rule(low=1))
     seed: int = field(default=0, metadata=rule(low=0))
@@ -177,6 +314,15 @@ class SweepConfig:
     Either ``grid`` (each swept name with its values; every combination runs) or ``random``. A swept name is a
     hyperparameter, a block such as ``l2``, or ``learning_rate.init_value`` for a schedule's parameter.
     ``seeds`` (by default the config's ``seed``) are crossed with every setting.
+
+    Examples:
+      The ``sweep`` section, here a grid crossed with two seeds:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> raw = {"optimizer": {"name": "adam"}, "sweep": {"grid": {"learning_rate": [1e-3, 1e-2]}, "seeds": [0, 1]}}
+      >>> sweep = parse_config(raw).sweep
+      >>> print(sweep.grid, sweep.seeds, sweep.select)
+      {'learning_rate': (0.001, 0.01)} (0, 1) val_loss
     """
 
     grid: dict[str, tuple[float, ...]] | None = field(
@@ -210,7 +356,13 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """Where results go (``None``: ``runs/<config name>``; the command line's ``--out`` wins)."""
+    """Where results go (``None``: ``runs/<config name>``; the command line's ``--out`` wins).
+
+    Examples:
+      >>> from jgd.experiment.config.schema import OutputConfig
+      >>> print(OutputConfig(dir="runs/adam"))
+      OutputConfig(dir='runs/adam')
+    """
 
     dir: str | None = None
 
@@ -221,6 +373,15 @@ class Config:
 
     ``jgd train`` needs ``optimizer``; ``jgd compare`` needs ``methods``; ``jgd sweep`` needs ``sweep``
     and sweeps ``methods``, else ``optimizer``.
+
+    Examples:
+      A whole experiment; every section has defaults but the optimizer (``jgd train``), the methods (``jgd
+      compare``) or the sweep (``jgd sweep``):
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> config = parse_config({"seed": 1, "optimizer": {"name": "sgd", "learning_rate": 0.1}})
+      >>> print(config.seed, config.data.name, config.model.hidden, config.training.epochs, config.optimizer.name)
+      1 digits (128,) 30 sgd
     """
 
     seed: int = field(default=0, metadata=rule(low=0))

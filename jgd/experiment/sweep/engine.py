@@ -11,7 +11,7 @@ initial weights. Every setting trains on the same batches in the same order.
 shape (the last one padded, so there is a single compile); a ``mesh`` shards
 the settings axis over its devices. Settings are independent lanes of the
 vmap: one that diverges is flagged, and the others' results do not change.
-Running a config's sweep section is :mod:`jgd.experiment.sweep.from_config`.
+Running a config's sweep section is ``jgd.experiment.sweep.from_config``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ from jgd.experiment.train.models import init_variables
 from jgd.experiment.train.steps import CURVES, RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
 
+__all__ = [
+    "SweepResult",
+    "sweep",
+]
+
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -45,7 +50,7 @@ class SweepResult:
 
     ``settings`` holds the hyperparameter columns, with the values trained
     with (in the run's float dtype), and ``seed``. ``curves`` holds the
-    per-epoch metrics (:data:`CURVES`, shape ``[settings, epochs + 1]``, epoch 0
+    per-epoch metrics (``jgd.experiment.train.steps.CURVES``, shape ``[settings, epochs + 1]``, epoch 0
     being the initial weights), ``test`` the test ``loss`` and ``accuracy`` of
     the final parameters, ``params`` the final parameters, each leaf with a
     leading settings axis. ``chunks`` is how many vmapped calls ran the
@@ -56,6 +61,27 @@ class SweepResult:
     ``divergence_factor`` times its initial one (a net that memorizes the
     training set with exploding weights has a training loss near zero and an
     exploding validation loss); either makes it ``diverged``.
+
+    Examples:
+      The settings, the per-epoch curves and test measurements of each, the final params with a leading
+      settings axis, and the divergence flags:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> print(sorted(result.curves), sorted(result.test))
+      ['train_accuracy', 'train_loss', 'val_accuracy', 'val_loss'] ['accuracy', 'loss']
+      >>> print(jax.tree.map(lambda a: a.shape, result.params)["Dense_1"])
+      {'bias': (6, 10), 'kernel': (6, 16, 10)}
+      >>> print(result.nonfinite.tolist(), result.exploded.tolist())
+      [False, False, False, False, False, False] [False, False, False, False, True, True]
     """
 
     label: str
@@ -207,6 +233,27 @@ def sweep(
     ``chunk`` runs at most that many settings per call; with a ``mesh`` the
     settings axis is sharded over all its devices (chunks are rounded up to a
     multiple of their number). ``progress`` shows a bar under ``label``.
+
+    Examples:
+      Three learning rates × two initial-weight seeds of Adam, trained as one vmapped, jitted program;
+      entry ``i`` of every result belongs to setting ``i``:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> print(result.curves["train_loss"].shape, result.settings["learning_rate"])
+      (6, 4) [1.e-03 1.e-03 1.e-02 1.e-02 1.e+01 1.e+01]
+      >>> print(result.diverged.tolist())
+      [False, False, False, False, True, True]
+
+      The curves hold epochs 0 to 3. A learning rate of 10 diverges, and is reported, not dropped.
     """
     table = {name: np.asarray(column) for name, column in settings.items()}
     n = num_settings(table)

@@ -12,9 +12,38 @@ from jgd.experiment.output_files import python_number
 from jgd.experiment.sweep.engine import SweepResult
 from jgd.experiment.sweep.settings import Settings
 
+__all__ = [
+    "best",
+    "describe",
+    "final_metrics",
+    "over_seeds",
+    "report",
+    "rows",
+]
+
 
 def final_metrics(result: SweepResult) -> dict[str, np.ndarray]:
-    """Per setting: the initial and final training loss, the final validation loss and accuracy, the test ones."""
+    """Per setting: the initial and final training loss, the final validation loss and accuracy, the test ones.
+
+    Examples:
+      Per setting, the first and last training loss, the last validation loss and accuracy, and the test
+      ones:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> from jgd.experiment.sweep.results import final_metrics
+      >>> metrics = final_metrics(result)
+      >>> print(sorted(metrics), metrics["final_train_loss"].shape)
+      ['final_train_loss', 'initial_train_loss', 'test_accuracy', 'test_loss', 'val_accuracy', 'val_loss'] (6,)
+    """
     c = result.curves
     return {
         "initial_train_loss": c["train_loss"][:, 0],
@@ -31,6 +60,27 @@ def rows(result: SweepResult) -> list[dict[str, Any]]:
 
     A hyperparameter is the shortest decimal of the value trained with (``0.3``, not the float32's
     ``0.30000001192092896``), so it reads as the config wrote it; the measurements are exact.
+
+    Examples:
+      One row per setting, hyperparameters written as the config wrote them:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> from jgd.experiment.sweep.results import rows
+      >>> table = rows(result)
+      >>> print(len(table), table[0]["learning_rate"], table[0]["seed"], table[-1]["diverged"])
+      6 0.001 0 True
+      >>> print(sorted(table[0]))
+      ['diverged', 'exploded', 'final_train_loss', 'initial_train_loss', 'learning_rate', 'method', 'nonfinite',
+      'seed', 'test_accuracy', 'test_loss', 'val_accuracy', 'val_loss']
     """
     measured = {
         **final_metrics(result),
@@ -53,6 +103,26 @@ def over_seeds(result: SweepResult) -> tuple[Settings, list[np.ndarray]]:
 
     The table holds the hyperparameter columns, the mean over seeds of each of
     :func:`final_metrics`, ``seeds`` (how many) and ``diverged`` (how many of them).
+
+    Examples:
+      The settings with the seeds averaged out, and which rows each one ran as:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> from jgd.experiment.sweep.results import over_seeds
+      >>> table, members = over_seeds(result)
+      >>> print(table["learning_rate"], table["seeds"], table["diverged"])
+      [1.e-03 1.e-02 1.e+01] [2 2 2] [0 0 2]
+      >>> print([m.tolist() for m in members])
+      [[0, 1], [2, 3], [4, 5]]
     """
     names = result.hyperparameters
     n = len(result.diverged)
@@ -72,6 +142,24 @@ def best(result: SweepResult, select: str = "val_loss") -> dict[str, Any] | None
     Accuracies are maximized, losses minimized; ``rows`` lists the settings
     (one per seed) it stands for. ``None`` when every setting diverged. Hyperparameters are written as in
     :func:`rows`.
+
+    Examples:
+      The setting with the lowest mean validation loss among those that never diverged:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> from jgd.experiment.sweep.results import best
+      >>> row = best(result)
+      >>> print(row["learning_rate"], row["seeds"], len(row["rows"]))
+      0.01 2 2
     """
     table, runs = over_seeds(result)
     score = np.where(table["diverged"] == 0, table[select], np.nan)
@@ -97,6 +185,29 @@ def report(result: SweepResult, select: str = "val_loss") -> dict[str, Any]:
 
     Each setting is its row of :func:`rows` with its per-epoch curves under
     ``epochs``; non-finite numbers are ``None``.
+
+    Examples:
+      A JSON-ready account of the sweep, as ``jgd sweep`` writes to ``metrics.json``:
+
+      >>> import jax
+      >>> import jgd
+      >>> from jgd.experiment.sweep.engine import sweep
+      >>> from jgd.experiment.sweep.settings import grid
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> settings = grid(learning_rate=[1e-3, 1e-2, 10.0], seed=[0, 1])
+      >>> result = sweep(jgd.adam, settings, model, data, epochs=3, order_key=jax.random.key(0))
+      >>> import json
+      >>> from jgd.experiment.sweep.results import report
+      >>> account = report(result)
+      >>> print(sorted(account))
+      ['best', 'compile_seconds', 'settings', 'train_seconds']
+      >>> print(len(account["settings"]), len(account["settings"][0]["epochs"]), account["best"]["learning_rate"])
+      6 4 0.01
+      >>> print(len(json.dumps(account)) > 1000)
+      True
     """
     settings = [
         {**row, "epochs": {k: curve[i].tolist() for k, curve in result.curves.items()}}
@@ -113,5 +224,11 @@ def report(result: SweepResult, select: str = "val_loss") -> dict[str, Any]:
 
 
 def describe(values: Mapping[str, Any], names: Sequence[str]) -> str:
-    """``"learning_rate=0.003, b1=0.9"``: the ``names`` of a setting and their values."""
+    """``"learning_rate=0.003, b1=0.9"``: the ``names`` of a setting and their values.
+
+    Examples:
+      >>> from jgd.experiment.sweep.results import describe
+      >>> print(describe({"learning_rate": 0.003, "b1": 0.9, "seed": 1}, ["learning_rate", "b1"]))
+      learning_rate=0.003, b1=0.9
+    """
     return ", ".join(f"{name}={values[name]:.3g}" for name in names)

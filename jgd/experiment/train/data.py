@@ -19,6 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "read_idx",
+    "read_mnist",
+]
+
 DATASETS = ("digits", "mnist", "fashion_mnist")
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -32,7 +39,19 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Float32 features ``[n, d]`` and int32 labels ``[n]`` for each split."""
+    """Float32 features ``[n, d]`` and int32 labels ``[n]`` for each split.
+
+    Examples:
+      The three splits of scikit-learn's digits (8×8 images, ten classes), standardized on the training
+      split:
+
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> data = load_dataset("digits")
+      >>> print(data.name, data.num_classes, data.x_train.shape, data.x_val.shape, data.x_test.shape)
+      digits 10 (1293, 64) (144, 64) (360, 64)
+      >>> print(data.x_train.dtype, data.y_train.dtype)
+      float32 int32
+    """
 
     name: str
     x_train: np.ndarray
@@ -50,7 +69,21 @@ class Dataset:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Reads one IDX file (gzipped if its name ends in ``.gz``) into an array of its stored shape."""
+    """Reads one IDX file (gzipped if its name ends in ``.gz``) into an array of its stored shape.
+
+    Examples:
+      An IDX file holds a magic number (the type and the number of dimensions), the dimensions, then the
+      data:
+
+      >>> import pathlib
+      >>> import struct
+      >>> import tempfile
+      >>> from jgd.experiment.train.data import read_idx
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "t10k-labels-idx1-ubyte"
+      >>> _ = path.write_bytes(struct.pack(">BBBBI", 0, 0, 8, 1, 3) + bytes([7, 2, 1]))
+      >>> read_idx(path)
+      array([7, 2, 1], dtype=uint8)
+    """
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -95,7 +128,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_mnist(path: str | Path) -> dict[str, np.ndarray]:
-    """MNIST-format arrays ``x_train, y_train, x_test, y_test`` from an IDX directory or an ``.npz`` file."""
+    """MNIST-format arrays ``x_train, y_train, x_test, y_test`` from an IDX directory or an ``.npz`` file.
+
+    Examples:
+      From an ``.npz`` holding the four arrays (a folder of the four IDX files works the same):
+
+      >>> import pathlib
+      >>> import tempfile
+      >>> import numpy as np
+      >>> from jgd.experiment.train.data import read_mnist
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "mnist.npz"
+      >>> images, labels = np.zeros((6, 28, 28), np.uint8), np.arange(6, dtype=np.uint8)
+      >>> np.savez(path, x_train=images, y_train=labels, x_test=images[:2], y_test=labels[:2])
+      >>> print({name: array.shape for name, array in read_mnist(path).items()})
+      {'x_train': (6, 28, 28), 'y_train': (6,), 'x_test': (2, 28, 28), 'y_test': (2,)}
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -131,12 +178,30 @@ def load_dataset(
     pixel values are scaled into [0, 1].
 
     Args:
-      name: one of :data:`DATASETS`.
+      name: one of ``jgd.experiment.train.data.DATASETS``.
       path: for MNIST and Fashion-MNIST, a directory of IDX files or an ``.npz`` file.
       validation_fraction: the share of the training data held out for validation.
       test_fraction: the share of ``digits`` held out for testing.
       standardize: whether to standardize the features, rather than scale the pixels into [0, 1].
       seed: fixes the splits.
+
+    Examples:
+      Stratified splits: 20 % of digits for testing, then 10 % of the rest for validation. Standardized
+      features have zero mean on the training split; without standardizing, the pixels are scaled into [0,
+      1]:
+
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> data = load_dataset("digits", validation_fraction=0.1, test_fraction=0.2, seed=0)
+      >>> print(len(data.x_train), len(data.x_val), len(data.x_test))
+      1293 144 360
+      >>> print(bool(abs(data.x_train.mean()) < 1e-6))
+      True
+      >>> raw = load_dataset("digits", standardize=False)
+      >>> print(raw.x_train.min(), raw.x_train.max())
+      0.0 1.0
+
+      MNIST and Fashion-MNIST are read from a local path (``path=``): a folder of IDX files or an
+      ``.npz``.
     """
     # scikit-learn loads with the first data set, not with this module: the config schema needs DATASETS alone.
     from sklearn.datasets import load_digits

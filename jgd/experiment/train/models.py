@@ -18,6 +18,11 @@ import jax.numpy as jnp
 
 from jgd.experiment.train.layers import ACTIVATIONS, INITIALIZERS
 
+__all__ = [
+    "MLP",
+    "init_variables",
+]
+
 
 class MLP(nn.Module):
     """Fully connected classifier returning one output (logit) per class.
@@ -25,10 +30,24 @@ class MLP(nn.Module):
     Attributes:
       hidden: width of each hidden layer.
       num_outputs: number of outputs.
-      activation: a key of :data:`~jgd.experiment.train.layers.ACTIVATIONS`.
+      activation: a key of ``jgd.experiment.train.layers.ACTIVATIONS``.
       initializer: ``"he"`` or ``"glorot"``, for the hidden layers' kernels.
       dropout: dropout rate of the hidden layers' outputs (0 disables it).
       batch_norm: whether to normalize each hidden layer's pre-activations.
+
+    Examples:
+      A 64-16-10 classifier; one output (logit) per class:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> variables = init_variables(model, jax.random.key(0), data.x_train.shape[1])
+      >>> print(jax.tree.map(lambda a: a.shape, variables["params"]))
+      {'Dense_0': {'bias': (16,), 'kernel': (64, 16)}, 'Dense_1': {'bias': (10,), 'kernel': (16, 10)}}
+      >>> print(model.apply(variables, data.x_train[:5]).shape)
+      (5, 10)
     """
 
     hidden: Sequence[int]
@@ -58,5 +77,18 @@ class MLP(nn.Module):
 
 
 def init_variables(model: nn.Module, key: jax.Array, num_features: int) -> dict[str, Any]:
-    """The model's variables: ``params`` and, with batch norm, ``batch_stats``."""
+    """The model's variables: ``params`` and, with batch norm, ``batch_stats``.
+
+    Examples:
+      The parameters, and with batch norm its statistics:
+
+      >>> import jax
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> model = MLP(hidden=(32, 16), num_outputs=10, batch_norm=True, dropout=0.1)
+      >>> variables = init_variables(model, jax.random.key(0), num_features=64)
+      >>> print(sorted(variables), sorted(variables["params"]))
+      ['batch_stats', 'params'] ['BatchNorm_0', 'BatchNorm_1', 'Dense_0', 'Dense_1', 'Dense_2']
+      >>> print(variables["params"]["Dense_0"]["kernel"].shape)
+      (64, 32)
+    """
     return dict(model.init({"params": key}, jnp.zeros((1, num_features), jnp.float32)))

@@ -25,12 +25,39 @@ from jgd.experiment.train import batching
 from jgd.experiment.train.losses import LOSSES, accuracy, masked_mean
 from jgd.types import PyTree
 
+__all__ = [
+    "RunState",
+    "evaluated_params",
+    "make_epoch",
+    "make_evaluate",
+    "make_measure",
+    "make_objective",
+    "make_train_step",
+]
+
 # Per-epoch metrics, each measured on a whole split in inference mode (dropout off, batch norm's running statistics).
 CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 class RunState(NamedTuple):
-    """Everything a step changes: model parameters, batch-norm statistics (``{}`` without) and optimizer state."""
+    """Everything a step changes: model parameters, batch-norm statistics (``{}`` without) and optimizer state.
+
+    Examples:
+      What a train step carries from batch to batch:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jgd
+      >>> from jgd.experiment.train.steps import RunState
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> tx = jgd.adam(1e-3)
+      >>> state = RunState(variables["params"], variables.get("batch_stats", {}), tx.init(variables["params"]))
+      >>> print(state.batch_stats, state.opt_state.count)
+      {} 0
+    """
 
     params: PyTree
     batch_stats: PyTree
@@ -45,6 +72,24 @@ def make_objective(model: nn.Module, loss: str) -> Callable[..., tuple[jax.Array
     """``objective(params, batch_stats, x, y, mask, key) -> (loss, new_batch_stats)`` in training mode.
 
     The loss is averaged over the examples ``mask`` keeps; ``key`` drives dropout.
+
+    Examples:
+      The mean loss over the examples a mask keeps, in training mode (dropout on, batch statistics
+      updated). At initialization the cross-entropy of ten classes is near ``log 10 ≈ 2.3``:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jax.numpy as jnp
+      >>> from jgd.experiment.train.steps import make_objective
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> objective = make_objective(model, "cross_entropy")
+      >>> x, y, mask = data.x_train[:64], data.y_train[:64], jnp.ones(64, bool)
+      >>> loss, batch_stats = objective(variables["params"], {}, x, y, mask, jax.random.key(1))
+      >>> print(loss.shape, bool(1.0 < loss < 5.0))
+      () True
     """
     loss_fn = LOSSES[loss]
 
@@ -69,6 +114,30 @@ def make_train_step(
 
     With ``batch_sharding`` the batch is split as it says (over a mesh's data
     axis), and the compiler partitions the step to match.
+
+    Examples:
+      One update of the optimizer on one batch; repeated on the same batch, it drives that batch's loss
+      down:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> from jgd.experiment.train.steps import RunState, make_train_step
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> tx = jgd.adam(1e-2)
+      >>> state = RunState(variables["params"], {}, tx.init(variables["params"]))
+      >>> step = jax.jit(make_train_step(model, "cross_entropy", tx))
+      >>> batch, mask = (data.x_train[:64], data.y_train[:64]), jnp.ones(64, bool)
+      >>> state, first = step(state, batch, mask, jax.random.key(1))
+      >>> for _ in range(20):
+      ...     state, last = step(state, batch, mask, jax.random.key(1))
+      ...
+      >>> print(bool(last < first / 2), state.opt_state.count)
+      True 21
     """
     objective = make_objective(model, loss)
     tx = jgd.with_extra_args(tx)
@@ -103,6 +172,26 @@ def make_epoch(
     A batch size of ``num_examples`` takes one full-batch step on the data as
     is; a smaller one shuffles with ``key`` and scans the train step over the
     batches. ``batch_sharding`` is the train step's.
+
+    Examples:
+      One pass over the training set in shuffled batches, as one scan; jit it:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jgd
+      >>> from jgd.experiment.train.steps import RunState, make_epoch
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> tx = jgd.adam(1e-2)
+      >>> state = RunState(variables["params"], {}, tx.init(variables["params"]))
+      >>> epoch = jax.jit(make_epoch(model, "cross_entropy", tx, 128, len(data.x_train)))
+      >>> state, batch_losses = epoch(state, data.x_train, data.y_train, jax.random.key(1))
+      >>> print(batch_losses.shape, state.opt_state.count)
+      (11,) 11
+
+      1293 examples make ``⌈1293 / 128⌉ = 11`` batches and steps.
     """
     step = make_train_step(model, loss, tx, batch_sharding)
 
@@ -122,6 +211,22 @@ def evaluated_params(state: RunState) -> PyTree:
     A schedule-free method's params are the points where it takes gradients; the point it converges
     with is the average kept in its state. Other methods are measured at their params. The choice
     is by the state's structure, so it is made at trace time.
+
+    Examples:
+      A schedule-free method is measured at its average, any other method at its params:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jgd
+      >>> from jgd.experiment.train.steps import RunState, evaluated_params
+      >>> params = init_variables(model, jax.random.key(0), 64)["params"]
+      >>> adam = RunState(params, {}, jgd.adam(1e-3).init(params))
+      >>> free = RunState(params, {}, jgd.schedule_free_adamw(1e-3).init(params))
+      >>> print(evaluated_params(adam) is params, evaluated_params(free) is params)
+      True False
     """
     try:
         return jgd.schedule_free_eval_params(state.opt_state, state.params)
@@ -130,7 +235,24 @@ def evaluated_params(state: RunState) -> PyTree:
 
 
 def make_evaluate(model: nn.Module, loss: str) -> Callable[[PyTree, PyTree, jax.Array, jax.Array], tuple[Any, Any]]:
-    """Jitted ``evaluate(params, batch_stats, x, y) -> (mean loss, accuracy)`` in inference mode."""
+    """Jitted ``evaluate(params, batch_stats, x, y) -> (mean loss, accuracy)`` in inference mode.
+
+    Examples:
+      Mean loss and accuracy over a whole split, in inference mode; ten classes at initialization score
+      about chance:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> from jgd.experiment.train.steps import make_evaluate
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> evaluate = make_evaluate(model, "cross_entropy")
+      >>> loss, accuracy = evaluate(variables["params"], {}, data.x_val, data.y_val)
+      >>> print(loss.shape, accuracy.shape, bool(0.0 <= accuracy <= 0.5))
+      () () True
+    """
     loss_fn = LOSSES[loss]
 
     @jax.jit
@@ -142,9 +264,25 @@ def make_evaluate(model: nn.Module, loss: str) -> Callable[[PyTree, PyTree, jax.
 
 
 def make_measure(model: nn.Module, loss: str) -> Callable[..., dict[str, jax.Array]]:
-    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the :data:`CURVES` of ``state``, traceable.
+    """``measure(state, x, y, x_val, y_val) -> {name: scalar}``: the ``CURVES`` of ``state``, traceable.
 
     The model is measured at :func:`evaluated_params`.
+
+    Examples:
+      The per-epoch curves of a run's state, on the training and validation splits:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jgd
+      >>> from jgd.experiment.train.steps import RunState, make_measure
+      >>> params = init_variables(model, jax.random.key(0), 64)["params"]
+      >>> state = RunState(params, {}, jgd.adam(1e-3).init(params))
+      >>> measure = make_measure(model, "cross_entropy")
+      >>> print(sorted(measure(state, data.x_train, data.y_train, data.x_val, data.y_val)))
+      ['train_accuracy', 'train_loss', 'val_accuracy', 'val_loss']
     """
     evaluate = make_evaluate(model, loss)
 

@@ -2,9 +2,9 @@
 
 Each epoch is one compiled call (:mod:`jgd.experiment.train.steps`), measured on
 every split afterwards. Around that loop, in their own modules: where the
-arrays live (:func:`jgd.experiment.train.sharding.run_placement`), the best epoch and
-early stopping (:mod:`jgd.experiment.train.early_stopping`), and checkpoints
-(:mod:`jgd.experiment.train.run_checkpoint`). Epoch ``e`` always sees the batches of
+arrays live (``jgd.experiment.train.sharding.run_placement``), the best epoch and
+early stopping (``jgd.experiment.train.early_stopping``), and checkpoints
+(``jgd.experiment.train.run_checkpoint``). Epoch ``e`` always sees the batches of
 ``fold_in(key, e)``, so a resumed run repeats an uninterrupted one bit for bit.
 """
 
@@ -33,6 +33,12 @@ from jgd.experiment.train.sharding import RunPlacement, run_placement
 from jgd.experiment.train.steps import RunState, evaluated_params, make_epoch, make_evaluate, make_measure
 from jgd.types import PyTree
 
+__all__ = [
+    "History",
+    "fit",
+    "wrap_optimizer",
+]
+
 _DEFAULT_OPTIONS = TrainingConfig()
 
 
@@ -47,6 +53,24 @@ class History:
     parameters (those of ``best_epoch`` after early stopping). Wall-clock
     seconds: ``compile_seconds`` to compile the epoch function,
     ``train_seconds`` for the epochs and their evaluation.
+
+    Examples:
+      One row per epoch, from epoch 0 (the initial weights), and the test measurements:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jgd
+      >>> from jgd.experiment.config.schema import TrainingConfig
+      >>> from jgd.experiment.train.training import fit
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> state, history = fit(model, variables, jgd.adam(1e-2), data, jax.random.key(1), TrainingConfig(epochs=2))
+      >>> print([row["epoch"] for row in history.epochs], sorted(history.epochs[-1]))
+      [0, 1, 2] ['epoch', 'learning_rate', 'train_accuracy', 'train_loss', 'val_accuracy', 'val_loss']
+      >>> print(sorted(history.test), history.best_epoch, history.stopped_early)
+      ['accuracy', 'loss'] 2 False
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)
@@ -92,6 +116,21 @@ def wrap_optimizer(tx: jgd.GradientTransformation, options: TrainingConfig) -> j
 
     ``monitor`` is innermost, so it measures what ``tx`` receives (the mean of the accumulated micro-batch
     gradients) and returns; ``skip_spikes`` is outside ``accumulate``, so it judges, and drops, single micro-batches.
+
+    Examples:
+      The wrappers a ``training`` section asks for, outermost first:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> from jgd.experiment.config.schema import SkipSpikesConfig, TrainingConfig
+      >>> from jgd.experiment.train.training import wrap_optimizer
+      >>> spikes = SkipSpikesConfig(window=64)
+      >>> options = TrainingConfig(skip_nonfinite=True, accumulate=4, monitor=True, skip_spikes=spikes)
+      >>> state = wrap_optimizer(jgd.adam(1e-3), options).init(jnp.zeros(3))
+      >>> print(type(state).__name__, type(state.inner).__name__, type(state.inner.inner).__name__)
+      ApplyIfFiniteState SkipSpikesState AccumulateState
+      >>> print(type(state.inner.inner.inner).__name__)
+      MonitorState
     """
     if options.monitor:
         tx = jgd.monitor(tx)
@@ -297,6 +336,28 @@ def fit(
     ``KeyboardInterrupt`` is raised. ``resume`` continues from it, after
     checking that it was saved by this run; ``variables`` then serve only as
     that check's template.
+
+    Examples:
+      Three epochs of Adam in batches of 32 on digits, from the same weights and batch order any other
+      method given the same key would see:
+
+      >>> import jax
+      >>> from jgd.experiment.train.data import load_dataset
+      >>> from jgd.experiment.train.models import MLP, init_variables
+      >>> data = load_dataset("digits")
+      >>> model = MLP(hidden=(16,), num_outputs=data.num_classes)
+      >>> import jgd
+      >>> from jgd.experiment.config.schema import TrainingConfig
+      >>> from jgd.experiment.train.training import fit
+      >>> variables = init_variables(model, jax.random.key(0), 64)
+      >>> options = TrainingConfig(epochs=3, batch_size=32)
+      >>> state, history = fit(model, variables, jgd.adam(1e-2), data, jax.random.key(1), options)
+      >>> print(len(history.epochs), history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"] / 5)
+      4 True
+      >>> print(history.test["accuracy"] > 0.8, int(state.opt_state.count))
+      True 123
+
+      41 batches of 32 (the last one padded) per epoch: 123 steps.
     """
     tx = wrap_optimizer(tx, options)
     batch_size = batching.resolve_batch_size(options.batch_size, len(data.x_train))

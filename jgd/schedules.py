@@ -22,6 +22,7 @@ __all__ = [
     "polynomial",
     "step",
     "warmup_cosine_decay",
+    "wsd",
 ]
 
 _INT32_MAX = 2**31 - 1
@@ -247,6 +248,14 @@ def wsd(
       init_value: the value at step 0, a float or an array; default 0.
       end_value: the value after the decay, a float or an array; default 0.
       decay_shape: ``"linear"`` (default), ``"cosine"`` or ``"1-sqrt"``.
+
+    Examples:
+      Two steps of warm-up, two at the peak, two of linear decay:
+
+      >>> import jgd
+      >>> schedule = jgd.schedules.wsd(1.0, warmup_steps=2, stable_steps=2, decay_steps=2)
+      >>> print([round(float(schedule(k)), 3) for k in range(7)])
+      [0.0, 0.5, 1.0, 1.0, 1.0, 0.5, 0.0]
     """
     warmup = _steps("warmup_steps", warmup_steps, positive=False)
     stable = _steps("stable_steps", stable_steps, positive=False)

@@ -44,6 +44,17 @@ def ema_params(ema_decay: ScalarOrSchedule = 0.999, *, state_dtype: StateDtype =
         set as ``ema_decay``. Default 0.999.
       state_dtype: the dtype of the average (``jgd.types.StateDtype``, slot ``average``); None keeps each
         param's. ``jnp.float32`` averages bfloat16 params without losing the small steps ``(1 - d) θ``.
+
+    Examples:
+      One SGD step from ``[1, 2]`` to ``[0, 1]``; with ``d = 0.5`` the average is halfway:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = jnp.array([1.0, 2.0])
+      >>> tx = jgd.chain(jgd.sgd(1.0), jgd.ema_params(0.5))
+      >>> updates, state = tx.update(jnp.array([1.0, 1.0]), tx.init(params), params)
+      >>> print(jgd.apply_updates(params, updates), jgd.averaged_params(state))
+      [0. 1.] [0.5 1.5]
     """
     return leafwise(
         "ema_params",
@@ -65,6 +76,20 @@ def averaged_params(state: PyTree) -> PyTree:
 
     Args:
       state: the state of :func:`ema_params`, or any tree holding it (a chain's, Flax's ``opt_state``).
+
+    Examples:
+      Polyak's running mean of the iterates ``[1, 3]`` and ``[2, 2]``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = jnp.array([0.0, 4.0])
+      >>> tx = jgd.chain(jgd.sgd(1.0), jgd.ema_params(lambda k: k / (k + 1.0)))
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(jnp.array([-1.0, 1.0]), state, params)
+      ...     params = jgd.apply_updates(params, updates)
+      >>> print(params, jgd.averaged_params(state))
+      [2. 2.] [1.5 2.5]
     """
     found = made_by("averaged_params", state, ("ema_params",))
     return dequantize(found.slots["average"])

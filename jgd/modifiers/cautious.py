@@ -16,8 +16,18 @@ from jgd.types import PyTree, ScalarOrSchedule
 
 
 class CautiousState(NamedTuple):
-    """inner: the wrapped transform's state.
-    settings: the state holding ``cautious_eps`` as data (read and set with ``jgd.hyperparams``).
+    """The state of :func:`cautious`.
+
+    Attributes:
+      inner: the wrapped transform's state.
+      settings: the state holding ``cautious_eps`` as data (read and set with ``jgd.hyperparams``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> state = jgd.cautious(jgd.adam(0.1), cautious_eps=1e-6).init(jnp.zeros(3))
+      >>> print(type(state.inner).__name__, jgd.hyperparams(state)["cautious_eps"])
+      TransformState 1e-06
     """
 
     inner: PyTree
@@ -59,6 +69,18 @@ def cautious(tx: GradientTransformation, cautious_eps: ScalarOrSchedule = 1e-8) 
         receives the extra keyword arguments.
       cautious_eps: ``ε ≥ 0`` in the rescaling, a float, an array or a schedule; data like any
         hyperparameter, read and set as ``cautious_eps``. Default 1e-8.
+
+    Examples:
+      Lion with ``β1 = 0`` steps by ``-η sign(g)``: where the gradient is 0 the step is 0, which lowers
+      nothing, so the mask drops it and the two kept entries are doubled (half the leaf kept):
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, 2.0, 3.0, 4.0]), jnp.array([1.0, -1.0, 0.0, 0.0])
+      >>> tx = jgd.cautious(jgd.lion(0.1, b1=0.0))
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.2  0.2 -0.  -0. ]
     """
     tx = with_extra_args(check_transform("tx", tx))
     settings = Hyperparameters("cautious", {"cautious_eps": cautious_eps})

@@ -15,8 +15,18 @@ from jgd.types import PyTree
 
 
 class GraftState(NamedTuple):
-    """direction: the state of the transform that gives the direction.
-    norm: the state of the transform that gives the norm.
+    """The state of :func:`graft`.
+
+    Attributes:
+      direction: the state of the transform that gives the direction.
+      norm: the state of the transform that gives the norm.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> state = jgd.graft(jgd.adam(0.1), jgd.sgd(0.1)).init(jnp.zeros(2))
+      >>> print(state.direction.count, jgd.hyperparams(state)["norm/learning_rate"])
+      0 0.1
     """
 
     direction: PyTree
@@ -55,6 +65,17 @@ def graft(direction: GradientTransformation, norm: GradientTransformation) -> Gr
     Args:
       direction: the transform whose update gives each leaf's direction (``D``), jgd's or optax's.
       norm: the transform whose update gives each leaf's length (``M``), jgd's or optax's.
+
+    Examples:
+      Adam's first step, ``-η sign(g)``, with the norm of SGD's, ``0.1 · ‖(3, -4)‖ = 0.5``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, 1.0]), jnp.array([3.0, -4.0])
+      >>> tx = jgd.graft(jgd.adam(0.1), jgd.sgd(0.1))
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates, jnp.linalg.norm(updates))
+      [-0.3535534   0.35355338] 0.5
     """
     direction = with_extra_args(check_transform("direction", direction))
     norm = with_extra_args(check_transform("norm", norm))

@@ -14,8 +14,19 @@ from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 
 
 class MarsState(NamedTuple):
-    """correction: the state holding ``mars_gamma``, ``mars_b1`` and the previous gradient (slot ``previous_grad``).
-    inner: the wrapped transform's state.
+    """The state of :func:`mars`.
+
+    Attributes:
+      correction: the state holding ``mars_gamma``, ``mars_b1`` and the previous gradient (slot ``previous_grad``).
+      inner: the wrapped transform's state.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.mars(jgd.adam(0.1))
+      >>> _, state = tx.update(jnp.array([0.5, -1.0]), tx.init(jnp.zeros(2)), jnp.zeros(2))
+      >>> print(state.correction.slots["previous_grad"], jgd.hyperparams(state)["mars_gamma"])
+      [ 0.5 -1. ] 0.025
     """
 
     correction: TransformState
@@ -62,6 +73,20 @@ def mars(
         inner method's ``b1``. Default 0.95, the paper's.
       state_dtype: the dtype of the previous gradient (``jgd.types.StateDtype``, slot ``previous_grad``);
         None keeps each param's.
+
+    Examples:
+      With ``γ β1 / (1 - β1) = 0.5``, the second step's gradient gains half its change since the first:
+      ``c = g_2 + 0.5 (g_2 - g_1)``; SGD with rate 1 then steps by ``-c``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params = jnp.array([1.0, -1.0])
+      >>> tx = jgd.mars(jgd.sgd(1.0), mars_gamma=0.5, mars_b1=0.5)
+      >>> state = tx.init(params)
+      >>> _, state = tx.update(jnp.array([0.1, 0.2]), state, params)
+      >>> updates, state = tx.update(jnp.array([0.2, 0.2]), state, params)
+      >>> print(updates)
+      [-0.25 -0.2 ]
     """
     tx = with_extra_args(check_transform("tx", tx))
     hyperparams = {"mars_gamma": mars_gamma, "mars_b1": mars_b1}

@@ -257,8 +257,8 @@ def parse_config(raw: Any) -> Config:
       >>> from jgd.experiment.config.reader import parse_config
       >>> config = parse_config({"optimizer": {"name": "adam", "learning_rate": 0.01}, "training": {"epochs": 5}})
       >>> print(config.optimizer, config.training.epochs)
-      OptimizerConfig(name='adam', hyperparams={'learning_rate': 0.01}, l1=0.0, l2=0.0, clip_value=None,
-      clip_norm=None, clip_global_norm=None, max_norm=None) 5
+      OptimizerConfig(name='adam', hyperparams={'learning_rate': 0.01}, state_dtype=None, l1=0.0, l2=0.0,
+      clip_value=None, clip_norm=None, clip_global_norm=None, max_norm=None) 5
       >>> try:
       ...     parse_config({"optimizer": {"name": "adam", "learning_rate": -1.0}})
       ... except ValueError as error:

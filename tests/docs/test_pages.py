@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# About 35 s of CPU, beyond the default run's budget: CI runs the pages' examples (-m slow).
+pytestmark = pytest.mark.slow
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md"))
 NOT_RUN = {"multi_host.md", "contributing.md"}  # several hosts; a sketch of a rule for contributors

@@ -13,7 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.docs.test_api_pages import PUBLIC
+
+# The build takes about 30 s of CPU, beyond the default run's budget: CI builds it (-m slow).
+pytestmark = pytest.mark.slow
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -146,7 +146,10 @@ def adan(
 
 
 def _accumulators(p, dtype):
-    """SM3's accumulators of one leaf in one vector: one entry per index of each axis (a scalar: one entry)."""
+    """SM3's accumulators of one leaf in one vector: one entry per index of each axis (a scalar: one entry).
+    A vector's are its entries', made like the param so that they take its sharding."""
+    if p.ndim == 1:
+        return jnp.zeros_like(p, dtype=dtype)
     return jnp.zeros((max(sum(p.shape), 1),), dtype)
 
 

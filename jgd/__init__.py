@@ -17,6 +17,7 @@ from jgd.methods.muon import muon
 from jgd.methods.norm_scaled import fromage, novograd
 from jgd.methods.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
 from jgd.methods.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.methods.sgd_variants import noisy_sgd, optimistic_gradient_descent, polyak_sgd
 from jgd.methods.sign import rprop, signum
 from jgd.methods.trust_ratio import lamb, lars
 from jgd.modifiers.averaging import averaged_params, ema_params
@@ -107,9 +108,12 @@ __all__ = [
     "nadam",
     "named",
     "nesterov",
+    "noisy_sgd",
     "novograd",
     "offload",
+    "optimistic_gradient_descent",
     "partition",
+    "polyak_sgd",
     "quantized",
     "radam",
     "rmsprop",

@@ -58,12 +58,15 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("momentum", "decay", "rho", "b1", "b2", "b3", "beta", "adam_b1", "adam_b2"), UNIT),
     **dict.fromkeys(("max_value", "max_norm", "trust_coefficient", "clipping_threshold", "min_scale"), POSITIVE),
     **dict.fromkeys(("c1", "c2", "shrink", "eta_minus"), OPEN_UNIT),
-    **dict.fromkeys(("min_norm", "min_step_size"), NONNEGATIVE),
+    **dict.fromkeys(
+        ("min_norm", "min_step_size", "alpha", "max_learning_rate", "scaling", "eta", "gamma"), NONNEGATIVE
+    ),
     **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
     **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
     "max_step_size": POSITIVE,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,
+    "f_min": REAL,
     "factor": REAL,
 }
 

@@ -131,3 +131,42 @@ def fromage(lr):
         return out
 
     return step
+
+
+def optimistic(lr, alpha, beta):
+    def step(params, grads, t, state):  # Mokhtari et al. 2020, generalised OGDA, g_0 = g_1
+        out = {}
+        for k, p in params.items():
+            g = grads[k]
+            previous = state.setdefault("g", {}).get(k, g)
+            out[k] = p - lr * (alpha + beta) * g + lr * beta * previous
+            state["g"][k] = g
+        return out
+
+    return step
+
+
+def polyak(max_lr, c, f_min, plus=False):
+    """Loizou et al. 2021, SPS_max: γ = min((f - f*) / (c ‖g‖²), γ_b), here with γ_b = c · max_lr.
+
+    ``step(params, grads, value, t, state)``: the loss ``value`` at ``params`` is the method's input too.
+    """
+
+    def step(params, grads, value, t, state):
+        gap = max(value - f_min, 0.0) if plus else value - f_min
+        norm_sq = sum(np.sum(g * g) for g in grads.values())
+        gamma = min(gap / (c * norm_sq), c * max_lr)
+        return {k: p - gamma * grads[k] for k, p in params.items()}
+
+    return step
+
+
+def noisy(lr, eta, gamma, noise):
+    """Neelakantan et al. 2015: θ ← θ - lr (g + N(0, η / t^γ)), with ``noise(t)`` the step's standard draws."""
+
+    def step(params, grads, t, state):
+        xi = noise(t)
+        sigma = np.sqrt(eta / t**gamma)
+        return {k: p - lr * (grads[k] + sigma * xi[k]) for k, p in params.items()}
+
+    return step

@@ -1,5 +1,7 @@
-"""optax's Yogi, Adan, SM3, Signum, Rprop, NovoGrad and Fromage: against optax and against their papers."""
+"""optax's Yogi, Adan, SM3, Signum, Rprop, NovoGrad, Fromage, optimistic GD, Polyak SGD and noisy SGD:
+against optax and against their papers."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -40,6 +42,11 @@ OPTAX = {
         lambda: optax.rprop(0.02, 0.3, 1.5, 1e-3, 0.05),
     ),
     "fromage": (lambda: jgd.fromage(0.05), lambda: optax.fromage(0.05)),
+    "optimistic_gradient_descent": (
+        lambda: jgd.optimistic_gradient_descent(0.05, 0.7, 0.4),
+        lambda: optax.optimistic_gradient_descent(0.05, 0.7, 0.4),
+    ),
+    "noisy_sgd": (lambda: jgd.noisy_sgd(0.05, 0.1, key=3), lambda: optax.noisy_sgd(0.05, 0.1, key=3)),
 }
 
 # jgd transform and NumPy reference written from the paper, with the same hyperparameters.
@@ -56,6 +63,10 @@ PAPER = {
     "rprop": (lambda: jgd.rprop(0.01), ref.rprop(0.01, 0.5, 1.2, 1e-6, 50.0)),
     "novograd": (lambda: jgd.novograd(0.05, weight_decay=0.1), ref.novograd(0.05, 0.95, 0.98, 1e-8, 0.1)),
     "fromage": (lambda: jgd.fromage(0.05), ref.fromage(0.05)),
+    "optimistic_gradient_descent": (
+        lambda: jgd.optimistic_gradient_descent(0.05, 0.7, 0.4),
+        ref.optimistic(0.05, 0.7, 0.4),
+    ),
 }
 
 
@@ -126,6 +137,9 @@ def test_sm3_state_of_a_matrix_is_its_rows_plus_columns():
         (jgd.rprop, {"min_step_size": 1.0, "max_step_size": 0.5}),
         (jgd.novograd, {"b2": 1.0}),
         (jgd.fromage, {"min_norm": -1.0}),
+        (jgd.optimistic_gradient_descent, {"beta": -1.0}),
+        (jgd.polyak_sgd, {"max_learning_rate": -1.0}),
+        (jgd.noisy_sgd, {"gamma": -0.5}),
     ],
 )
 def test_invalid_values_raise_naming_the_parameter(factory, bad):
@@ -137,3 +151,129 @@ def test_invalid_values_raise_naming_the_parameter(factory, bad):
 def test_an_unknown_form_is_refused(factory):
     with pytest.raises(ValueError, match="form"):
         factory(form="torch")
+
+
+def standard_draws(seed, params):
+    """The draws of ``noisy_sgd(key=seed)``: at step t, ``(key, sample) = split(key)``, one key per leaf from
+    ``split(sample, leaves)`` in the leaves' order, a standard normal per leaf."""
+    key, draws = jax.random.key(seed), {}
+    names = sorted(params)  # a dict's leaves come in the order of its sorted keys
+
+    def noise(t):
+        nonlocal key
+        while len(draws) < t:
+            key, sample = jax.random.split(key)
+            keys = jax.random.split(sample, len(names))
+            draws[len(draws) + 1] = {
+                k: np.asarray(jax.random.normal(kk, params[k].shape, jnp.float64)) for k, kk in zip(names, keys)
+            }
+        return draws[t]
+
+    return noise
+
+
+def test_noisy_sgd_matches_the_paper_step_with_its_draws(x64):
+    got = tree_ref.trajectory(jgd.noisy_sgd(0.05, 0.1, key=3), STEPS)
+    want = tree_ref.run(ref.noisy(0.05, 0.1, 0.55, standard_draws(3, tree_ref.PARAMS)), STEPS)
+    assert tree_ref.max_relative_difference(got, want) <= 1e-10
+
+
+def test_noisy_sgd_noise_has_the_annealed_variance():
+    """With a zero gradient and η_lr = 1 the update is the noise: mean 0, variance η / t^γ, fresh each step."""
+    tx = jgd.noisy_sgd(1.0, eta=0.3, gamma=0.55, key=1)
+    zeros = {"a": jnp.zeros(100_000), "b": jnp.zeros((200, 250))}
+    state, seen = tx.init(zeros), []
+    for t in (1, 2, 3, 4):
+        updates, state = tx.update(zeros, state)
+        for leaf in jax.tree.leaves(updates):
+            x = np.asarray(leaf, np.float64).ravel()
+            assert abs(x.mean()) < 0.01 and x.var() == pytest.approx(0.3 / t**0.55, rel=0.02)
+        seen.append(np.asarray(updates["a"]))
+    assert abs(np.corrcoef(seen[0], seen[1])[0, 1]) < 0.02
+    assert abs(np.corrcoef(np.asarray(updates["a"])[:50_000], np.asarray(updates["b"]).ravel()[:50_000])[0, 1]) < 0.02
+
+
+def test_noisy_sgd_key_decides_the_draws():
+    params = {"w": jnp.zeros(64)}
+
+    def first(tx):
+        return np.asarray(tx.update(params, tx.init(params))[0]["w"])
+
+    np.testing.assert_array_equal(first(jgd.noisy_sgd(key=5)), first(jgd.noisy_sgd(key=jax.random.key(5))))
+    assert not np.allclose(first(jgd.noisy_sgd(key=5)), first(jgd.noisy_sgd(key=6)))
+    with pytest.raises(ValueError, match="key"):
+        jgd.noisy_sgd(key="five")
+
+
+def polyak_trajectory(tx, steps):
+    """The iterates of a transform that takes the loss, ``update(..., value=loss)``, on the tree's loss."""
+
+    @jax.jit
+    def step(params, state):
+        value, grads = jax.value_and_grad(tree_ref.loss)(params)
+        updates, state = tx.update(grads, state, params, value=value)
+        return jgd.apply_updates(params, updates), state
+
+    params = tree_ref.init()
+    state, out = tx.init(params), [params]
+    for _ in range(steps):
+        params, state = step(params, state)
+        out.append(params)
+    return [{k: np.asarray(v, np.float64) for k, v in p.items()} for p in out]
+
+
+def polyak_run(step, steps):
+    """The NumPy reference of a method that takes the loss too, its gradient and value by JAX in float64."""
+    value_and_grad = jax.jit(jax.value_and_grad(tree_ref.loss))
+    params, out = {k: v.copy() for k, v in tree_ref.PARAMS.items()}, []
+    out.append(params)
+    for t in range(1, steps + 1):
+        value, grads = value_and_grad({k: jnp.asarray(v) for k, v in params.items()})
+        params = step(params, {k: np.asarray(v) for k, v in grads.items()}, float(value), t, {})
+        out.append(params)
+    return out
+
+
+POLYAK = {  # (jgd, optax, NumPy reference with c = scaling, γ_b = scaling · max_learning_rate)
+    "sps": (
+        lambda: jgd.polyak_sgd(0.5, 0.8, 0.1),
+        lambda: optax.polyak_sgd(0.5, 0.8, 0.1),
+        ref.polyak(0.5, 0.8, 0.1),
+    ),
+    "sps_plus": (
+        lambda: jgd.polyak_sgd(0.5, 1.0, 0.5, variant="sps+"),
+        lambda: optax.polyak_sgd(0.5, 1.0, 0.5, variant="sps+"),
+        ref.polyak(0.5, 1.0, 0.5, plus=True),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", POLYAK)
+def test_polyak_sgd_matches_optax_and_the_paper(name, x64):
+    make, make_optax, step = POLYAK[name]
+    got = polyak_trajectory(make(), STEPS)
+    assert max(np.abs(got[-1][k] - got[0][k]).max() for k in got[0]) > 1e-2, "the iterates must move"
+    assert tree_ref.max_relative_difference(got, polyak_trajectory(make_optax(), STEPS)) <= 1e-10
+    assert tree_ref.max_relative_difference(got, polyak_run(step, STEPS)) <= 1e-10
+
+
+def test_polyak_sgd_needs_the_loss_and_keeps_the_last():
+    params = {"w": jnp.ones(3)}
+    tx = jgd.polyak_sgd()
+    state = tx.init(params)
+    with pytest.raises(ValueError, match="value=loss"):
+        tx.update(params, state)
+    updates, state = tx.update(params, state, value=1.5)
+    np.testing.assert_allclose(updates["w"], -0.5 * np.ones(3))  # γ = min(1.5 / 3, 1)
+    assert float(state.carry["value"]) == 1.5
+    with pytest.raises(ValueError, match="variant"):
+        jgd.polyak_sgd(variant="sps-")
+
+
+def test_optimistic_gradient_descent_first_step_is_alpha_times_the_gradient():
+    g = {"w": jnp.asarray([1.0, -2.0])}
+    tx = jgd.optimistic_gradient_descent(0.1, alpha=0.5, beta=2.0)
+    updates, state = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(updates["w"], [-0.05, 0.1])
+    updates, _ = tx.update({"w": jnp.asarray([3.0, 0.0])}, state)
+    np.testing.assert_allclose(updates["w"], [-0.1 * (2.5 * 3 - 2 * 1), -0.1 * (2 * 2.0)])

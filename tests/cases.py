@@ -406,6 +406,16 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
     ),
 ]
 
+
+def with_loss(tx: jgd.GradientTransformation, value: float) -> jgd.GradientTransformation:
+    """``tx`` given the loss ``value`` at every update that passes none (``polyak_sgd``'s ``value=``)."""
+
+    def update(updates, state, params=None, **extra_args):
+        return tx.update(updates, state, params, **{"value": value, **extra_args})
+
+    return jgd.GradientTransformation(tx.init, update)
+
+
 _OPTAX_CORE = [  # optax's other optimizers, under their optax names
     Case(
         "yogi",
@@ -469,6 +479,29 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
         needs_params=True,
         elementwise=False,
         optax=lambda: optax.fromage(0.01),
+    ),
+    Case(
+        "optimistic_gradient_descent",
+        "optimistic_gradient_descent",
+        dict(learning_rate=0.05, alpha=0.7, beta=0.4),
+        slots=("previous_grad",),
+        optax=lambda: optax.optimistic_gradient_descent(0.05, 0.7, 0.4),
+    ),
+    Case(
+        "polyak_sgd",
+        "polyak_sgd",
+        # A fixed loss above f_min: the step is γ_max wherever the gradient is not tiny.
+        build=lambda max_learning_rate=0.05: with_loss(jgd.polyak_sgd(max_learning_rate, f_min=-1.0), 0.5),
+        hyper="max_learning_rate",
+        elementwise=False,
+        optax=lambda: with_loss(optax.polyak_sgd(0.05, f_min=-1.0), 0.5),
+    ),
+    Case(
+        "noisy_sgd",
+        "noisy_sgd",
+        dict(learning_rate=0.01, eta=0.01, key=0),
+        elementwise=False,  # a key per leaf: raveled params draw other noise
+        optax=lambda: optax.noisy_sgd(0.01, 0.01, key=0),
     ),
 ]
 

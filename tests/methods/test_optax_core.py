@@ -15,7 +15,7 @@ from tests.methods import optax_core_reference as ref
 STEPS = 50
 WD_MASK = {"w": True, "stack": True, "b": False, "v": True, "s": True}
 # Variants whose form a default row already covers: run with -m slow.
-SLOW = {"yogi_betas", "sm3_momentum"}
+SLOW = {"yogi_betas", "sm3_momentum", "adan", "rprop"}
 
 
 def cases(table):
@@ -94,6 +94,7 @@ def test_matches_paper_equations(name, x64):
     assert tree_ref.max_relative_difference(got, want) <= 1e-10
 
 
+@pytest.mark.slow  # each form is held to its own reference in the default run
 @pytest.mark.parametrize("name", ["adan", "rprop"])
 def test_the_paper_form_differs_from_optax(name, x64):
     """Where optax writes a method otherwise, the default is the paper's and the two differ measurably."""
@@ -156,17 +157,21 @@ def test_an_unknown_form_is_refused(factory):
 def standard_draws(seed, params):
     """The draws of ``noisy_sgd(key=seed)``: at step t, ``(key, sample) = split(key)``, one key per leaf from
     ``split(sample, leaves)`` in the leaves' order, a standard normal per leaf."""
-    key, draws = jax.random.key(seed), {}
     names = sorted(params)  # a dict's leaves come in the order of its sorted keys
+
+    @jax.jit
+    def draw(key):
+        key, sample = jax.random.split(key)
+        keys = jax.random.split(sample, len(names))
+        return key, {k: jax.random.normal(kk, params[k].shape, jnp.float64) for k, kk in zip(names, keys)}
+
+    key, draws = jax.random.key(seed), {}
 
     def noise(t):
         nonlocal key
         while len(draws) < t:
-            key, sample = jax.random.split(key)
-            keys = jax.random.split(sample, len(names))
-            draws[len(draws) + 1] = {
-                k: np.asarray(jax.random.normal(kk, params[k].shape, jnp.float64)) for k, kk in zip(names, keys)
-            }
+            key, xi = draw(key)
+            draws[len(draws) + 1] = {k: np.asarray(v) for k, v in xi.items()}
         return draws[t]
 
     return noise
@@ -181,16 +186,17 @@ def test_noisy_sgd_matches_the_paper_step_with_its_draws(x64):
 def test_noisy_sgd_noise_has_the_annealed_variance():
     """With a zero gradient and η_lr = 1 the update is the noise: mean 0, variance η / t^γ, fresh each step."""
     tx = jgd.noisy_sgd(1.0, eta=0.3, gamma=0.55, key=1)
-    zeros = {"a": jnp.zeros(100_000), "b": jnp.zeros((200, 250))}
+    zeros = {"a": jnp.zeros(20_000), "b": jnp.zeros((100, 200))}
     state, seen = tx.init(zeros), []
     for t in (1, 2, 3, 4):
         updates, state = tx.update(zeros, state)
         for leaf in jax.tree.leaves(updates):
             x = np.asarray(leaf, np.float64).ravel()
-            assert abs(x.mean()) < 0.01 and x.var() == pytest.approx(0.3 / t**0.55, rel=0.02)
+            # 20 000 draws: the variance's relative standard error is √(2 / n) = 1 %.
+            assert abs(x.mean()) < 0.02 and x.var() == pytest.approx(0.3 / t**0.55, rel=0.05)
         seen.append(np.asarray(updates["a"]))
-    assert abs(np.corrcoef(seen[0], seen[1])[0, 1]) < 0.02
-    assert abs(np.corrcoef(np.asarray(updates["a"])[:50_000], np.asarray(updates["b"]).ravel()[:50_000])[0, 1]) < 0.02
+    assert abs(np.corrcoef(seen[0], seen[1])[0, 1]) < 0.04
+    assert abs(np.corrcoef(np.asarray(updates["a"]), np.asarray(updates["b"]).ravel())[0, 1]) < 0.04
 
 
 def test_noisy_sgd_key_decides_the_draws():

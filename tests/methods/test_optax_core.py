@@ -283,3 +283,45 @@ def test_optimistic_gradient_descent_first_step_is_alpha_times_the_gradient():
     np.testing.assert_allclose(updates["w"], [-0.05, 0.1])
     updates, _ = tx.update({"w": jnp.asarray([3.0, 0.0])}, state)
     np.testing.assert_allclose(updates["w"], [-0.1 * (2.5 * 3 - 2 * 1), -0.1 * (2 * 2.0)])
+
+
+# A hyperparameter each method reads in a way of its own (a starting value, a loss bound, the noise's scale),
+# two values of it, and how to call update.
+AS_DATA = {
+    "yogi": (lambda h: jgd.yogi(0.1, initial_accumulator=h), (1e-6, 0.5), {}),
+    "rprop": (lambda h: jgd.rprop(h), (0.01, 0.1), {}),
+    "noisy_sgd": (lambda h: jgd.noisy_sgd(0.1, eta=h), (0.01, 1.0), {}),
+    "polyak_sgd": (lambda h: jgd.polyak_sgd(f_min=h), (0.0, 0.5), {"value": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", AS_DATA)
+def test_a_sweep_is_a_vmap_and_a_new_value_no_recompile(name):
+    make, values, extra = AS_DATA[name]
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.asarray([0.5, -0.25])}
+    grads = jax.tree.map(lambda p: jnp.cos(3 * p + 1), params)
+    traces = []
+
+    def two_steps(tx, state):
+        for _ in range(2):
+            updates, state = tx.update(grads, state, params, **extra)
+        return updates
+
+    swept = jax.vmap(lambda h: two_steps(make(h), make(h).init(params)))(jnp.asarray(values))
+    tx = make(values[0])
+
+    @jax.jit
+    def step(state):
+        traces.append(1)
+        return two_steps(tx, state)
+
+    # A value set on the state after the transform was made is the one its steps use.
+    alone = [step(jgd.set_hyperparams(tx.init(params), **{_name(name): h})) for h in values]
+    assert len(traces) == 1, "a new value is data: no new trace"
+    for i, one in enumerate(alone):
+        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7), swept, one)
+    assert not np.allclose(alone[0]["w"], alone[1]["w"]), "the value must change the steps"
+
+
+def _name(method):
+    return {"yogi": "initial_accumulator", "rprop": "learning_rate", "noisy_sgd": "eta", "polyak_sgd": "f_min"}[method]

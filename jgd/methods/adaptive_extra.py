@@ -192,7 +192,7 @@ def sm3(
 
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 0.1.
-      momentum: ``β``, in [0, 1); 0.9 (the paper's experiments, optax).
+      momentum: ``β``, in [0, 1); 0.9 (optax).
       eps: ``ε`` under the root, ≥ 0; 1e-8 (optax's ``scale_by_sm3``).
       state_dtype: dtype of the accumulators and of the momentum; default each param's own.
     """

@@ -76,7 +76,7 @@ def fromage(learning_rate: ScalarOrSchedule = 1e-2, min_norm: ScalarOrSchedule =
     ``θ_{t+1} = (θ_t - η (‖θ_t‖ / ‖g_t‖) g_t) / √(1 + η²)``, each norm over the whole leaf and at least
     ``min_norm``; where ``min_norm = 0`` and a norm is 0, the ratio is 1.
     Bernstein et al., "On the distance between two neural networks and the stability of learning",
-    NeurIPS 2020, Alg. 1; ``min_norm`` is optax's ``fromage``'s guard.
+    NeurIPS 2020; ``min_norm`` is optax's ``fromage``'s guard.
 
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 1e-2 (paper).

@@ -128,7 +128,7 @@ def noisy_sgd(
     """SGD on the gradient plus annealed Gaussian noise.
 
     ``θ_{t+1} = θ_t - η_lr (g_t + σ_t ξ_t)``, ``σ_t² = η / t^γ``, ``ξ_t ~ N(0, I)`` drawn afresh each step.
-    Neelakantan et al., "Adding gradient noise improves learning for very deep networks", 2015, §2
+    Neelakantan et al., "Adding gradient noise improves learning for very deep networks", 2015
     (``η ∈ {0.01, 0.3, 1}``, ``γ = 0.55``). The draws are optax's ``noisy_sgd``'s: the state's key is split into
     the next key and one for the step, which is split into one key per leaf, in the leaves' order, each
     drawing in the leaf's dtype (a complex leaf's noise is complex, of the same total variance).

@@ -21,8 +21,8 @@ def signum(
     """Signum: the sign of the gradient's momentum.
 
     ``m_t = β m_{t-1} + (1 - β) g_t``, ``θ_{t+1} = θ_t - η sign(m_t)``.
-    Bernstein et al., "signSGD: compressed optimisation for non-convex problems", ICML 2018, Alg. 3;
-    ``beta=0`` is signSGD (Alg. 1). The momentum is not bias-corrected: a positive factor leaves the sign as
+    Bernstein et al., "signSGD: compressed optimisation for non-convex problems", ICML 2018, Signum;
+    ``beta=0`` is its signSGD. The momentum is not bias-corrected: a positive factor leaves the sign as
     it is.
 
     Args:
@@ -56,7 +56,7 @@ def rprop(
     next step, elsewhere ``θ_{t+1} = θ_t - sign(g_t) Δ_t``.
     Riedmiller & Braun, "A direct adaptive method for faster backpropagation learning: the RPROP algorithm",
     ICNN 1993 (the defaults); without its weight-backtracking, the iRprop⁻ of Igel & Hüsken, "Empirical
-    evaluation of the improved Rprop learning algorithms", Neurocomputing 2003, Fig. 3.
+    evaluation of the improved Rprop learning algorithms", Neurocomputing 2003.
 
     ``form="optax"`` is optax's ``rprop``, which applies each step's move one step late: its first update is 0
     and its update at step ``t`` is ``-sign(g_{t-1}) Δ_{t-1}`` (0 where ``g_{t-1}`` was taken as 0, or where

@@ -74,7 +74,7 @@ def sm3(lr, momentum, eps):
 
 
 def signum(lr, beta):
-    def step(params, grads, t, state):  # Bernstein et al. 2018, Alg. 3
+    def step(params, grads, t, state):  # Bernstein et al. 2018, Signum
         out = {}
         for k, p in params.items():
             m = _slot(state, "m", k, p)
@@ -86,7 +86,7 @@ def signum(lr, beta):
 
 
 def rprop(delta0, eta_minus, eta_plus, delta_min, delta_max):
-    """Igel & Hüsken 2003, iRprop⁻ (Fig. 3), entry by entry."""
+    """Igel & Hüsken 2003, iRprop⁻, entry by entry."""
 
     def step(params, grads, t, state):
         out = {}
@@ -123,7 +123,7 @@ def novograd(lr, b1, b2, eps, wd):
 
 
 def fromage(lr):
-    def step(params, grads, t, state):  # Bernstein et al. 2020, Alg. 1
+    def step(params, grads, t, state):  # Bernstein et al. 2020
         out = {}
         for k, p in params.items():
             g = grads[k]

@@ -44,6 +44,17 @@ def yogi(
       initial_accumulator: ``m_0 = v_0``, ≥ 0, read at the first step; 1e-6 (optax's ``scale_by_yogi``).
       bias_correction: whether ``m_t, v_t`` are divided by ``1 - β^t``; True (optax).
       state_dtype: dtype of the moments; default each param's own.
+
+    Examples:
+      The first step starts both moments at ``initial_accumulator``, so it is slightly shorter than ``η``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.yogi(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.09960359  0.09984934]
     """
 
     def rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, initial_accumulator):
@@ -111,6 +122,17 @@ def adan(
         params) or a function ``params -> tree of bools``.
       form: ``"paper"`` or ``"optax"`` (above).
       state_dtype: dtype of the moments and of the previous gradient; default each param's own.
+
+    Examples:
+      At the first step there is no difference yet, and the step is ``η`` along ``sign(g)``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.adan(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.1  0.1]
     """
     if form not in ("paper", "optax"):
         raise ValueError(f"form must be 'paper' or 'optax', got {form!r}")
@@ -195,6 +217,17 @@ def sm3(
       momentum: ``β``, in [0, 1); 0.9 (optax).
       eps: ``ε`` under the root, ≥ 0; 1e-8 (optax's ``scale_by_sm3``).
       state_dtype: dtype of the accumulators and of the momentum; default each param's own.
+
+    Examples:
+      A 2 × 3 matrix keeps 2 + 3 accumulators, the largest ``g²`` of each row, then of each column:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.ones((2, 3)), jnp.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]])
+      >>> tx = jgd.sm3(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> print(state.slots["accumulators"])
+      [4. 9. 1. 4. 9.]
     """
 
     def rule(g, accumulators, m, *, learning_rate, momentum, eps):

@@ -41,6 +41,17 @@ def novograd(
       eps_root: ``ε_root`` added under the root, ≥ 0; 0.
       weight_decay: ``λ``, ≥ 0; 0 (the paper sets it per task, e.g. 0.001).
       state_dtype: dtype of the momentum and of the per-leaf second moment; default each param's own.
+
+    Examples:
+      The second moment is one number per leaf, ``‖g‖² = 1.25``, and the first step is ``-η g / ‖g‖``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.novograd(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(state.slots["nu"], updates)
+      1.25 [-0.04472136  0.08944272]
     """
 
     def rule(g, m, v, p, *, t, learning_rate, b1, b2, eps, eps_root, weight_decay):
@@ -81,6 +92,17 @@ def fromage(learning_rate: ScalarOrSchedule = 1e-2, min_norm: ScalarOrSchedule =
     Args:
       learning_rate: ``η``, a float, an array or a schedule; 1e-2 (paper).
       min_norm: the smallest norm taken, ≥ 0; 1e-6.
+
+    Examples:
+      Here ``‖θ‖ = 2‖g‖``: the step is ``2η g`` and the result is shrunk by ``√(1 + η²)``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.fromage(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> print(updates)
+      [-0.10446662  0.20893323]
     """
 
     def rule(g, p, *, learning_rate, min_norm):

@@ -37,6 +37,20 @@ def optimistic_gradient_descent(
       learning_rate: ``η``, a float, an array or a schedule; 0.01.
       alpha: ``α``, the weight of the current gradient, ≥ 0; 1 (OGDA).
       beta: ``β``, the weight of the gradient's change, ≥ 0; 1 (OGDA).
+
+    Examples:
+      The first step is ``-η α g``; the second adds ``-η β`` times the gradient's change:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.optimistic_gradient_descent(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> print(updates)
+      [-0.05  0.1 ]
+      >>> updates, state = tx.update(jnp.array([1.0, -1.0]), state)
+      >>> print(updates)
+      [-0.15  0.1 ]
     """
 
     def rule(g, previous, *, t, learning_rate, alpha, beta):
@@ -82,6 +96,17 @@ def polyak_sgd(
       f_min: ``f*``, a lower bound of the loss, any real; 0.
       eps: ``ε``, ≥ 0; 0.
       variant: ``"sps"`` or ``"sps+"`` (above).
+
+    Examples:
+      With the loss 2.5 and ``‖g‖² = 1.25`` the step size is ``min(2.5 / 1.25, 1) = 1``:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.polyak_sgd()
+      >>> updates, state = tx.update(grads, tx.init(params), params, value=2.5)
+      >>> print(updates)
+      [-0.5  1. ]
     """
     if variant not in ("sps", "sps+"):
         raise ValueError(f"variant must be 'sps' or 'sps+', got {variant!r}")
@@ -141,6 +166,17 @@ def noisy_sgd(
       eta: ``η``, the noise's variance at the first step, ≥ 0; 0.01 (paper).
       gamma: ``γ``, the variance's decay exponent, ≥ 0; 0.55 (paper).
       key: an int seed or a JAX key (``jax.random.key``); 0.
+
+    Examples:
+      Without noise (``eta=0``) it is SGD; the noise's draws depend on ``key`` alone:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.noisy_sgd(learning_rate=0.1, eta=0.0, key=0)
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> print(updates)
+      [-0.05  0.1 ]
     """
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         start = key

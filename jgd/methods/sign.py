@@ -29,6 +29,17 @@ def signum(
       learning_rate: ``η``, a float, an array or a schedule; 1e-3.
       beta: ``β``, in [0, 1); 0.9 (paper).
       state_dtype: dtype of the momentum (optax's ``accumulator_dtype``); default each param's own.
+
+    Examples:
+      Each entry moves by ``η``, in the direction of its momentum's sign:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> params, grads = jnp.array([1.0, -2.0]), jnp.array([0.5, -1.0])
+      >>> tx = jgd.signum(learning_rate=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> print(updates)
+      [-0.1  0.1]
     """
 
     def rule(g, m, *, learning_rate, beta):
@@ -70,6 +81,20 @@ def rprop(
       max_step_size: ``Δ_max``, > ``min_step_size``; 50 (paper).
       form: ``"paper"`` or ``"optax"`` (above).
       state_dtype: dtype of the step sizes and of the last gradient; default each param's own.
+
+    Examples:
+      The second entry's gradient flips sign at the second step: it stays put and its step size halves:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> tx = jgd.rprop(learning_rate=0.1)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> for g in ([0.5, -1.0], [0.5, 1.0], [0.5, 1.0]):
+      ...     updates, state = tx.update(jnp.array(g), state)
+      ...     print(updates, state.slots["step_size"])
+      [-0.1  0.1] [0.1 0.1]
+      [-0.12 -0.  ] [0.12 0.05]
+      [-0.144... -0.05 ...] [0.144... 0.05 ...]
     """
 
     if form not in ("paper", "optax"):

@@ -11,10 +11,14 @@ from jgd.lowbit import QuantizedArray, dequantize, quantized, stochastic
 from jgd.methods.adafactor import adafactor
 from jgd.methods.adam import adam, adamax, adamw, nadam
 from jgd.methods.adaptive import adadelta, adagrad, rmsprop
+from jgd.methods.adaptive_extra import adan, sm3, yogi
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
+from jgd.methods.norm_scaled import fromage, novograd
 from jgd.methods.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
 from jgd.methods.sgd import look_ahead, momentum, nesterov, sgd
+from jgd.methods.sgd_variants import noisy_sgd, optimistic_gradient_descent, polyak_sgd
+from jgd.methods.sign import rprop, signum
 from jgd.methods.trust_ratio import lamb, lars
 from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
@@ -65,6 +69,7 @@ __all__ = [
     "adam",
     "adamax",
     "adamw",
+    "adan",
     "all_finite",
     "apply_if_finite",
     "apply_updates",
@@ -81,6 +86,7 @@ __all__ = [
     "ema",
     "ema_params",
     "freeze",
+    "fromage",
     "global_norm",
     "graft",
     "hyperparams",
@@ -102,11 +108,16 @@ __all__ = [
     "nadam",
     "named",
     "nesterov",
+    "noisy_sgd",
+    "novograd",
     "offload",
+    "optimistic_gradient_descent",
     "partition",
+    "polyak_sgd",
     "quantized",
     "radam",
     "rmsprop",
+    "rprop",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
@@ -116,7 +127,9 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "signum",
     "skip_spikes",
+    "sm3",
     "state_sharding",
     "statistics",
     "stochastic",
@@ -125,5 +138,6 @@ __all__ = [
     "value_and_grad_from_state",
     "weight_decay",
     "with_extra_args",
+    "yogi",
     "zoom_linesearch",
 ]

@@ -55,17 +55,23 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("weight_decay", "rate", "multiplier", "threshold", "num_std", "decay_rate"), NONNEGATIVE),
     **dict.fromkeys(("decay_offset", "weight_decay_rate", "weight_lr_power"), NONNEGATIVE),
     **dict.fromkeys(("adam_eps_root", "adam_weight_decay", "adam_learning_rate"), NONNEGATIVE),
-    **dict.fromkeys(("momentum", "decay", "rho", "b1", "b2", "beta", "adam_b1", "adam_b2"), UNIT),
+    **dict.fromkeys(("momentum", "decay", "rho", "b1", "b2", "b3", "beta", "adam_b1", "adam_b2"), UNIT),
     **dict.fromkeys(("max_value", "max_norm", "trust_coefficient", "clipping_threshold", "min_scale"), POSITIVE),
-    **dict.fromkeys(("c1", "c2", "shrink"), OPEN_UNIT),
+    **dict.fromkeys(("c1", "c2", "shrink", "eta_minus"), OPEN_UNIT),
+    **dict.fromkeys(
+        ("min_norm", "min_step_size", "alpha", "max_learning_rate", "scaling", "eta", "gamma"), NONNEGATIVE
+    ),
     **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
     **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
+    "max_step_size": POSITIVE,
+    "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,
+    "f_min": REAL,
     "factor": REAL,
 }
 
 # Pairs of names whose values must be ordered (smaller, larger) wherever both are concrete.
-ORDERED: tuple[tuple[str, str], ...] = (("c1", "c2"),)
+ORDERED: tuple[tuple[str, str], ...] = (("c1", "c2"), ("min_step_size", "max_step_size"))
 
 
 def concrete(value: Any) -> bool:

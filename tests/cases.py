@@ -415,6 +415,105 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
     ),
 ]
 
+
+def with_loss(tx: jgd.GradientTransformation, value: float) -> jgd.GradientTransformation:
+    """``tx`` given the loss ``value`` at every update that passes none (``polyak_sgd``'s ``value=``)."""
+
+    def update(updates, state, params=None, **extra_args):
+        return tx.update(updates, state, params, **{"value": value, **extra_args})
+
+    return jgd.GradientTransformation(tx.init, update)
+
+
+_OPTAX_CORE = [  # optax's other optimizers, under their optax names
+    Case(
+        "yogi",
+        "yogi",
+        dict(learning_rate=0.01),
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        optax=lambda: optax.yogi(0.01),
+    ),
+    Case(
+        "adan",
+        "adan",
+        dict(learning_rate=0.01, weight_decay=0.01),
+        slots=("mu", "delta", "nu", "previous_grad"),
+        real_slots=("nu",),
+        needs_params=True,
+    ),
+    Case(
+        "adan_optax",
+        "adan",
+        dict(learning_rate=0.01, weight_decay=0.01, form="optax"),
+        slots=("mu", "delta", "nu", "previous_grad"),
+        real_slots=("nu",),
+        peer="optax",
+        needs_params=True,
+        optax=lambda: optax.adan(0.01, weight_decay=0.01),
+    ),
+    Case(
+        "sm3",
+        "sm3",
+        dict(learning_rate=0.05),
+        slots=("accumulators", "mu"),
+        complex=False,
+        elementwise=False,
+    ),
+    Case("signum", "signum", dict(learning_rate=1e-3), slots=("mu",), complex=False, optax=lambda: optax.signum(1e-3)),
+    Case("rprop", "rprop", dict(learning_rate=0.01), slots=("step_size", "previous_grad"), complex=False),
+    Case(
+        "rprop_optax",
+        "rprop",
+        dict(learning_rate=0.01, form="optax"),
+        slots=("step_size", "previous_grad"),
+        peer="optax",
+        complex=False,
+        optax=lambda: optax.rprop(0.01),
+    ),
+    Case(
+        "novograd",
+        "novograd",
+        dict(learning_rate=0.01, b1=0.9, b2=0.25, eps=1e-6, weight_decay=0.01),
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.novograd(0.01, weight_decay=0.01),
+    ),
+    Case(
+        "fromage",
+        "fromage",
+        dict(learning_rate=0.01),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.fromage(0.01),
+    ),
+    Case(
+        "optimistic_gradient_descent",
+        "optimistic_gradient_descent",
+        dict(learning_rate=0.05, alpha=0.7, beta=0.4),
+        slots=("previous_grad",),
+        optax=lambda: optax.optimistic_gradient_descent(0.05, 0.7, 0.4),
+    ),
+    Case(
+        "polyak_sgd",
+        "polyak_sgd",
+        # A fixed loss above f_min: the step is γ_max wherever the gradient is not tiny.
+        build=lambda max_learning_rate=0.05: with_loss(jgd.polyak_sgd(max_learning_rate, f_min=-1.0), 0.5),
+        hyper="max_learning_rate",
+        elementwise=False,
+        optax=lambda: with_loss(optax.polyak_sgd(0.05, f_min=-1.0), 0.5),
+    ),
+    Case(
+        "noisy_sgd",
+        "noisy_sgd",
+        dict(learning_rate=0.01, eta=0.01, key=0),
+        elementwise=False,  # a key per leaf: raveled params draw other noise
+        optax=lambda: optax.noisy_sgd(0.01, 0.01, key=0),
+    ),
+]
+
 _BLOCKS = [
     Case("scale", "scale", dict(factor=0.5), kind=BLOCK, hyper="factor"),
     Case("scale_by_learning_rate", "scale_by_learning_rate", dict(learning_rate=0.1), kind=BLOCK),
@@ -620,7 +719,7 @@ _SECOND_ORDER = [
 ]
 
 CASES: dict[str, Case] = {
-    c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _BLOCKS + _WRAPPERS + _MODIFIERS + _SECOND_ORDER
+    c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _OPTAX_CORE + _BLOCKS + _WRAPPERS + _MODIFIERS + _SECOND_ORDER
 }
 
 # Public names that return a GradientTransformation but are not transforms of gradients a test can run alone.

@@ -433,6 +433,7 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
         slots=("mu", "nu"),
         real_slots=("nu",),
         optax=lambda: optax.yogi(0.01),
+        drifts=True,
     ),
     Case(
         "adan",
@@ -441,6 +442,7 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
         slots=("mu", "delta", "nu", "previous_grad"),
         real_slots=("nu",),
         needs_params=True,
+        drifts=True,
     ),
     Case(
         "adan_optax",
@@ -480,6 +482,7 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
         needs_params=True,
         elementwise=False,
         optax=lambda: optax.novograd(0.01, weight_decay=0.01),
+        drifts=True,
     ),
     Case(
         "fromage",
@@ -488,6 +491,7 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
         needs_params=True,
         elementwise=False,
         optax=lambda: optax.fromage(0.01),
+        drifts=True,
     ),
     Case(
         "optimistic_gradient_descent",
@@ -511,6 +515,7 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
         dict(learning_rate=0.01, eta=0.01, key=0),
         elementwise=False,  # a key per leaf: raveled params draw other noise
         optax=lambda: optax.noisy_sgd(0.01, 0.01, key=0),
+        drifts=True,
     ),
 ]
 

@@ -130,7 +130,8 @@ def test_vmap_over_learning_rates_equals_a_loop(case, tree, lrs):
         )
 
 
-@pytest.mark.parametrize("case", NAMES)
+# noisy_sgd draws a key per leaf in leaf order, as optax does: another order is other noise, by design.
+@pytest.mark.parametrize("case", [p for p in NAMES if p.values[0].factory != "noisy_sgd"])
 @SETTINGS
 @SEED
 @given(tree=trees())

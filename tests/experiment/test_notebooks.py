@@ -9,7 +9,13 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+# The four that train for tens of seconds run with the slow cases (CI runs them); the quick ones by default.
+HEAVY = {"compare_on_digits", "second_order", "sweep", "trajectories"}
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in HEAVY else []) for p in NOTEBOOKS]
+)
 def test_notebook_executes(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
     assert any(cell.get("outputs") for cell in notebook.cells), "notebooks are stored with their outputs"

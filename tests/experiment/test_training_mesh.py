@@ -19,6 +19,7 @@ from jgd.experiment.train.sharding import make_mesh, run_placement
 from tests import resumable_run
 
 
+@pytest.mark.slow  # 25 s; the sweep's mesh test and the two-process test keep meshes in the default run
 def test_fit_on_a_mesh_of_8_host_devices_matches_one_device():
     script = Path(__file__).resolve().parents[1] / "mesh_training.py"
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)

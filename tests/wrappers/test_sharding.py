@@ -25,7 +25,8 @@ GROUPS = {
 }
 
 
-@pytest.mark.parametrize("group", GROUPS)
+# The seeds' rows by default; the others (about 40 s, a subprocess of 8 host devices) with the slow cases.
+@pytest.mark.parametrize("group", [pytest.param(g, marks=[pytest.mark.slow] if g == "others" else []) for g in GROUPS])
 def test_data_parallel_and_fully_sharded_steps_match_one_device(group):
     script, jobs = Path(__file__).resolve().parents[1] / "sharded_steps.py", GROUPS[group]
     result = subprocess.run([sys.executable, str(script), *jobs], capture_output=True, text=True, timeout=600)

@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # 12 s of mypy over the package: CI runs it with the slow cases
 def test_mypy_is_clean_on_the_package(tmp_path):
     pytest.importorskip("mypy", reason="mypy is in the test extra")
     assert (ROOT / "jgd" / "py.typed").is_file()

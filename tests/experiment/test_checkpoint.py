@@ -91,6 +91,7 @@ def test_sigint_saves_and_the_resumed_run_is_bit_identical(tmp_path, straight):
     assert _resume_matches_straight_run(tmp_path, straight) >= 3
 
 
+@pytest.mark.slow  # 10 s; the SIGINT test resumes bit-identically in the default run
 def test_sigkill_part_way_then_the_resumed_run_is_bit_identical(tmp_path, straight):
     process = _start(tmp_path, every=1)
     time.sleep(0.05)  # a few more epochs, and their checkpoints, so the kill may land in a write

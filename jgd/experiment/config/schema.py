@@ -242,7 +242,7 @@ class OptimizerConfig:
     """A method, its hyperparameters (numbers, words or schedule specs), its state's form, and the blocks around it.
 
     In YAML the hyperparameters sit beside ``name`` and the blocks (``{name: adam, learning_rate: 0.01, l2: 1e-4}``).
-    ``state_dtype`` is the method's ``state_dtype`` in its YAML spelling (:mod:`jgd.experiment.config.state_dtype`):
+    ``state_dtype`` is the method's ``state_dtype`` in its YAML spelling (``jgd.experiment.config.state_dtype``):
     ``bfloat16``, ``{quantized: {bits: 8}}``, ``{stochastic: bfloat16}``, or one of these per slot.
 
     Examples:

@@ -23,9 +23,9 @@ import pytest
 import jgd
 import jgd.experiment
 import jgd.lowbit
+from tests.docs import checker
 
 API = Path(__file__).resolve().parents[2] / "docs" / "api"
-OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def runner_public_modules() -> list[str]:
@@ -115,7 +115,7 @@ def test_every_public_name_has_an_example():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_example_runs(name):
-    runner = doctest.DocTestRunner(optionflags=OPTIONS)
+    runner = checker.runner()
     report: list[str] = []
     for test in examples(name):
         runner.run(test, out=report.append)

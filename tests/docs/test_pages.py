@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs import checker
+
 # About 35 s of CPU, beyond the default run's budget: CI runs the pages' examples (-m slow).
 pytestmark = pytest.mark.slow
 
@@ -20,7 +22,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md"))
 NOT_RUN = {"multi_host.md", "contributing.md"}  # several hosts; a sketch of a rule for contributors
 BLOCK = re.compile(r"^```pycon\n(.*?)^```$", re.S | re.M)
-OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def blocks(page: Path) -> list[tuple[int, str]]:
@@ -30,7 +31,7 @@ def blocks(page: Path) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: p.stem)
 def test_page_examples_run(page):
-    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=OPTIONS)
+    parser, runner = doctest.DocTestParser(), checker.runner()
     globs: dict = {}
     report: list[str] = []
     for line, source in blocks(page):

@@ -16,3 +16,9 @@ def abs_sq(x: jax.Array) -> jax.Array:
 def real_dtype(dtype) -> jnp.dtype:
     """The real dtype of the same precision: complex64 -> float32, complex128 -> float64; a real dtype is itself."""
     return jnp.finfo(dtype).dtype
+
+
+def leaf_norm(x: jax.Array) -> jax.Array:
+    """``‖x‖₂`` of one array, real for a complex one, whose derivative at ``x = 0`` is 0 rather than 0/0 (NaN)."""
+    square = jnp.sum(abs_sq(x))
+    return jnp.where(square > 0, jnp.sqrt(jnp.where(square > 0, square, 1)), 0)

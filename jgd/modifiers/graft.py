@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jgd import trees
 from jgd.base import GradientTransformation, check_transform, with_extra_args
-from jgd.numerics import abs_sq
+from jgd.numerics import leaf_norm
 from jgd.state import check_state
 from jgd.types import PyTree
 
@@ -31,12 +31,6 @@ class GraftState(NamedTuple):
 
     direction: PyTree
     norm: PyTree
-
-
-def leaf_norm(x: jax.Array) -> jax.Array:
-    """``‖x‖₂`` of one array, real for a complex one, whose derivative at ``x = 0`` is 0 rather than 0/0 (NaN)."""
-    square = jnp.sum(abs_sq(x))
-    return jnp.where(square > 0, jnp.sqrt(jnp.where(square > 0, square, 1)), 0)
 
 
 def _graft(u_direction: jax.Array, u_norm: jax.Array) -> jax.Array:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from jgd.base import GradientTransformation, check_transform, with_extra_args
 from jgd.leafwise import leafwise
-from jgd.modifiers.graft import leaf_norm
+from jgd.numerics import leaf_norm
 from jgd.state import TransformState, check_state
 from jgd.types import PyTree, ScalarOrSchedule, StateDtype
 

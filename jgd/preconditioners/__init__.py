@@ -1,0 +1,1 @@
+"""Non-diagonal preconditioners: Shampoo, SOAP and PSGD-Kron, with their blocking, grafting and schedules."""

@@ -71,7 +71,7 @@ OPTAX = {
         ),
     ),
 }  # fmt: skip
-SLOW = {"dion", "default_head_to_adam_optax_dims_function", "no_nesterov_decay"}
+SLOW = {"dion", "default_head_to_adam_optax_dims_function", "no_nesterov_decay", "per_step_coeffs"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in OPTAX])

@@ -321,3 +321,19 @@ def test_new_hyperparameters_are_data_vmap_and_set_without_recompiling():
     assert float(jgd.hyperparams(state)["muon/normuon_b2"]) == pytest.approx(0.5)
     step(params, state)
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize("reduction, output", [((3, 0), 1), (-1, (0, 2)), (2, 3)])
+def test_matrix_form_of_any_axes_orthogonalises_as_optax(reduction, output, x64):
+    """Axes in any order, several flattened, the others batch: the update is optax's (its own reshaping, vmapped)."""
+    from optax.contrib._muon import orthogonalize_via_newton_schulz
+
+    from jgd.methods.muon_matrices import matrix
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 2, 5)))
+    form = matrix("muon_weight_dimension_numbers", "x", Dims(reduction, output), x.shape)
+    got = form.restore(newton_schulz.orthogonalize(form.canonical(x)))
+    coefficients = jnp.asarray(newton_schulz.STANDARD[0])
+    want = orthogonalize_via_newton_schulz(x, coefficients, 5, dimension_numbers=OptaxDims(reduction, output))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(form.restore(form.canonical(x)), x)

@@ -14,6 +14,7 @@ from jgd.methods.adaptive import adadelta, adagrad, rmsprop
 from jgd.methods.adaptive_extra import adan, sm3, yogi
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
+from jgd.methods.muon_matrices import MuonDimensionNumbers, muon_adam_mask, muon_dimension_numbers
 from jgd.methods.norm_scaled import fromage, novograd
 from jgd.methods.schedule_free import schedule_free_adamw, schedule_free_eval_params, schedule_free_sgd
 from jgd.methods.sgd import look_ahead, momentum, nesterov, sgd
@@ -56,6 +57,7 @@ __all__ = [
     "MarsState",
     "MinimizeResult",
     "MonitorState",
+    "MuonDimensionNumbers",
     "PartitionState",
     "QuantizedArray",
     "QuasiNewtonState",
@@ -105,6 +107,8 @@ __all__ = [
     "momentum",
     "monitor",
     "muon",
+    "muon_adam_mask",
+    "muon_dimension_numbers",
     "nadam",
     "named",
     "nesterov",

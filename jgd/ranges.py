@@ -63,6 +63,9 @@ RANGES: dict[str, Range] = {
     ),
     **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
     **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
+    **dict.fromkeys(("normuon_b2",), UNIT),  # muon's own settings
+    **dict.fromkeys(("normuon_eps",), NONNEGATIVE),
+    "consistent_rms": POSITIVE,
     "max_step_size": POSITIVE,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,

@@ -413,6 +413,16 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         needs_params=True,
         elementwise=False,
     ),
+    Case(  # NorMuon's second moment per neuron (a slot not shaped like its param), Polar Express, conv kernels
+        "muon_normuon",
+        "muon",
+        dict(learning_rate=0.01, normuon=True, ns_coeffs="polar_express", flatten_conv=True),
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
 ]
 
 

@@ -24,6 +24,9 @@ from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
 from jgd.modifiers.graft import GraftState, graft
 from jgd.modifiers.mars import MarsState, mars
+from jgd.preconditioners.shampoo import shampoo
+from jgd.preconditioners.soap import soap
+from jgd.preconditioners.transform import PreconditionerState
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,
@@ -57,6 +60,7 @@ __all__ = [
     "MinimizeResult",
     "MonitorState",
     "PartitionState",
+    "PreconditionerState",
     "QuantizedArray",
     "QuasiNewtonState",
     "SkipSpikesState",
@@ -127,9 +131,11 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "shampoo",
     "signum",
     "skip_spikes",
     "sm3",
+    "soap",
     "state_sharding",
     "statistics",
     "stochastic",

@@ -63,6 +63,8 @@ RANGES: dict[str, Range] = {
     ),
     **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
     **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
+    "matrix_eps": NONNEGATIVE,  # Shampoo's damping of its factors
+    "shampoo_beta": UNIT,  # SOAP's decay of its factors
     "max_step_size": POSITIVE,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,

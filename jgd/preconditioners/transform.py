@@ -38,6 +38,17 @@ class PreconditionerState(NamedTuple):
         shaped like the params.
       factors: name -> a tree holding, for each param, a tuple with one array per preconditioned axis (an empty
         tuple for a param that has none), each ``(blocks, b, b)``.
+
+    Examples:
+      SOAP's factors of a 3 × 2 matrix: the statistics and the eigenbasis of each axis; a vector has none:
+
+      >>> import jax.numpy as jnp
+      >>> import jgd
+      >>> state = jgd.soap().init({"w": jnp.ones((3, 2)), "b": jnp.zeros(2)})
+      >>> print(sorted(state.factors), [x.shape for x in state.factors["bases"]["w"]], state.factors["bases"]["b"])
+      ['bases', 'stats'] [(1, 3, 3), (1, 2, 2)] ()
+      >>> print(state.inner.count, sorted(state.inner.slots))
+      0 ['mu', 'nu']
     """
 
     inner: TransformState

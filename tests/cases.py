@@ -416,7 +416,10 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
     Case(
         "shampoo",
         "shampoo",
-        dict(learning_rate=0.01),
+        # No rank-deficient factors: tests/sharded_steps.py's 16 × 32 and 32 × 4 matrices would give 32 × 32 factors
+        # of rank 16 and 4, and its vectors rank-1 factors; their null spaces, damped by matrix_eps alone, scale the
+        # rounding of a sharded sum by matrix_eps^(-1/2) (1e-4 relative steps in float32).
+        dict(learning_rate=0.01, max_precond_dim=16, precondition_1d=False),
         slots=("mu",),
         complex=False,
         needs_params=True,
@@ -444,7 +447,8 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         "soap",
         # ε above float32's rounding of a rotated gradient: the tests repeat one gradient, whose rotated form is
         # diagonal up to rounding, and ε = 1e-8 would divide that rounding by itself (O(1) steps from noise).
-        dict(learning_rate=0.01, eps=1e-3),
+        # and, as for shampoo, no rank-deficient factors (SOAP's basis of a null space is any basis).
+        dict(learning_rate=0.01, eps=1e-3, max_precond_dim=16),
         slots=("mu", "nu"),
         complex=False,
         needs_params=True,

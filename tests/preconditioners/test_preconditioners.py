@@ -176,3 +176,17 @@ def test_block_plans():
     assert blocks.plan_axes((7,), block_size=None, max_precond_dim=100, precondition_1d=False) == (None,)
     x = jnp.arange(30.0).reshape(3, 10)
     assert jnp.array_equal(blocks.from_blocks(blocks.to_blocks(x, 1, plan[0]), 1, plan[0], x.shape), x)
+
+
+@pytest.mark.parametrize("name", [pytest.param("shampoo", marks=pytest.mark.slow), "soap"])
+def test_a_state_saves_and_restores_with_orbax(tmp_path, name):
+    ocp = pytest.importorskip("orbax.checkpoint")
+    tx = MAKERS[name](0.05)
+    _, state = steps(tx, PARAMS, n=2, update=jax.jit(tx.update))
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "state", state)
+    checkpointer.wait_until_finished()
+    restored = checkpointer.restore(tmp_path / "state", jax.eval_shape(lambda: state))
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

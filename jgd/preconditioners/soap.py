@@ -148,7 +148,9 @@ def soap(
         )
         update = -size * direction.astype(g.dtype)
         update = update - learning_rate * weight_decay * (p + update)  # the decay multiplies the updated param
-        update, mu, nu = (jnp.where(first, old, new) for old, new in ((0 * g, update), (mu, new_mu), (nu, new_nu)))
+        update, mu, nu = (
+            jnp.where(first, old, new) for old, new in ((jnp.zeros_like(g), update), (mu, new_mu), (nu, new_nu))
+        )
         if axes:
             beta = (b2 if shampoo_beta is None else shampoo_beta).astype(dtype)
             stats = tuple(beta * s + (1 - beta) * blocks.gram(gs, i, a) for (i, a), s in zip(axes, stats))

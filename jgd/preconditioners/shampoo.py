@@ -79,7 +79,8 @@ def shampoo(
     The defaults are the paper's algorithm (no graft, a sum, a root every step, full-matrix AdaGrad for vectors)
     and pytorch-optimizer's ``Shampoo`` (``momentum=0``, coupled decay, ``preconditioning_compute_steps=1``),
     which this equals to rounding. What makes it usable at scale: ``precondition_every`` (roots under
-    ``lax.cond``, so other steps cost about an Adam step), ``block_size`` (block-diagonal factors of
+    ``lax.cond``: other steps do no decomposition, only the statistics' update and one product per axis;
+    on CPU, four 256 × 256 matrices, 5 ms against 27 ms with a root), ``block_size`` (block-diagonal factors of
     ``block_size × block_size``) or ``max_precond_dim`` (identity on longer axes), ``graft`` with a
     ``start_preconditioning_step``, and statistics in float32 whatever the params' dtype.
 

@@ -81,7 +81,8 @@ def soap(
     another QR schedule) and is not reproduced.
 
     The eigendecomposition and the QRs run under ``lax.cond``, on the first step and every
-    ``precondition_frequency`` steps; other steps cost two rotations per axis more than Adam. They run in
+    ``precondition_frequency`` steps; other steps do no decomposition, only the statistics' update and three
+    rotations per axis (on CPU, four 256 × 256 matrices, 12 ms against 71 ms with a QR). They run in
     ``precision`` (float32, or float64 under x64), whatever the params' dtype; pytorch-optimizer runs its QR in
     float32 always.
 

@@ -25,6 +25,9 @@ from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
 from jgd.modifiers.graft import GraftState, graft
 from jgd.modifiers.mars import MarsState, mars
+from jgd.preconditioners.shampoo import shampoo
+from jgd.preconditioners.soap import soap
+from jgd.preconditioners.transform import PreconditionerState
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,
@@ -59,6 +62,7 @@ __all__ = [
     "MonitorState",
     "MuonDimensionNumbers",
     "PartitionState",
+    "PreconditionerState",
     "QuantizedArray",
     "QuasiNewtonState",
     "SkipSpikesState",
@@ -131,9 +135,11 @@ __all__ = [
     "schedules",
     "set_hyperparams",
     "sgd",
+    "shampoo",
     "signum",
     "skip_spikes",
     "sm3",
+    "soap",
     "state_sharding",
     "statistics",
     "stochastic",

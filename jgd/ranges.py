@@ -66,6 +66,8 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("normuon_b2",), UNIT),  # muon's own settings
     **dict.fromkeys(("normuon_eps",), NONNEGATIVE),
     "consistent_rms": POSITIVE,
+    "matrix_eps": NONNEGATIVE,  # Shampoo's damping of its factors
+    "shampoo_beta": UNIT,  # SOAP's decay of its factors
     "max_step_size": POSITIVE,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,

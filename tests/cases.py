@@ -423,6 +423,61 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         needs_params=True,
         elementwise=False,
     ),
+    Case(
+        "shampoo",
+        "shampoo",
+        # No rank-deficient factors: tests/sharded_steps.py's 16 × 32 and 32 × 4 matrices would give 32 × 32 factors
+        # of rank 16 and 4, and its vectors rank-1 factors; their null spaces, damped by matrix_eps alone, scale the
+        # rounding of a sharded sum by matrix_eps^(-1/2) (1e-4 relative steps in float32).
+        dict(learning_rate=0.01, max_precond_dim=16, precondition_1d=False),
+        slots=("mu",),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "shampoo_graft",
+        "shampoo",
+        dict(
+            learning_rate=0.01,
+            b2=0.99,
+            momentum=0.5,
+            graft="adam",
+            block_size=2,
+            precondition_every=2,
+            start_preconditioning_step=2,
+        ),
+        slots=("mu", "nu"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "soap",
+        "soap",
+        # ε above float32's rounding of a rotated gradient: the tests repeat one gradient, whose rotated form is
+        # diagonal up to rounding, and ε = 1e-8 would divide that rounding by itself (O(1) steps from noise).
+        # and, as for shampoo, no rank-deficient or nearly deficient factors (SOAP's basis of a null space is any basis,
+        # and near one it turns the rounding of a sharded sum into 5e-6 steps): tests/sharded_steps.py's w1 gradient
+        # is close to rank 4, so only its 4-long axes get a factor.
+        dict(learning_rate=0.01, eps=1e-3, max_precond_dim=4),
+        slots=("mu", "nu"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        drifts=True,
+    ),
+    Case(
+        "soap_blocks",
+        "soap",
+        dict(
+            learning_rate=0.01, eps=1e-3, weight_decay=0.0, block_size=2, precondition_frequency=2, precondition_1d=True
+        ),
+        slots=("mu", "nu"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
 ]
 
 

@@ -128,7 +128,7 @@ def madgrad(
       state_dtype: dtype of the sums and of ``θ_0``; default each param's own.
 
     Examples:
-      The first step is ``(1 - β) η g / (|g| + ε/...)``: along ``-sign(g)``, the same length for each entry:
+      The first step is ``-(1 - β) s_1 / ∛ν_1 ≈ -(1 - β) η^{2/3} sign(g) |g|^{1/3}``:
 
       >>> import jax.numpy as jnp
       >>> import jgd
@@ -136,7 +136,7 @@ def madgrad(
       >>> tx = jgd.madgrad(learning_rate=0.1)
       >>> updates, state = tx.update(grads, tx.init(params), params)
       >>> print(updates)
-      [-0.0108...  0.0215...]
+      [-0.01709974  0.02154434]
     """
     _check_form(form)
 

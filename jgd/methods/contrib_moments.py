@@ -137,7 +137,7 @@ def ademamix(
       state_dtype: dtype of the averages and of the second moment; default each param's own.
 
     Examples:
-      At the first step the fast average gives ``sign(g)`` and the slow one adds ``α (1 - β3) g / |g|``:
+      At the first step the fast average gives ``sign(g)`` and the slow one adds ``α (1 - β3) sign(g)``:
 
       >>> import jax.numpy as jnp
       >>> import jgd
@@ -145,7 +145,7 @@ def ademamix(
       >>> tx = jgd.ademamix(learning_rate=0.1)
       >>> updates, state = tx.update(grads, tx.init(params), params)
       >>> print(updates)
-      [-0.1049...  0.1049...]
+      [-0.10005001  0.10005001]
     """
 
     def rule(

@@ -22,15 +22,13 @@ from jgd.types import Mask, ScalarOrSchedule, StateDtype
 HessianDiagonal = Callable[..., Any]
 
 
-def _lowest_dtype(leaves) -> Any:
-    return min((jnp.dtype(x.dtype) for x in leaves), key=lambda d: d.itemsize)
-
-
 def hutchinson_diagonal(params, key, *, obj_fn=None, value_fn=None, **extra_args):
     """Hutchinson's estimate of the Hessian's diagonal at ``params``: ``u ⊙ (∇²f(θ) u)``, ``u`` Rademacher signs.
 
     optax's ``hutchinson_estimator_diag_hessian``'s draws: one key per leaf from ``split(key, leaves)``, in the
-    leaves' order, each drawing float32 signs cast to the params' narrowest dtype.
+    leaves' order, each drawing float32 signs cast to the leaf's dtype (optax casts every leaf's to the narrowest
+    dtype of the tree, the same where the leaves share one, and which the product with the Hessian refuses where
+    they do not).
     """
     del extra_args
     loss = obj_fn if obj_fn is not None else value_fn
@@ -40,10 +38,9 @@ def hutchinson_diagonal(params, key, *, obj_fn=None, value_fn=None, **extra_args
             "call update(updates, state, params, obj_fn=loss_fn)"
         )
     leaves, treedef = jax.tree.flatten(params)
-    dtype = _lowest_dtype(leaves)
     keys = jax.random.split(key, len(leaves))
     signs = treedef.unflatten(
-        [jax.random.rademacher(k, jnp.shape(x), jnp.float32).astype(dtype) for k, x in zip(keys, leaves)]
+        [jax.random.rademacher(k, jnp.shape(x), jnp.float32).astype(jnp.result_type(x)) for k, x in zip(keys, leaves)]
     )
     hvp = jax.jvp(jax.grad(loss), (params,), (signs,))[1]
     return jax.tree.map(lambda h, u: h * u, hvp, signs)

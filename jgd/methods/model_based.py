@@ -27,7 +27,7 @@ _CARRY = {"value": 0.0, "loss_average": 0.0, "gamma": 0.0, "lower_bound": 0.0}
 
 def _dot(a, b) -> jax.Array:
     """``⟨a, b⟩`` over every leaf of two trees."""
-    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return sum((jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))), jnp.zeros(()))
 
 
 def _truncated_step(model, norm_sq, carry_bound, correction, *, t, learning_rate, lower_bound, weight_decay, adapt):

@@ -4,7 +4,8 @@ A method is a ``rule(g, *slots, [p], *, t, <names>) -> (update, new_slots)`` on 
 single array, written next to its equation. The rule contract: the positional
 arguments are the gradient, the slots in order and (``with_params``) the param;
 the keyword-only ones are the names the rule uses, each the step ``t``, a
-hyperparameter, a value ``prepare`` computes once per step, or a mask keyword;
+hyperparameter, a value ``prepare`` computes once per step, a mask keyword, or an
+input tree the caller of ``update`` passes (``inputs``);
 a hyperparameter the method may be built without is declared ``name=None``.
 :func:`leafwise` reads the signature once and passes only those names; a rule
 that takes ``**kwargs`` or a name that is none of these is refused when the
@@ -196,7 +197,9 @@ def leafwise(
         t = state.count + 1
         new_carry, values = state.carry, {"t": t, **hp}
         if prepare:
-            known = {**hp, "params": params, "slots": _read_slots(state.slots)}
+            known = {**hp, "params": params}
+            if "slots" in prepare_uses:  # read (de-quantized) only for a prepare that sums over them
+                known["slots"] = _read_slots(state.slots)
             made, new_carry = prepare(updates, t, state.carry, **{k: known[k] for k in prepare_uses})
             if set(made) != set(prepared):
                 raise ValueError(f"{name}: prepare returned {sorted(made)}, declared {sorted(prepared)}")

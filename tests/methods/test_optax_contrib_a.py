@@ -329,3 +329,21 @@ def test_ademamix_warmup_is_data():
     for i, warmup in enumerate((0.0, 10.0)):
         np.testing.assert_allclose(swept[i], two_steps(warmup), rtol=1e-6)
     assert not np.allclose(swept[0], swept[1])
+
+
+def test_leafwise_inputs_are_asked_for_and_checked():
+    """The per-leaf inputs Sophia's rule takes: a missing one, or one of another structure, is named."""
+    from jgd.leafwise import leafwise
+
+    def rule(g, *, learning_rate, scale):
+        return -learning_rate * scale * g, ()
+
+    tx = leafwise("scaled", rule, {"learning_rate": 0.5}, inputs=("scale",))
+    g = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    with pytest.raises(ValueError, match="scaled needs scale"):
+        tx.update(g, tx.init(g))
+    with pytest.raises(ValueError, match="scale"):
+        tx.update(g, tx.init(g), scale={"a": jnp.ones(2)})
+    updates, _ = tx.update(g, tx.init(g), scale={"a": jnp.full(2, 2.0), "b": jnp.zeros(3)})
+    np.testing.assert_allclose(updates["a"], [-1.0, -1.0])
+    np.testing.assert_allclose(updates["b"], [0.0, 0.0, 0.0])

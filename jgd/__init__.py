@@ -12,6 +12,9 @@ from jgd.methods.adafactor import adafactor
 from jgd.methods.adam import adam, adamax, adamw, nadam
 from jgd.methods.adaptive import adadelta, adagrad, rmsprop
 from jgd.methods.adaptive_extra import adan, sm3, yogi
+from jgd.methods.contrib_adaptive import acprop, madgrad
+from jgd.methods.contrib_moments import ademamix, adopt, simplified_ademamix
+from jgd.methods.model_based import momo, momo_adam
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
 from jgd.methods.muon_matrices import MuonDimensionNumbers, muon_adam_mask, muon_dimension_numbers
@@ -20,6 +23,7 @@ from jgd.methods.schedule_free import schedule_free_adamw, schedule_free_eval_pa
 from jgd.methods.sgd import look_ahead, momentum, nesterov, sgd
 from jgd.methods.sgd_variants import noisy_sgd, optimistic_gradient_descent, polyak_sgd
 from jgd.methods.sign import rprop, signum
+from jgd.methods.sophia import sophia
 from jgd.methods.trust_ratio import lamb, lars
 from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
@@ -68,6 +72,7 @@ __all__ = [
     "SkipSpikesState",
     "TransformState",
     "accumulate",
+    "acprop",
     "adabelief",
     "adadelta",
     "adafactor",
@@ -76,6 +81,8 @@ __all__ = [
     "adamax",
     "adamw",
     "adan",
+    "ademamix",
+    "adopt",
     "all_finite",
     "apply_if_finite",
     "apply_updates",
@@ -103,12 +110,15 @@ __all__ = [
     "lbfgs",
     "lion",
     "look_ahead",
+    "madgrad",
     "mars",
     "masked",
     "masks",
     "max_norm",
     "minimize",
     "momentum",
+    "momo",
+    "momo_adam",
     "monitor",
     "muon",
     "muon_adam_mask",
@@ -137,9 +147,11 @@ __all__ = [
     "sgd",
     "shampoo",
     "signum",
+    "simplified_ademamix",
     "skip_spikes",
     "sm3",
     "soap",
+    "sophia",
     "state_sharding",
     "statistics",
     "stochastic",

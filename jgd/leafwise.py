@@ -4,7 +4,8 @@ A method is a ``rule(g, *slots, [p], *, t, <names>) -> (update, new_slots)`` on 
 single array, written next to its equation. The rule contract: the positional
 arguments are the gradient, the slots in order and (``with_params``) the param;
 the keyword-only ones are the names the rule uses, each the step ``t``, a
-hyperparameter, a value ``prepare`` computes once per step, or a mask keyword;
+hyperparameter, a value ``prepare`` computes once per step, a mask keyword, or an
+input tree the caller of ``update`` passes (``inputs``);
 a hyperparameter the method may be built without is declared ``name=None``.
 :func:`leafwise` reads the signature once and passes only those names; a rule
 that takes ``**kwargs`` or a name that is none of these is refused when the
@@ -122,6 +123,7 @@ def leafwise(
     nonnegative_slots: Sequence[str] = (),
     complex_leaves: bool = False,
     narrowed: Mapping[str, Range] | None = None,
+    inputs: Sequence[str] = (),
 ) -> GradientTransformation:
     """Builds the transform ``name`` from its per-array ``rule``.
 
@@ -135,7 +137,9 @@ def leafwise(
       with_params: whether ``rule`` takes the param as its last positional argument.
       carry: per-step scalars and their initial values, updated by ``prepare``.
       prepare: ``prepare(updates, t, carry, *, <hyperparameters>) -> (prepared, new_carry)``,
-        run once per step before the rule (for values shared by all leaves).
+        run once per step before the rule (for values shared by all leaves). It may also declare the keywords
+        ``params`` (the params; needs ``with_params``) and ``slots`` (slot name -> tree of the slots before the
+        step, each leaf read in at least float32), for sums over the whole tree of the state (MoMo's step size).
       prepared: the names of the values ``prepare`` returns.
       slot_init: slot name -> ``init(param, dtype) -> array``, for slots that do not start
         at zero or are not shaped like their param (factored statistics).
@@ -147,18 +151,24 @@ def leafwise(
         (:func:`jgd.quantized`); a negative value in a slot declared here reads back as NaN.
       complex_leaves: whether ``rule`` is defined on complex arrays; otherwise complex leaves are refused.
       narrowed: hyperparameter name -> :class:`jgd.ranges.Range`, for names whose range this method narrows.
+      inputs: names of trees shaped like the updates that the caller of ``update`` passes as keyword arguments
+        (Sophia's Hessian estimate); the rule takes each leaf's as that keyword, in the compute dtype.
     """
     component = Hyperparameters(name, hyperparams, narrowed)
     masks = masks or {}
     if (prepare is None) != (not prepared):
         raise ValueError(f"{name}: prepare and the names it prepares come together")
-    uses = keyword_names(name, rule, 1 + len(slots) + with_params, ["t", *component.names, *prepared, *masks], "rule")
+    allowed = ["t", *component.names, *prepared, *masks, *inputs]
+    uses = keyword_names(name, rule, 1 + len(slots) + with_params, allowed, "rule")
     for keyword, mask in masks.items():
         masks_lib.check_mask(keyword, mask)
     unused = sorted(set(masks) - set(uses))
     if unused:
         raise ValueError(f"{name}: the rule takes no mask keyword {unused}")
-    prepare_uses = keyword_names(name, prepare, 3, sorted(component.names), "prepare") if prepare else ()
+    state_keywords = ["params", "slots"] if with_params else ["slots"]
+    prepare_uses = (
+        keyword_names(name, prepare, 3, [*sorted(component.names), *state_keywords], "prepare") if prepare else ()
+    )
     carry = carry or {}
     dtypes = slot_dtypes(name, slots, state_dtype)
     unknown = sorted(set(nonnegative_slots) - set(slots))
@@ -179,7 +189,7 @@ def leafwise(
     stateless = not slots and not carry and not component.schedules
 
     def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
+        given = _given_inputs(name, inputs, updates, extra_args)
         if state is None and stateless:
             state = component.init()
         hp, state = component.resolve(state)
@@ -187,15 +197,43 @@ def leafwise(
         t = state.count + 1
         new_carry, values = state.carry, {"t": t, **hp}
         if prepare:
-            made, new_carry = prepare(updates, t, state.carry, **{k: hp[k] for k in prepare_uses})
+            known = {**hp, "params": params}
+            if "slots" in prepare_uses:  # read (de-quantized) only for a prepare that sums over them
+                known["slots"] = _read_slots(state.slots)
+            made, new_carry = prepare(updates, t, state.carry, **{k: known[k] for k in prepare_uses})
             if set(made) != set(prepared):
                 raise ValueError(f"{name}: prepare returned {sorted(made)}, declared {sorted(prepared)}")
             values.update(made)
         new_carry = {k: jnp.asarray(v).astype(state.carry[k].dtype) for k, v in new_carry.items()}
-        out, new_slots = lift(updates, state.slots, params, values)
+        out, new_slots = lift(updates, state.slots, params, values, given)
         return out, component.advance(state, slots=new_slots, carry=new_carry)
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _given_inputs(name: str, inputs: Sequence[str], updates, extra_args: Mapping[str, Any]) -> dict:
+    """The per-leaf trees ``update`` was given for ``inputs``; a missing one, or one not shaped like the updates,
+    is a ``ValueError`` naming it."""
+    given = {}
+    for key in inputs:
+        if extra_args.get(key) is None:
+            raise ValueError(f"{name} needs {key}: call update(updates, state, params, {key}=tree)")
+        trees.check_matching("updates", updates, key, extra_args[key])
+        trees.check_shapes("updates", updates, key, extra_args[key])
+        given[key] = extra_args[key]
+    return given
+
+
+def _read_slots(slot_trees: Mapping[str, Any]) -> dict:
+    """Each slot's tree with every leaf read in at least float32 (a low-bit one de-quantized), for ``prepare``."""
+
+    def read(x):
+        return lowbit.read(x, jnp.promote_types(x.dtype, jnp.float32))
+
+    return {
+        s: jax.tree.map(read, tree, is_leaf=lambda x: isinstance(x, lowbit.QuantizedArray))
+        for s, tree in slot_trees.items()
+    }
 
 
 def _new_slots(name, params, dtypes, slot_init, real_slots, nonnegative) -> dict:
@@ -240,8 +278,9 @@ class _Lifted:
         self.with_params, self.real_slots, self.masks = with_params, real_slots, masks
         self.dtypes = [dtypes[s] for s in slots]
 
-    def __call__(self, updates, slot_trees, params, values):
+    def __call__(self, updates, slot_trees, params, values, given):
         leaves, treedef = jax.tree.flatten(updates)
+        given_leaves = {k: treedef.flatten_up_to(tree) for k, tree in given.items()}
         slot_leaves = [treedef.flatten_up_to(slot_trees[s]) for s in self.slots]
         param_leaves = [treedef.flatten_up_to(params)] if self.with_params else []
         mask_tree = params if self.with_params else updates
@@ -256,7 +295,8 @@ class _Lifted:
                 scalars_by_dtype[dtype] = {k: jnp.asarray(values[k]).astype(real) for k in self.uses if k in values}
             slot_types = [real if s in self.real_slots else dtype for s in self.slots]
             args = [lowbit.read(x, d) for x, d in zip((g, *rest), [dtype, *slot_types, dtype])]
-            u, new = self.rule(*args, **scalars_by_dtype[dtype], **{k: f[i] for k, f in flags.items()})
+            inputs = {k: jnp.asarray(v[i]).astype(dtype) for k, v in given_leaves.items()}
+            u, new = self.rule(*args, **scalars_by_dtype[dtype], **{k: f[i] for k, f in flags.items()}, **inputs)
             out_u.append(u.astype(g.dtype))
             for j, (acc, old, value, chosen) in enumerate(zip(out_slots, rest, new, self.dtypes)):
                 acc.append(lowbit.write(value, old, chosen, partial(_seed, values["t"], i, j)))

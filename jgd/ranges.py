@@ -62,6 +62,9 @@ RANGES: dict[str, Range] = {
         ("min_norm", "min_step_size", "alpha", "max_learning_rate", "scaling", "eta", "gamma"), NONNEGATIVE
     ),
     **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
+    "alpha_b3_warmup": NONNEGATIVE,  # AdEMAMix's warm-up length in steps; 0: none
+    "clip_threshold": POSITIVE,  # Sophia's bound on each entry of the preconditioned step
+    "lower_bound": REAL,  # MoMo's lower bound of the loss (optax's name; polyak_sgd's f_min)
     **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
     **dict.fromkeys(("normuon_b2",), UNIT),  # muon's own settings
     **dict.fromkeys(("normuon_eps",), NONNEGATIVE),

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
+import optax.contrib
 import pytest
 
 import jgd
@@ -584,6 +586,154 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
     ),
 ]
 
+
+def with_objective(tx: jgd.GradientTransformation) -> jgd.GradientTransformation:
+    """``tx`` given ``obj_fn``, the loss ``½ ‖θ‖²`` as a function of the params, at every update (``sophia``'s)."""
+
+    def objective(params):
+        return sum(0.5 * jnp.sum(x * x) for x in jax.tree.leaves(params))
+
+    def update(updates, state, params=None, **extra_args):
+        return tx.update(updates, state, params, **{"obj_fn": objective, **extra_args})
+
+    return jgd.GradientTransformation(tx.init, update)
+
+
+_OPTAX_CONTRIB_A = [  # optax.contrib's ADOPT, AdEMAMix, ACProp, MADGRAD, MoMo and Sophia, under their optax names
+    Case(
+        "adopt",
+        "adopt",
+        dict(learning_rate=0.01),
+        slots=("mu", "nu"),
+        complex=False,
+        optax=lambda: optax.contrib.adopt(0.01),
+    ),
+    Case(
+        "ademamix",
+        "ademamix",
+        dict(learning_rate=0.01, weight_decay=0.01),
+        slots=("m1", "m2", "nu"),
+        real_slots=("nu",),
+        needs_params=True,
+        optax=lambda: optax.contrib.ademamix(0.01, weight_decay=0.01),
+        drifts=True,
+    ),
+    Case(  # optax squares a complex gradient without its conjugate: compared on real params in test_optax_contrib_a
+        "simplified_ademamix",
+        "simplified_ademamix",
+        # The momentum sums 1 / (1 - b1) gradients: b1 = 0.8 keeps the generic tests' rates (0.05) from steps
+        # so long that float32 rounding, which differs between a tree and its raveled vector, grows past 1e-6.
+        dict(learning_rate=0.002, b1=0.8, weight_decay=0.01),
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        needs_params=True,
+        drifts=True,
+    ),
+    Case("acprop", "acprop", dict(learning_rate=0.01), slots=("mu", "nu"), real_slots=("nu",), needs_params=True),
+    Case(
+        "acprop_optax",
+        "acprop",
+        dict(learning_rate=0.01, form="optax"),
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        peer="optax",
+        needs_params=True,
+        optax=lambda: optax.contrib.acprop(0.01),
+    ),
+    Case(
+        "madgrad",
+        "madgrad",
+        dict(learning_rate=0.01),
+        slots=("grad_sum_sq", "s", "x0"),
+        real_slots=("grad_sum_sq",),
+        needs_params=True,
+    ),
+    Case(  # optax squares a complex gradient without its conjugate: compared on real params in test_optax_contrib_a
+        "madgrad_optax",
+        "madgrad",
+        dict(learning_rate=0.01, weight_decay=0.01, form="optax"),
+        slots=("grad_sum_sq", "s", "x0"),
+        real_slots=("grad_sum_sq",),
+        peer="optax",
+        needs_params=True,
+    ),
+    Case(
+        "momo",
+        "momo",
+        # A fixed loss above the lower bound: the step size is the Polyak step or the cap.
+        build=lambda learning_rate=0.5, state_dtype=None: with_loss(
+            jgd.momo(learning_rate, state_dtype=state_dtype), 0.5
+        ),
+        slots=("exp_avg",),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        state_dtype=True,
+        optax=lambda: with_loss(optax.contrib.momo(0.5), 0.5),
+    ),
+    Case(
+        "momo_optax",
+        "momo",
+        build=lambda learning_rate=0.5: with_loss(jgd.momo(learning_rate, weight_decay=0.01, form="optax"), 0.5),
+        slots=("exp_avg",),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: with_loss(optax.contrib.momo(0.5, weight_decay=0.01), 0.5),
+        drifts=True,
+    ),
+    Case(
+        "momo_adam",
+        "momo_adam",
+        build=lambda learning_rate=0.01, state_dtype=None: with_loss(
+            jgd.momo_adam(learning_rate, state_dtype=state_dtype), 0.5
+        ),
+        slots=("exp_avg", "exp_avg_sq"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        state_dtype=True,
+        optax=lambda: with_loss(optax.contrib.momo_adam(0.01), 0.5),
+    ),
+    Case(
+        "momo_adam_optax",
+        "momo_adam",
+        build=lambda learning_rate=0.01: with_loss(jgd.momo_adam(learning_rate, weight_decay=0.01, form="optax"), 0.5),
+        slots=("exp_avg", "exp_avg_sq"),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: with_loss(optax.contrib.momo_adam(0.01, weight_decay=0.01), 0.5),
+        drifts=True,
+    ),
+    Case(
+        "sophia",
+        "sophia",
+        build=lambda learning_rate=0.01, state_dtype=None: with_objective(
+            jgd.sophia(learning_rate, weight_decay=0.0, state_dtype=state_dtype)
+        ),
+        slots=("mu", "nu"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,  # a key per leaf: raveled params draw other signs
+        state_dtype=True,
+    ),
+    Case(
+        "sophia_optax",
+        "sophia",
+        build=lambda learning_rate=0.01: with_objective(jgd.sophia(learning_rate, form="optax")),
+        slots=("mu", "nu"),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: with_objective(optax.contrib.sophia(0.01)),
+        drifts=True,
+    ),
+]
+
 _BLOCKS = [
     Case("scale", "scale", dict(factor=0.5), kind=BLOCK, hyper="factor"),
     Case("scale_by_learning_rate", "scale_by_learning_rate", dict(learning_rate=0.1), kind=BLOCK),
@@ -791,6 +941,7 @@ _SECOND_ORDER = [
 CASES: dict[str, Case] = {
     c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _OPTAX_CORE + _BLOCKS + _WRAPPERS + _MODIFIERS + _SECOND_ORDER
 }
+CASES.update({c.id: c for c in _OPTAX_CONTRIB_A})
 
 # Public names that return a GradientTransformation but are not transforms of gradients a test can run alone.
 NOT_TRANSFORMS: dict[str, str] = {}

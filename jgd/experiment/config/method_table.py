@@ -38,6 +38,14 @@ METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "schedule_free_adamw": jgd.schedule_free_adamw,
     "schedule_free_sgd": jgd.schedule_free_sgd,
     "muon": jgd.muon,
+    "adopt": jgd.adopt,
+    "ademamix": jgd.ademamix,
+    "simplified_ademamix": jgd.simplified_ademamix,
+    "acprop": jgd.acprop,
+    "madgrad": jgd.madgrad,
+    "momo": jgd.momo,
+    "momo_adam": jgd.momo_adam,
+    "sophia": jgd.sophia,
 }
 
 SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
@@ -49,7 +57,7 @@ SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
 }
 
 # Arguments a config cannot give: trees or functions of the params (masks), and tuples.
-CODE_ONLY = ("mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs")
+CODE_ONLY = ("mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs", "clip_value_fn", "hessian_diagonal_fn")
 
 # Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
 LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")

@@ -12,6 +12,9 @@ from jgd.methods.adafactor import adafactor
 from jgd.methods.adam import adam, adamax, adamw, nadam
 from jgd.methods.adaptive import adadelta, adagrad, rmsprop
 from jgd.methods.adaptive_extra import adan, sm3, yogi
+from jgd.methods.coin_betting import cocob
+from jgd.methods.d_adaptation import dadapt_adamw, prodigy
+from jgd.methods.distance import dog, dowg
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
 from jgd.methods.norm_scaled import fromage, novograd
@@ -82,7 +85,11 @@ __all__ = [
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
+    "cocob",
+    "dadapt_adamw",
     "dequantize",
+    "dog",
+    "dowg",
     "ema",
     "ema_params",
     "freeze",
@@ -114,6 +121,7 @@ __all__ = [
     "optimistic_gradient_descent",
     "partition",
     "polyak_sgd",
+    "prodigy",
     "quantized",
     "radam",
     "rmsprop",

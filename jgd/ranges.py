@@ -63,6 +63,9 @@ RANGES: dict[str, Range] = {
     ),
     **dict.fromkeys(("cautious_eps", "mars_gamma"), NONNEGATIVE),  # the modifiers' own settings
     **dict.fromkeys(("mars_b1", "ema_decay"), UNIT),
+    **dict.fromkeys(("init_distance", "init_relative_distance", "init_estim_sq_dist"), POSITIVE),  # DoG, DoWG
+    **dict.fromkeys(("estim_lr0", "estim_lr_coef", "s_init"), POSITIVE),  # Prodigy, D-Adaptation, Mechanic
+    "init_learning_rate": NONNEGATIVE,
     "max_step_size": POSITIVE,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,

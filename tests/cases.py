@@ -519,6 +519,76 @@ _OPTAX_CORE = [  # optax's other optimizers, under their optax names
     ),
 ]
 
+_OPTAX_CONTRIB_B = [  # optax.contrib's learning-rate-free methods and wrappers, under their optax names
+    Case(
+        "prodigy",
+        "prodigy",
+        dict(learning_rate=1.0),
+        slots=("mu", "nu", "grad_sum", "initial_params"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "prodigy_optax",
+        "prodigy",
+        dict(learning_rate=1.0, form="optax"),
+        slots=("mu", "nu", "grad_sum", "initial_params"),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.prodigy(1.0),
+    ),
+    Case(
+        "dadapt_adamw",
+        "dadapt_adamw",
+        dict(learning_rate=1.0),
+        slots=("mu", "nu", "grad_sum"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "dadapt_adamw_optax",
+        "dadapt_adamw",
+        dict(learning_rate=1.0, form="optax"),
+        slots=("mu", "nu", "grad_sum"),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.dadapt_adamw(1.0),
+    ),
+    Case(
+        "dog",
+        "dog",
+        dict(learning_rate=1.0),
+        slots=("initial_params",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.dog(1.0),
+    ),
+    Case(
+        "dowg",
+        "dowg",
+        dict(learning_rate=1.0),
+        slots=("initial_params",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.dowg(1.0),
+    ),
+    Case(
+        "cocob",
+        "cocob",
+        dict(learning_rate=1.0),
+        slots=("initial_params", "cumulative_gradients", "scale", "subgradients", "reward"),
+        complex=False,
+        needs_params=True,
+        optax=lambda: optax.contrib.cocob(1.0),
+    ),
+]
+
 _BLOCKS = [
     Case("scale", "scale", dict(factor=0.5), kind=BLOCK, hyper="factor"),
     Case("scale_by_learning_rate", "scale_by_learning_rate", dict(learning_rate=0.1), kind=BLOCK),
@@ -724,7 +794,16 @@ _SECOND_ORDER = [
 ]
 
 CASES: dict[str, Case] = {
-    c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _OPTAX_CORE + _BLOCKS + _WRAPPERS + _MODIFIERS + _SECOND_ORDER
+    c.id: c
+    for c in _SEEDS
+    + _PEER_FORMS
+    + _LARGE_RUNS
+    + _OPTAX_CORE
+    + _OPTAX_CONTRIB_B
+    + _BLOCKS
+    + _WRAPPERS
+    + _MODIFIERS
+    + _SECOND_ORDER
 }
 
 # Public names that return a GradientTransformation but are not transforms of gradients a test can run alone.

@@ -15,6 +15,7 @@ from jgd.methods.adaptive_extra import adan, sm3, yogi
 from jgd.methods.coin_betting import cocob
 from jgd.methods.d_adaptation import dadapt_adamw, prodigy
 from jgd.methods.distance import dog, dowg
+from jgd.methods.galore import GaloreState, galore
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
 from jgd.methods.norm_scaled import fromage, novograd
@@ -27,6 +28,8 @@ from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
 from jgd.modifiers.graft import GraftState, graft
 from jgd.modifiers.mars import MarsState, mars
+from jgd.modifiers.mechanic import MechanicState, mechanize
+from jgd.modifiers.sam import SamState, sam
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,
@@ -52,16 +55,19 @@ __all__ = [
     "AccumulateState",
     "ApplyIfFiniteState",
     "CautiousState",
+    "GaloreState",
     "GradientTransformation",
     "GraftState",
     "LineSearch",
     "LineSearchResult",
     "MarsState",
+    "MechanicState",
     "MinimizeResult",
     "MonitorState",
     "PartitionState",
     "QuantizedArray",
     "QuasiNewtonState",
+    "SamState",
     "SkipSpikesState",
     "TransformState",
     "accumulate",
@@ -94,6 +100,7 @@ __all__ = [
     "ema_params",
     "freeze",
     "fromage",
+    "galore",
     "global_norm",
     "graft",
     "hyperparams",
@@ -108,6 +115,7 @@ __all__ = [
     "masked",
     "masks",
     "max_norm",
+    "mechanize",
     "minimize",
     "momentum",
     "monitor",
@@ -126,6 +134,7 @@ __all__ = [
     "radam",
     "rmsprop",
     "rprop",
+    "sam",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",

@@ -587,6 +587,48 @@ _OPTAX_CONTRIB_B = [  # optax.contrib's learning-rate-free methods and wrappers,
         needs_params=True,
         optax=lambda: optax.contrib.cocob(1.0),
     ),
+    Case(
+        "galore",
+        "galore",
+        dict(learning_rate=0.01, rank=2, update_proj_gap=2),
+        slots=("projector",),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "galore_optax",
+        "galore",
+        dict(learning_rate=0.01, rank=2, update_proj_gap=2, form="optax"),
+        slots=("projector",),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.galore(0.01, rank=2, update_proj_gap=2),
+    ),
+    Case(
+        "mechanize",
+        "mechanize",
+        build=lambda learning_rate=1.0: jgd.mechanize(jgd.adam(learning_rate)),
+        kind=WRAPPER,
+        slots=("initial_params",),  # its own state comes before the base method's
+        needs_params=True,
+        elementwise=False,
+        # No optax twin here: optax's mechanize refuses complex params (tests/methods/test_optax_contrib_b.py
+        # compares the two on real ones).
+    ),
+    Case(
+        "sam",
+        "sam",
+        build=lambda learning_rate=0.05: jgd.sam(jgd.adam(learning_rate), jgd.sgd(0.05)),
+        kind=WRAPPER,
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.sam(optax.adam(0.05), optax.sgd(0.05)),
+    ),
 ]
 
 _BLOCKS = [

@@ -53,7 +53,8 @@ class WholeTree:
       name: the method's public name, recorded in its states and used in messages.
       hyperparams: name -> a float, an array or a schedule.
       slots: slot name -> ``init(param, dtype) -> array`` (``None``: zeros like the param).
-      carry: the names of the whole-tree scalars the state carries, each 0 in a new state.
+      carry: the names of the whole-tree scalars the state carries, each 0 in a new state; or name -> shape,
+        for a few numbers that are not one (Mechanic's one per β).
       state_dtype: one floating dtype for every slot, or slot name -> dtype; None keeps each param's.
       masks: mask keyword -> :data:`jgd.types.Mask`, resolved against the params.
       complex_leaves: whether the method takes complex leaves.
@@ -65,14 +66,15 @@ class WholeTree:
         name: str,
         hyperparams: Mapping[str, Any],
         slots: Mapping[str, Callable | None],
-        carry: Sequence[str],
+        carry: Sequence[str] | Mapping[str, tuple[int, ...]],
         *,
         state_dtype: StateDtype = None,
         masks: Mapping[str, Mask] | None = None,
         complex_leaves: bool = False,
         narrowed: Mapping[str, Range] | None = None,
     ):
-        self.name, self.carry, self.complex_leaves = name, tuple(carry), complex_leaves
+        self.name, self.complex_leaves = name, complex_leaves
+        self.carry = dict(carry) if isinstance(carry, Mapping) else dict.fromkeys(carry, ())
         self.component = Hyperparameters(name, hyperparams, narrowed)
         self.slot_init = dict(slots)
         self.dtypes = slot_dtypes(name, tuple(slots), state_dtype)
@@ -94,7 +96,7 @@ class WholeTree:
 
         slots = {s: jax.tree.map(lambda p, s=s: slot(s, p), params) for s in self.slot_init}
         scalar = jnp.result_type(float)
-        return self.component.init(slots=slots, carry={k: jnp.zeros((), scalar) for k in self.carry})
+        return self.component.init(slots=slots, carry={k: jnp.zeros(shape, scalar) for k, shape in self.carry.items()})
 
     def begin(self, updates, state, params) -> tuple[dict[str, jax.Array], TransformState, jax.Array, Leaves]:
         """This step's hyperparameters (in the scalars' dtype), the state holding them, the step ``t`` (from 1)

@@ -543,7 +543,8 @@ _OPTAX_CONTRIB_B = [  # optax.contrib's learning-rate-free methods and wrappers,
     Case(
         "dadapt_adamw",
         "dadapt_adamw",
-        dict(learning_rate=1.0),
+        # γ = 0.1: at γ = 1 the uncorrected form's first steps are large and float32 runs part ways (3e-6).
+        dict(learning_rate=0.1),
         slots=("mu", "nu", "grad_sum"),
         complex=False,
         needs_params=True,

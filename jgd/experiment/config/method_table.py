@@ -38,6 +38,11 @@ METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "schedule_free_adamw": jgd.schedule_free_adamw,
     "schedule_free_sgd": jgd.schedule_free_sgd,
     "muon": jgd.muon,
+    "prodigy": jgd.prodigy,
+    "dadapt_adamw": jgd.dadapt_adamw,
+    "dog": jgd.dog,
+    "dowg": jgd.dowg,
+    "cocob": jgd.cocob,
 }
 
 SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
@@ -49,7 +54,7 @@ SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
 }
 
 # Arguments a config cannot give: trees or functions of the params (masks), and tuples.
-CODE_ONLY = ("mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs")
+CODE_ONLY = ("mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs", "betas", "init_step")
 
 # Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
 LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")

@@ -171,14 +171,10 @@ def galore(
 
     def init_fn(params):
         trees.check_floating("params", params, method="galore")
-        leaves, treedef = jax.tree.flatten(params)
-        projectors, proxies = [], []
-        for p, matrix in zip(leaves, matrices(params)):
-            dtype, r = jnp.result_type(p), None if matrix is None else min(rank, matrix.rows, matrix.cols)
-            side = None if matrix is None else (matrix.rows if matrix.left else matrix.cols)
-            projectors.append(jnp.zeros((0, 0) if matrix is None else (side, r), dtype))
-            low = None if matrix is None else ((r, matrix.cols) if matrix.left else (matrix.rows, r))
-            proxies.append(jnp.zeros_like(p) if matrix is None else jnp.zeros(low, dtype))
+        treedef = jax.tree.structure(params)
+        shapes = [_shapes(p, matrix, rank) for p, matrix in zip(jax.tree.leaves(params), matrices(params))]
+        projectors = [jnp.zeros(shape, jnp.result_type(p)) for p, (shape, _) in zip(jax.tree.leaves(params), shapes)]
+        proxies = [jnp.zeros(shape, jnp.result_type(p)) for p, (_, shape) in zip(jax.tree.leaves(params), shapes)]
         settings = component.init(slots={"projector": treedef.unflatten(projectors)})
         return GaloreState(settings, base.init(treedef.unflatten(proxies)))
 
@@ -192,15 +188,12 @@ def galore(
         leaves, treedef = jax.tree.flatten(updates)
         refresh = settings.count % update_proj_gap == 0
         projectors = treedef.flatten_up_to(settings.slots["projector"])
-        low, new_projectors, found = [], [], matrices(updates)
-        for g, projector, matrix in zip(leaves, projectors, found):
-            if matrix is None:
-                low.append(g)
-                new_projectors.append(projector)
-                continue
-            projected, projector = _project(g, projector, matrix, refresh, rank, form)
-            low.append(projected)
-            new_projectors.append(projector)
+        found = matrices(updates)
+        pairs = [
+            (g, projector) if matrix is None else _project(g, projector, matrix, refresh, rank, form)
+            for g, projector, matrix in zip(leaves, projectors, found)
+        ]
+        low, new_projectors = [g for g, _ in pairs], [projector for _, projector in pairs]
         directions, base_state = base.update(treedef.unflatten(low), state.base_optimizer_state, None, **extra_args)
         flags = masks_lib.leaf_flags("mask", mask, params)
         out = [
@@ -213,6 +206,16 @@ def galore(
         return treedef.unflatten(out), GaloreState(settings, base_state)
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _shapes(p, matrix: _Matrix | None, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The shapes of one leaf's projector and of its projected gradient (``0 × 0`` and its own where unprojected)."""
+    if matrix is None:
+        return (0, 0), jnp.shape(p)
+    r = min(rank, matrix.rows, matrix.cols)
+    if matrix.left:
+        return (matrix.rows, r), (r, matrix.cols)
+    return (matrix.cols, r), (matrix.rows, r)
 
 
 def _project(g, projector, matrix: _Matrix, refresh, rank: int, form: str):

@@ -86,7 +86,9 @@ def prodigy(
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "estim_lr0": estim_lr0}
     hp.update(estim_lr_coef=estim_lr_coef, weight_decay=weight_decay, **({} if beta3 is None else {"b3": beta3}))
     slots = {"mu": None, "nu": None, "grad_sum": None, "initial_params": copy_of_param}
-    method = WholeTree("prodigy", hp, slots, ("estim_lr", "numerator_weighted"), state_dtype=state_dtype)
+    method = WholeTree(
+        "prodigy", hp, slots, ("estim_lr", "numerator_weighted"), state_dtype=state_dtype, nonnegative_slots=("nu",)
+    )
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -165,7 +167,14 @@ def dadapt_adamw(
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "estim_lr0": estim_lr0}
     hp["weight_decay"] = weight_decay
     slots = dict.fromkeys(("mu", "nu", "grad_sum"))
-    method = WholeTree("dadapt_adamw", hp, slots, ("estim_lr", "numerator_weighted"), state_dtype=state_dtype)
+    method = WholeTree(
+        "dadapt_adamw",
+        hp,
+        slots,
+        ("estim_lr", "numerator_weighted"),
+        state_dtype=state_dtype,
+        nonnegative_slots=("nu",),
+    )
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args

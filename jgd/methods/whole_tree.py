@@ -11,6 +11,7 @@ written back in their own dtypes, so a state is a fixed ``lax.scan`` carry.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from jgd import masks as masks_lib
 from jgd import trees
 from jgd.hyperparams import Hyperparameters
+from jgd.leafwise import _seed as stochastic_seed
 from jgd.leafwise import slot_dtypes
 from jgd.lowbit import formats as lowbit
 from jgd.ranges import Range
@@ -55,7 +57,9 @@ class WholeTree:
       slots: slot name -> ``init(param, dtype) -> array`` (``None``: zeros like the param).
       carry: the names of the whole-tree scalars the state carries, each 0 in a new state; or name -> shape,
         for a few numbers that are not one (Mechanic's one per β).
-      state_dtype: one floating dtype for every slot, or slot name -> dtype; None keeps each param's.
+      state_dtype: one slot form for every slot, or slot name -> form (``jgd.types.StateDtype``: a floating dtype,
+        :func:`jgd.quantized`, :func:`jgd.stochastic`); None keeps each param's dtype.
+      nonnegative_slots: the slots that are never negative (a quantized one takes the unsigned code).
       masks: mask keyword -> :data:`jgd.types.Mask`, resolved against the params.
       complex_leaves: whether the method takes complex leaves.
       narrowed: name -> :class:`jgd.ranges.Range`, for names whose range the method narrows.
@@ -69,6 +73,7 @@ class WholeTree:
         carry: Sequence[str] | Mapping[str, tuple[int, ...]],
         *,
         state_dtype: StateDtype = None,
+        nonnegative_slots: Sequence[str] = (),
         masks: Mapping[str, Mask] | None = None,
         complex_leaves: bool = False,
         narrowed: Mapping[str, Range] | None = None,
@@ -78,9 +83,7 @@ class WholeTree:
         self.component = Hyperparameters(name, hyperparams, narrowed)
         self.slot_init = dict(slots)
         self.dtypes = slot_dtypes(name, tuple(slots), state_dtype)
-        for slot, chosen in self.dtypes.items():
-            if lowbit.is_spec(chosen):
-                raise ValueError(f"{name}: state_dtype for slot {slot!r} must be a floating dtype, got {chosen!r}")
+        self.nonnegative = frozenset(nonnegative_slots)
         self.masks = dict(masks or {})
         for keyword, mask in self.masks.items():
             masks_lib.check_mask(keyword, mask)
@@ -89,12 +92,17 @@ class WholeTree:
         """A new state: each slot from its ``init`` (or zeros) in its dtype, each carried scalar 0."""
         trees.check_floating("params", params, method=self.name, allow_complex=self.complex_leaves)
 
-        def slot(name, p):
-            dtype = self.dtypes[name] or jnp.result_type(p)
-            made = self.slot_init[name]
-            return made(p, dtype) if made else jnp.zeros_like(p, dtype=dtype)
+        def slot(name, path, p):
+            chosen, made = self.dtypes[name], self.slot_init[name]
+            dtype = lowbit.storage_dtype(chosen) or jnp.result_type(p)
+            value = made(p, dtype) if made else jnp.zeros_like(p, dtype=dtype)
+            where = f"{self.name}, slot {name!r} of params{jax.tree_util.keystr(path)}"
+            return lowbit.initial(where, value, chosen, signed=name not in self.nonnegative)
 
-        slots = {s: jax.tree.map(lambda p, s=s: slot(s, p), params) for s in self.slot_init}
+        slots = {}
+        for name, chosen in self.dtypes.items():
+            tree = jax.tree_util.tree_map_with_path(lambda path, p, name=name: slot(name, path, p), params)
+            slots[name] = lowbit.hoist(tree) if lowbit.is_quantized(chosen) else tree
         scalar = jnp.result_type(float)
         return self.component.init(slots=slots, carry={k: jnp.zeros(shape, scalar) for k, shape in self.carry.items()})
 
@@ -108,15 +116,16 @@ class WholeTree:
         trees.check_matching("updates", updates, "params", params)
         trees.check_shapes("updates", updates, "params", params)
         for s in self.slot_init:
-            trees.check_matching("updates", updates, f"the state's {s!r}", state.slots[s])
-            trees.check_shapes("updates", updates, f"the state's {s!r}", state.slots[s])
+            slot = lowbit.logical(state.slots[s])  # a quantized leaf stands for one array
+            trees.check_matching("updates", updates, f"the state's {s!r}", slot)
+            trees.check_shapes("updates", updates, f"the state's {s!r}", slot)
         scalar = self.scalar_dtype(state)
         hp = {k: jnp.asarray(v).astype(scalar) for k, v in hp.items()}
         grads, treedef = jax.tree.flatten(updates)
         compute = [jnp.promote_types(jnp.result_type(g), jnp.float32) for g in grads]
 
         def read(tree):
-            return [jnp.asarray(x).astype(d) for x, d in zip(treedef.flatten_up_to(tree), compute)]
+            return [lowbit.read(x, d) for x, d in zip(treedef.flatten_up_to(tree), compute)]
 
         flags = {k: masks_lib.leaf_flags(k, m, params) for k, m in self.masks.items()}
         slots = {s: read(state.slots[s]) for s in self.slot_init}
@@ -132,9 +141,14 @@ class WholeTree:
         dtypes = [jnp.result_type(g) for g in jax.tree.leaves(updates)]
         new_updates = treedef.unflatten([u.astype(d) for u, d in zip(out, dtypes)])
         new_slots = dict(state.slots)  # a slot not given (the starting point) is kept as it is
+        order = list(self.slot_init)
         for s, leaves in slots.items():
-            old = treedef.flatten_up_to(state.slots[s])
-            new_slots[s] = treedef.unflatten([x.astype(jnp.result_type(o)) for x, o in zip(leaves, old)])
+            old, chosen, j = treedef.flatten_up_to(state.slots[s]), self.dtypes[s], order.index(s)
+            written = [
+                lowbit.write(x, o, chosen, partial(stochastic_seed, state.count + 1, i, j))
+                for i, (x, o) in enumerate(zip(leaves, old))
+            ]
+            new_slots[s] = treedef.unflatten(written)
         new_carry = {k: jnp.asarray(carry[k]).astype(state.carry[k].dtype) for k in self.carry}
         return new_updates, self.component.advance(state, slots=new_slots, carry=new_carry)
 

@@ -53,7 +53,8 @@ def prodigy(
     ``θ_{t+1} = θ_t - γ_t d_t (m_{t+1} / (√v_{t+1} + d_t ε) + λ θ_t)``, from ``d_1 = d_0``; the inner
     product and the norm over every leaf together, ``β3 = √β2`` by default, ``d`` unchanged while
     ``s = 0``. Mishchenko & Defazio, "Prodigy: an expeditiously adaptive parameter-free learner", ICML 2024,
-    Alg. 3 with decoupled weight decay; ``safeguard_warmup`` drops ``γ_t`` from ``s`` (their code's option).
+    the Adam version of its algorithm, with decoupled weight decay; ``safeguard_warmup`` drops ``γ_t`` from
+    ``s`` (their code's option).
 
     ``form="optax"`` is optax's ``contrib.prodigy`` (the authors' code with its bias correction): ``γ_t d_t``
     times ``√(1 - β2^t) / (1 - β1^t)`` wherever it appears, and ``d_{t+1}`` instead of ``d_t`` in ``d ε``.

@@ -17,7 +17,7 @@ def _dot(a, b):
 
 
 def prodigy(lr, b1, b2, eps, d0, coef, wd):
-    """Mishchenko & Defazio 2024, Alg. 3 (Adam version) with decoupled weight decay, β3 = √β2."""
+    """Mishchenko & Defazio 2024, the Adam version of their algorithm with decoupled weight decay; β3 = √β2."""
     b3 = np.sqrt(b2)
 
     def step(params, grads, t, state):

@@ -174,7 +174,11 @@ def galore(
         treedef = jax.tree.structure(params)
         shapes = [_shapes(p, matrix, rank) for p, matrix in zip(jax.tree.leaves(params), matrices(params))]
         projectors = [jnp.zeros(shape, jnp.result_type(p)) for p, (shape, _) in zip(jax.tree.leaves(params), shapes)]
-        proxies = [jnp.zeros(shape, jnp.result_type(p)) for p, (_, shape) in zip(jax.tree.leaves(params), shapes)]
+        # zeros_like keeps an unprojected leaf's sharding for the base method's state.
+        proxies = [
+            jnp.zeros_like(p) if matrix is None else jnp.zeros(shape, jnp.result_type(p))
+            for p, matrix, (_, shape) in zip(jax.tree.leaves(params), matrices(params), shapes)
+        ]
         settings = component.init(slots={"projector": treedef.unflatten(projectors)})
         return GaloreState(settings, base.init(treedef.unflatten(proxies)))
 

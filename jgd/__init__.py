@@ -15,6 +15,10 @@ from jgd.methods.adaptive_extra import adan, sm3, yogi
 from jgd.methods.contrib_adaptive import acprop, madgrad
 from jgd.methods.contrib_moments import ademamix, adopt, simplified_ademamix
 from jgd.methods.model_based import momo, momo_adam
+from jgd.methods.coin_betting import cocob
+from jgd.methods.d_adaptation import dadapt_adamw, prodigy
+from jgd.methods.distance import dog, dowg
+from jgd.methods.galore import GaloreState, galore
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
 from jgd.methods.muon_matrices import MuonDimensionNumbers, muon_adam_mask, muon_dimension_numbers
@@ -32,6 +36,8 @@ from jgd.modifiers.mars import MarsState, mars
 from jgd.preconditioners.shampoo import shampoo
 from jgd.preconditioners.soap import soap
 from jgd.preconditioners.transform import PreconditionerState
+from jgd.modifiers.mechanic import MechanicState, mechanize
+from jgd.modifiers.sam import SamState, sam
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,
@@ -57,11 +63,13 @@ __all__ = [
     "AccumulateState",
     "ApplyIfFiniteState",
     "CautiousState",
+    "GaloreState",
     "GradientTransformation",
     "GraftState",
     "LineSearch",
     "LineSearchResult",
     "MarsState",
+    "MechanicState",
     "MinimizeResult",
     "MonitorState",
     "MuonDimensionNumbers",
@@ -69,6 +77,7 @@ __all__ = [
     "PreconditionerState",
     "QuantizedArray",
     "QuasiNewtonState",
+    "SamState",
     "SkipSpikesState",
     "TransformState",
     "accumulate",
@@ -95,11 +104,16 @@ __all__ = [
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
+    "cocob",
+    "dadapt_adamw",
     "dequantize",
+    "dog",
+    "dowg",
     "ema",
     "ema_params",
     "freeze",
     "fromage",
+    "galore",
     "global_norm",
     "graft",
     "hyperparams",
@@ -115,6 +129,7 @@ __all__ = [
     "masked",
     "masks",
     "max_norm",
+    "mechanize",
     "minimize",
     "momentum",
     "momo",
@@ -132,10 +147,12 @@ __all__ = [
     "optimistic_gradient_descent",
     "partition",
     "polyak_sgd",
+    "prodigy",
     "quantized",
     "radam",
     "rmsprop",
     "rprop",
+    "sam",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",

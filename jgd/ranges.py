@@ -71,6 +71,9 @@ RANGES: dict[str, Range] = {
     "consistent_rms": POSITIVE,
     "matrix_eps": NONNEGATIVE,  # Shampoo's damping of its factors
     "shampoo_beta": UNIT,  # SOAP's decay of its factors
+    **dict.fromkeys(("init_distance", "init_relative_distance", "init_estim_sq_dist"), POSITIVE),  # DoG, DoWG
+    **dict.fromkeys(("estim_lr0", "estim_lr_coef", "s_init"), POSITIVE),  # Prodigy, D-Adaptation, Mechanic
+    "init_learning_rate": NONNEGATIVE,
     "max_step_size": POSITIVE,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,

@@ -599,6 +599,119 @@ def with_objective(tx: jgd.GradientTransformation) -> jgd.GradientTransformation
     return jgd.GradientTransformation(tx.init, update)
 
 
+_OPTAX_CONTRIB_B = [  # optax.contrib's learning-rate-free methods and wrappers, under their optax names
+    Case(
+        "prodigy",
+        "prodigy",
+        dict(learning_rate=1.0),
+        slots=("mu", "nu", "grad_sum", "initial_params"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "prodigy_optax",
+        "prodigy",
+        dict(learning_rate=1.0, form="optax"),
+        slots=("mu", "nu", "grad_sum", "initial_params"),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.prodigy(1.0),
+    ),
+    Case(
+        "dadapt_adamw",
+        "dadapt_adamw",
+        # γ = 0.1: at γ = 1 the uncorrected form's first steps are large and float32 runs part ways (3e-6).
+        dict(learning_rate=0.1),
+        slots=("mu", "nu", "grad_sum"),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "dadapt_adamw_optax",
+        "dadapt_adamw",
+        dict(learning_rate=1.0, form="optax"),
+        slots=("mu", "nu", "grad_sum"),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.dadapt_adamw(1.0),
+    ),
+    Case(
+        "dog",
+        "dog",
+        dict(learning_rate=1.0),
+        slots=("initial_params",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.dog(1.0),
+    ),
+    Case(
+        "dowg",
+        "dowg",
+        dict(learning_rate=1.0),
+        slots=("initial_params",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.dowg(1.0),
+    ),
+    Case(
+        "cocob",
+        "cocob",
+        dict(learning_rate=1.0),
+        slots=("initial_params", "cumulative_gradients", "scale", "subgradients", "reward"),
+        complex=False,
+        needs_params=True,
+        optax=lambda: optax.contrib.cocob(1.0),
+    ),
+    Case(
+        "galore",
+        "galore",
+        dict(learning_rate=0.01, rank=2, update_proj_gap=2),
+        slots=("projector",),
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+    ),
+    Case(
+        "galore_optax",
+        "galore",
+        dict(learning_rate=0.01, rank=2, update_proj_gap=2, form="optax"),
+        slots=("projector",),
+        peer="optax",
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.galore(0.01, rank=2, update_proj_gap=2),
+    ),
+    Case(
+        "mechanize",
+        "mechanize",
+        build=lambda learning_rate=1.0: jgd.mechanize(jgd.adam(learning_rate)),
+        kind=WRAPPER,
+        slots=("initial_params",),  # its own state comes before the base method's
+        needs_params=True,
+        elementwise=False,
+        # No optax twin here: optax's mechanize refuses complex params (tests/methods/test_optax_contrib_b.py
+        # compares the two on real ones).
+    ),
+    Case(
+        "sam",
+        "sam",
+        build=lambda learning_rate=0.05: jgd.sam(jgd.adam(learning_rate), jgd.sgd(0.05)),
+        kind=WRAPPER,
+        slots=("mu", "nu"),
+        real_slots=("nu",),
+        needs_params=True,
+        elementwise=False,
+        optax=lambda: optax.contrib.sam(optax.adam(0.05), optax.sgd(0.05)),
+    ),
+]
+
 _OPTAX_CONTRIB_A = [  # optax.contrib's ADOPT, AdEMAMix, ACProp, MADGRAD, MoMo and Sophia, under their optax names
     Case(
         "adopt",
@@ -939,7 +1052,16 @@ _SECOND_ORDER = [
 ]
 
 CASES: dict[str, Case] = {
-    c.id: c for c in _SEEDS + _PEER_FORMS + _LARGE_RUNS + _OPTAX_CORE + _BLOCKS + _WRAPPERS + _MODIFIERS + _SECOND_ORDER
+    c.id: c
+    for c in _SEEDS
+    + _PEER_FORMS
+    + _LARGE_RUNS
+    + _OPTAX_CORE
+    + _OPTAX_CONTRIB_B
+    + _BLOCKS
+    + _WRAPPERS
+    + _MODIFIERS
+    + _SECOND_ORDER
 }
 CASES.update({c.id: c for c in _OPTAX_CONTRIB_A})
 

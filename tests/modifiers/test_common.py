@@ -21,6 +21,7 @@ MODIFIERS = {
     "mars": (lambda v: jgd.mars(jgd.adamw(0.05, b1=0.5), mars_gamma=v, mars_b1=0.5), "mars_gamma", (0.0, 0.5, 4.0)),
     "ema_params": (lambda v: jgd.chain(jgd.adam(0.05), jgd.ema_params(v)), "ema_decay", (0.0, 0.5, 0.9)),
     "graft": (lambda v: jgd.graft(jgd.adam(0.05), jgd.sgd(v)), "norm/learning_rate", (0.0, 0.05, 0.2)),
+    "mechanize": (lambda v: jgd.mechanize(jgd.adam(1.0), s_init=v), "s_init", (1e-4, 1e-2, 0.1)),
 }
 NAMES = sorted(MODIFIERS)
 PARAMS = {

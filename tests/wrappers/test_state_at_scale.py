@@ -39,6 +39,9 @@ MINIMAL_ARGS = {
     "cautious": lambda: (jgd.adam(),),
     "mars": lambda: (jgd.adamw(),),
     "graft": lambda: (jgd.adam(), jgd.sgd()),
+    "galore": lambda: (0.01, 2),
+    "mechanize": lambda: (jgd.adam(1.0),),
+    "sam": lambda: (jgd.adam(), jgd.sgd(0.05)),
 }
 RETURNS_TRANSFORM = ("GradientTransformation", jgd.GradientTransformation)
 FACTORIES = sorted(

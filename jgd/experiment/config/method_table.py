@@ -46,6 +46,11 @@ METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "momo": jgd.momo,
     "momo_adam": jgd.momo_adam,
     "sophia": jgd.sophia,
+    "prodigy": jgd.prodigy,
+    "dadapt_adamw": jgd.dadapt_adamw,
+    "dog": jgd.dog,
+    "dowg": jgd.dowg,
+    "cocob": jgd.cocob,
 }
 
 SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
@@ -57,7 +62,16 @@ SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
 }
 
 # Arguments a config cannot give: trees or functions of the params (masks), and tuples.
-CODE_ONLY = ("mask", "weight_decay_mask", "trust_ratio_mask", "ns_coeffs", "clip_value_fn", "hessian_diagonal_fn")
+CODE_ONLY = (
+    "mask",
+    "weight_decay_mask",
+    "trust_ratio_mask",
+    "ns_coeffs",
+    "clip_value_fn",
+    "hessian_diagonal_fn",
+    "betas",
+    "init_step",
+)
 
 # Methods whose line search evaluates the plain loss: blocks that change the gradient would mislead it.
 LINE_SEARCH = ("lbfgs", "bfgs", "optax.lbfgs")

@@ -12,13 +12,13 @@ from jgd.methods.adafactor import adafactor
 from jgd.methods.adam import adam, adamax, adamw, nadam
 from jgd.methods.adaptive import adadelta, adagrad, rmsprop
 from jgd.methods.adaptive_extra import adan, sm3, yogi
+from jgd.methods.coin_betting import cocob
 from jgd.methods.contrib_adaptive import acprop, madgrad
 from jgd.methods.contrib_moments import ademamix, adopt, simplified_ademamix
-from jgd.methods.model_based import momo, momo_adam
-from jgd.methods.coin_betting import cocob
 from jgd.methods.d_adaptation import dadapt_adamw, prodigy
 from jgd.methods.distance import dog, dowg
 from jgd.methods.galore import GaloreState, galore
+from jgd.methods.model_based import momo, momo_adam
 from jgd.methods.moments import adabelief, lion, radam
 from jgd.methods.muon import muon
 from jgd.methods.muon_matrices import MuonDimensionNumbers, muon_adam_mask, muon_dimension_numbers
@@ -33,11 +33,11 @@ from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
 from jgd.modifiers.graft import GraftState, graft
 from jgd.modifiers.mars import MarsState, mars
+from jgd.modifiers.mechanic import MechanicState, mechanize
+from jgd.modifiers.sam import SamState, sam
 from jgd.preconditioners.shampoo import shampoo
 from jgd.preconditioners.soap import soap
 from jgd.preconditioners.transform import PreconditionerState
-from jgd.modifiers.mechanic import MechanicState, mechanize
-from jgd.modifiers.sam import SamState, sam
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,

@@ -24,6 +24,7 @@ from jgd.modifiers.averaging import averaged_params, ema_params
 from jgd.modifiers.cautious import CautiousState, cautious
 from jgd.modifiers.graft import GraftState, graft
 from jgd.modifiers.mars import MarsState, mars
+from jgd.preconditioners.kron import KronState, kron
 from jgd.second_order.linesearch import (
     LineSearch,
     LineSearchResult,
@@ -51,6 +52,7 @@ __all__ = [
     "CautiousState",
     "GradientTransformation",
     "GraftState",
+    "KronState",
     "LineSearch",
     "LineSearchResult",
     "MarsState",
@@ -90,6 +92,7 @@ __all__ = [
     "global_norm",
     "graft",
     "hyperparams",
+    "kron",
     "l1_penalty",
     "l2_penalty",
     "lamb",

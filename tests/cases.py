@@ -413,6 +413,16 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         needs_params=True,
         elementwise=False,
     ),
+    Case(
+        "kron",
+        "kron",
+        dict(learning_rate=0.01, weight_decay=0.01),
+        slots=("mu",),  # the factors are KronState.factors, not slots: float32 whatever the params' dtype
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        drifts=True,
+    ),
 ]
 
 

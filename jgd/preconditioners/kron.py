@@ -14,6 +14,7 @@ from jgd import masks as masks_lib
 from jgd import trees
 from jgd.base import GradientTransformation
 from jgd.hyperparams import Hyperparameters
+from jgd.leafwise import slot_dtypes
 from jgd.lowbit import formats as lowbit
 from jgd.preconditioners import kron_factors as factors_lib
 from jgd.ranges import validate
@@ -87,20 +88,23 @@ def _start_key(key: Any) -> jax.Array:
     raise ValueError(f"key must be an int, a jax.random.key or a jax.random.PRNGKey, got {key!r}")
 
 
-def _check_arguments(max_size_triangular, min_ndim_triangular, state_dtype, precond_dtype) -> None:
+def _check_arguments(max_size_triangular, min_ndim_triangular, state_dtype, precond_dtype) -> Any:
+    """Raises ``ValueError`` naming the first bad Python-side argument; returns the momentum's dtype."""
     for name, value, low in (
         ("max_size_triangular", max_size_triangular, 1),
         ("min_ndim_triangular", min_ndim_triangular, 0),
     ):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    for name, dtype in (("state_dtype", state_dtype), ("precond_dtype", precond_dtype)):
+    mu_dtype = slot_dtypes("kron", ("mu",), state_dtype)["mu"]  # one dtype, or {"mu": dtype}
+    for name, dtype in (("state_dtype", mu_dtype), ("precond_dtype", precond_dtype)):
         try:
             floating = dtype is None or (not lowbit.is_spec(dtype) and jnp.issubdtype(jnp.dtype(dtype), jnp.floating))
         except TypeError:
             floating = False
         if not floating:
             raise ValueError(f"kron: {name} must be a floating dtype or None, got {dtype!r}")
+    return mu_dtype
 
 
 def kron(
@@ -183,7 +187,8 @@ def kron(
         float32 (psgd-jax's fixed value).
       key: an int seed, a ``jax.random.key`` or a ``jax.random.PRNGKey``, Python-side (not data); psgd-jax's
         5318008.
-      state_dtype: the momentum's dtype (a floating dtype); None keeps each param's (psgd-jax's ``mu_dtype``).
+      state_dtype: the momentum's dtype (a floating dtype, or ``{"mu": dtype}``); None keeps each param's
+        (psgd-jax's ``mu_dtype``). The low-bit forms are refused: the momentum is a plain array.
       precond_dtype: the factors' dtype (a floating dtype); None: float32, float64 under x64 (psgd-jax).
       precond_update_precision: the matmul precision of the fit (``jax.default_matmul_precision``);
         ``"tensorfloat32"`` (psgd-jax).
@@ -205,7 +210,7 @@ def kron(
       >>> print(jnp.sign(updates["b"]), round(float(jnp.sqrt(jnp.mean(updates["w"] ** 2))) / 0.1, 3))
       [-1.  1.] 0.809
     """
-    _check_arguments(max_size_triangular, min_ndim_triangular, state_dtype, precond_dtype)
+    mu_dtype = _check_arguments(max_size_triangular, min_ndim_triangular, state_dtype, precond_dtype)
     factors_lib.triangular_axes((), 1, 0, memory_save_mode)  # checks the mode
     validate("preconditioner_init_scale", preconditioner_init_scale)
     if preconditioner_update_probability is None:
@@ -235,7 +240,7 @@ def kron(
             shape = tuple(np.shape(p))
             return factors_lib.initial_factors(shape, layout(shape), preconditioner_init_scale, factor_dtype)
 
-        mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=state_dtype or jnp.result_type(p)), params)
+        mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or jnp.result_type(p)), params)
         core = component.init(slots={"mu": mu}, carry={"update_counter": jnp.zeros((), jnp.int32)})
         return KronState(core, jax.tree.map(first_factors, params))
 

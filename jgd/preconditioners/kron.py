@@ -79,12 +79,13 @@ def update_probability(
 
 
 def _start_key(key: Any) -> jax.Array:
+    """``key`` as a typed key: an int seeds ``jax.random.key``; a raw ``PRNGKey`` is wrapped."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
     if isinstance(key, int | np.integer) and not isinstance(key, bool):
         return jax.random.key(int(key))
     if isinstance(key, jax.Array | np.ndarray) and key.shape == (2,) and key.dtype == np.uint32:
-        return jax.random.wrap_key_data(key)  # a raw ``jax.random.PRNGKey``
+        return jax.random.wrap_key_data(jnp.asarray(key))  # a raw ``jax.random.PRNGKey``
     raise ValueError(f"key must be an int, a jax.random.key or a jax.random.PRNGKey, got {key!r}")
 
 
@@ -153,7 +154,7 @@ def kron(
     The preconditioner update runs under ``lax.cond``, on a deterministic counter: it runs at an update when
     the steps since the last one reach ``1 / p`` (``p = 1/k``: every ``k``-th step; ``p = 0``: never); the other
     steps cost the momentum and ``QᵀQ m̂``. By default ``p`` follows psgd-jax's schedule
-    (:func:`jgd.preconditioners.kron.update_probability`): 1 for 500 steps, then ``exp(−0.001 (n − 500))``
+    (``jgd.preconditioners.kron.update_probability()``): 1 for 500 steps, then ``exp(−0.001 (n − 500))``
     down to 0.03.
 
     The random probes and the balance draw come from ``key`` folded with the step count, split into the

@@ -265,3 +265,14 @@ def test_update_needs_params_and_its_own_state():
         tx.update(params, tx.init(params))
     with pytest.raises(TypeError, match="kron"):
         tx.update(params, jgd.adam(0.1).init(params), params)
+
+
+def test_a_key_may_be_an_int_a_typed_key_or_a_raw_prngkey():
+    params = {"w": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2)}
+    grads = grads_at(params, 0)
+    steps = [
+        jgd.kron(0.1, key=key).update(grads, jgd.kron(0.1, key=key).init(params), params)[0]["w"]
+        for key in (3, jax.random.key(3), jax.random.PRNGKey(3))
+    ]
+    np.testing.assert_array_equal(steps[0], steps[1])
+    np.testing.assert_array_equal(steps[0], steps[2])

@@ -233,17 +233,7 @@ def kron(
         memory_save_mode=memory_save_mode,
     )
 
-    def init_fn(params):
-        trees.check_floating("params", params, method="kron")
-        factor_dtype = jnp.result_type(float) if precond_dtype is None else precond_dtype
-
-        def first_factors(p):
-            shape = tuple(np.shape(p))
-            return factors_lib.initial_factors(shape, layout(shape), preconditioner_init_scale, factor_dtype)
-
-        mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or jnp.result_type(p)), params)
-        core = component.init(slots={"mu": mu}, carry={"update_counter": jnp.zeros((), jnp.int32)})
-        return KronState(core, jax.tree.map(first_factors, params))
+    init_fn = _initializer(component, layout, preconditioner_init_scale, mu_dtype, precond_dtype)
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
@@ -252,10 +242,7 @@ def kron(
         _check_trees(updates, core.slots["mu"], params)
         leaves, treedef = jax.tree.flatten(updates)
         step = _Step(leaves, treedef.flatten_up_to(core.slots["mu"]), hp, core.count + 1)
-        probability = hp["preconditioner_update_probability"]
-        counter = core.carry["update_counter"] + 1
-        do_update = counter.astype(probability.dtype) >= 1 / probability  # a probability of 0 never updates
-        counter = jnp.where(do_update, 0, counter)
+        do_update, counter = _due(core.carry["update_counter"], hp["preconditioner_update_probability"])
         # psgd-jax's draws: a key per step, split into the balance draw and one key per leaf, in leaf order.
         _, fit_key = jax.random.split(jax.random.fold_in(start, core.count))
         fit_input = step.debiased if momentum_into_precond_update else step.grads
@@ -271,6 +258,32 @@ def kron(
         return treedef.unflatten(out), KronState(core, treedef.unflatten(q_leaves))
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def _initializer(component, layout, init_scale, mu_dtype, precond_dtype) -> Callable:
+    """``init``: the momentum at zero, ``Q_i = s^(1/k) I`` for each param, the update counter at 0."""
+
+    def init_fn(params):
+        trees.check_floating("params", params, method="kron")
+        factor_dtype = jnp.result_type(float) if precond_dtype is None else precond_dtype
+
+        def first_factors(p):
+            shape = tuple(np.shape(p))
+            return factors_lib.initial_factors(shape, layout(shape), init_scale, factor_dtype)
+
+        mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or jnp.result_type(p)), params)
+        core = component.init(slots={"mu": mu}, carry={"update_counter": jnp.zeros((), jnp.int32)})
+        return KronState(core, jax.tree.map(first_factors, params))
+
+    return init_fn
+
+
+def _due(counter: jax.Array, probability: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """psgd-jax's deterministic schedule: whether the factors are fitted at this step (the steps since the
+    last fit reach ``1 / p``; never for ``p = 0``), and the counter after it."""
+    counter = counter + 1
+    due = counter.astype(probability.dtype) >= 1 / probability
+    return due, jnp.where(due, 0, counter)
 
 
 def _check_trees(updates, mu, params) -> None:

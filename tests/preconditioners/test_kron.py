@@ -237,9 +237,17 @@ def test_hyperparameters_are_data_and_can_be_set():
     tx = jgd.kron(0.01, preconditioner_update_probability=0.5)
     state = tx.init(params)
     assert set(jgd.hyperparams(state)) >= {"learning_rate", "b1", "weight_decay", "preconditioner_lr", "damping"}
-    state = jgd.set_hyperparams(state, learning_rate=0.0)
-    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    traces = []
+
+    @jax.jit
+    def update(state):
+        traces.append(1)
+        return tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+
+    moved, _ = update(state)
+    updates, _ = update(jgd.set_hyperparams(state, learning_rate=0.0, preconditioner_update_probability=0.0))
     np.testing.assert_array_equal(updates["w"], 0.0)
+    assert len(traces) == 1 and np.all(np.asarray(moved["w"]) != 0)
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,8 @@ def kron(
     Li, "Preconditioned stochastic gradient descent", IEEE TNNLS 2018 (the fit criterion and the
     Kronecker-product preconditioner); Li, "Preconditioner on matrix Lie group for SGD", ICLR 2019 (the
     group and its update). With probability 0.01 at a preconditioner update the factors are first rescaled to
-    a common ``max|Q_i|`` (their product unchanged), as psgd-jax does.
+    a common ``max|Q_i|`` (their product unchanged), as psgd-jax does; jgd computes the scales in the factors'
+    dtype, psgd-jax in float32 (in float64 its rebalanced ``Q`` moves by float32 rounding, jgd's does not).
 
     The preconditioner update runs under ``lax.cond``, on a deterministic counter: it runs at an update when
     the steps since the last one reach ``1 / p`` (``p = 1/k``: every ``k``-th step; ``p = 0``: never); the other

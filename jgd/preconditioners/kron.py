@@ -35,24 +35,25 @@ class KronState(NamedTuple):
     """The state of :func:`kron`.
 
     Attributes:
-      core: the count, the hyperparameters, the momentum (slot ``mu``) and the steps since the last
+      inner: the count, the hyperparameters, the momentum (slot ``mu``) and the steps since the last
         preconditioner update (``carry["update_counter"]``, int32).
-      factors: a tree shaped like the params holding, for each param, the tuple of its factors ``Q_i``
-        (one per axis: an ``n_i × n_i`` upper triangular matrix or a vector of ``n_i``; one scalar for a 0-d
-        param), in ``precond_dtype``. Ordinary arrays: ``jgd.state_sharding`` replicates them.
+      factors: ``{"q": tree}``, the tree shaped like the params holding, for each param, the tuple of its
+        factors ``Q_i`` (one per axis: an ``n_i × n_i`` upper triangular matrix or a vector of ``n_i``; one
+        scalar for a 0-d param), in ``precond_dtype``. Ordinary arrays: ``jgd.state_sharding`` replicates them.
+        (The layout of the Shampoo and SOAP states: ``inner`` and a dict of factor trees.)
 
     Examples:
       >>> import jax.numpy as jnp
       >>> import jgd
       >>> state = jgd.kron(1e-3).init({"w": jnp.ones((3, 2)), "b": jnp.ones(2)})
-      >>> print([q.shape for q in state.factors["w"]], [q.shape for q in state.factors["b"]])
+      >>> print([q.shape for q in state.factors["q"]["w"]], [q.shape for q in state.factors["q"]["b"]])
       [(3, 3), (2, 2)] [(2,)]
-      >>> print(state.core.count, sorted(state.core.slots), jgd.hyperparams(state)["preconditioner_lr"])
+      >>> print(state.inner.count, sorted(state.inner.slots), jgd.hyperparams(state)["preconditioner_lr"])
       0 ['mu'] 0.1
     """
 
-    core: TransformState
-    factors: PyTree
+    inner: TransformState
+    factors: dict[str, PyTree]
 
 
 def update_probability(
@@ -166,7 +167,7 @@ def kron(
     its ``scanned_layers`` and ``lax_map_*`` are not offered.
 
     The factors are kept in ``precond_dtype`` whatever the params' dtype (float32, or float64 under x64, as
-    psgd-jax), in :class:`jgd.KronState`'s ``factors``; the momentum in slot ``mu``.
+    psgd-jax), in :class:`jgd.KronState`'s ``factors["q"]``; the momentum in slot ``mu``.
 
     Args:
       learning_rate: ``η``, a float, an array or a schedule, ≥ 0; 1e-3 (psgd-jax).
@@ -207,7 +208,7 @@ def kron(
       >>> tx = jgd.kron(learning_rate=0.1)
       >>> state = tx.init(params)
       >>> updates, state = tx.update(grads, state, params)
-      >>> print([q.shape for q in state.factors["w"]], state.factors["b"][0].shape)
+      >>> print([q.shape for q in state.factors["q"]["w"]], state.factors["q"]["b"][0].shape)
       [(3, 3), (2, 2)] (2,)
       >>> print(jnp.sign(updates["b"]), round(float(jnp.sqrt(jnp.mean(updates["w"] ** 2))) / 0.1, 3))
       [-1.  1.] 0.809
@@ -239,7 +240,7 @@ def kron(
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         state = check_state("kron", state, KronState)
-        hp, core = component.resolve(check_state("kron", state.core))
+        hp, core = component.resolve(check_state("kron", state.inner))
         _check_trees(updates, core.slots["mu"], params)
         leaves, treedef = jax.tree.flatten(updates)
         step = _Step(leaves, treedef.flatten_up_to(core.slots["mu"]), hp, core.count + 1)
@@ -248,7 +249,7 @@ def kron(
         _, fit_key = jax.random.split(jax.random.fold_in(start, core.count))
         fit_input = step.debiased if momentum_into_precond_update else step.grads
         fit = partial(_fit_all, fit_input, hp, precond_update_precision)
-        q_leaves = jax.lax.cond(do_update, fit, lambda _, qs: qs, fit_key, treedef.flatten_up_to(state.factors))
+        q_leaves = jax.lax.cond(do_update, fit, lambda _, qs: qs, fit_key, treedef.flatten_up_to(state.factors["q"]))
         flags = masks_lib.leaf_flags("weight_decay_mask", weight_decay_mask, params)
         with jax.default_matmul_precision(precond_grads_precision):
             out = [
@@ -256,7 +257,7 @@ def kron(
                 for m, qs, p, decayed, g in zip(step.debiased, q_leaves, treedef.flatten_up_to(params), flags, leaves)
             ]
         core = component.advance(core, slots={"mu": treedef.unflatten(step.new_mu)}, carry={"update_counter": counter})
-        return treedef.unflatten(out), KronState(core, treedef.unflatten(q_leaves))
+        return treedef.unflatten(out), KronState(core, {"q": treedef.unflatten(q_leaves)})
 
     return GradientTransformation(init_fn, update_fn)
 
@@ -274,7 +275,7 @@ def _initializer(component, layout, init_scale, mu_dtype, precond_dtype) -> Call
 
         mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or jnp.result_type(p)), params)
         core = component.init(slots={"mu": mu}, carry={"update_counter": jnp.zeros((), jnp.int32)})
-        return KronState(core, jax.tree.map(first_factors, params))
+        return KronState(core, {"q": jax.tree.map(first_factors, params)})
 
     return init_fn
 

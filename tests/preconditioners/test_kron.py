@@ -90,7 +90,7 @@ def test_matches_psgd_jax_in_float64(x64, setting):
     params = make_params(jnp.float64, "wbs" if setting == "defaults" else "wbscl")
     want, _ = run(psgd_kron(**kw), params, apply=optax.apply_updates)
     got, state = run(jgd.kron(**kw), params)
-    assert state.factors["w"][0].dtype == jnp.float64
+    assert state.factors["q"]["w"][0].dtype == jnp.float64
     assert max_relative(want, got) < 1e-12
 
 
@@ -149,9 +149,9 @@ def test_fits_only_every_kth_step_and_never_at_probability_zero():
     for probability, fitted in ((1 / 3, [False, False, True, False, False, True]), (0.0, [False] * 6)):
         state = jgd.set_hyperparams(tx.init(params), preconditioner_update_probability=probability)
         for i, want in enumerate(fitted):
-            before = state.factors["w"][0]
+            before = state.factors["q"]["w"][0]
             _, state = update(grads_at(params, i), state, params)
-            assert bool(jnp.any(state.factors["w"][0] != before)) == want
+            assert bool(jnp.any(state.factors["q"]["w"][0] != before)) == want
 
 
 @pytest.mark.slow  # op by op: each operation compiles
@@ -194,10 +194,10 @@ def test_bfloat16_params_keep_float32_factors():
     tx = jgd.kron(0.01)
     state = tx.init(params)
     updates, state = tx.update(jax.tree.map(lambda p: p + 0.5, params), state, params)
-    assert updates["w"].dtype == state.core.slots["mu"]["w"].dtype == jnp.bfloat16
+    assert updates["w"].dtype == state.inner.slots["mu"]["w"].dtype == jnp.bfloat16
     assert {q.dtype for q in jax.tree.leaves(state.factors)} == {jnp.dtype(jnp.float32)}
     wide = jgd.kron(0.01, state_dtype=jnp.float32, precond_dtype=jnp.float32).init(params)
-    assert wide.core.slots["mu"]["b"].dtype == jnp.float32
+    assert wide.inner.slots["mu"]["b"].dtype == jnp.float32
     assert np.all(np.isfinite(np.asarray(updates["w"], np.float32)))
 
 
@@ -208,7 +208,7 @@ def test_eval_shape_init_gives_the_state_init_makes():
     state = tx.init(params)
     assert jax.tree.structure(shapes) == jax.tree.structure(state)
     assert jax.tree.map(lambda s: (s.shape, s.dtype), shapes) == jax.tree.map(lambda x: (x.shape, x.dtype), state)
-    assert [q.shape for q in state.factors["l"]] == [(12,), (3, 3)] and state.factors["s"][0].shape == ()
+    assert [q.shape for q in state.factors["q"]["l"]] == [(12,), (3, 3)] and state.factors["q"]["s"][0].shape == ()
 
 
 @pytest.mark.slow
@@ -220,8 +220,8 @@ def test_state_sharding_places_the_factors_and_a_checkpoint_restores(tmp_path):
     tx = jgd.kron(0.01)
     mesh = Mesh(jax.devices()[:1], ("data",))
     sharding = jgd.state_sharding(tx, params, PartitionSpec(), mesh, shard_over="data")
-    assert sharding.core.slots["mu"]["w"].spec == PartitionSpec("data", None)
-    assert sharding.factors["w"][0].spec == PartitionSpec()
+    assert sharding.inner.slots["mu"]["w"].spec == PartitionSpec("data", None)
+    assert sharding.factors["q"]["w"][0].spec == PartitionSpec()
     state = jax.jit(tx.init, out_shardings=sharding)(params)
     _, state = tx.update(jax.tree.map(lambda p: p + 1.0, params), state, params)
     checkpointer = ocp.StandardCheckpointer()

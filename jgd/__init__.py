@@ -35,6 +35,7 @@ from jgd.modifiers.graft import GraftState, graft
 from jgd.modifiers.mars import MarsState, mars
 from jgd.modifiers.mechanic import MechanicState, mechanize
 from jgd.modifiers.sam import SamState, sam
+from jgd.preconditioners.kron import kron
 from jgd.preconditioners.shampoo import shampoo
 from jgd.preconditioners.soap import soap
 from jgd.preconditioners.transform import PreconditionerState
@@ -117,6 +118,7 @@ __all__ = [
     "global_norm",
     "graft",
     "hyperparams",
+    "kron",
     "l1_penalty",
     "l2_penalty",
     "lamb",

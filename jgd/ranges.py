@@ -75,6 +75,10 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("estim_lr0", "estim_lr_coef", "s_init"), POSITIVE),  # Prodigy, D-Adaptation, Mechanic
     "init_learning_rate": NONNEGATIVE,
     "max_step_size": POSITIVE,
+    # PSGD-Kron's (jgd.kron): the factors' step size, their damping and initial scale, the update probability.
+    **dict.fromkeys(("preconditioner_lr", "damping"), NONNEGATIVE),
+    "preconditioner_init_scale": POSITIVE,
+    "preconditioner_update_probability": CLOSED_UNIT,
     "eta_plus": Range(low=1.0, low_open=True),
     "dampening": CLOSED_UNIT,
     "f_min": REAL,

@@ -31,13 +31,15 @@ LeafStep = Callable[..., tuple[jax.Array, tuple[jax.Array, ...], tuple[tuple[jax
 
 
 class PreconditionerState(NamedTuple):
-    """The state of :func:`jgd.shampoo` and :func:`jgd.soap`.
+    """The state of :func:`jgd.shampoo`, :func:`jgd.soap` and :func:`jgd.kron`.
 
     Attributes:
       inner: the count, the hyperparameters and the diagonal slots (momentum, second moments), each slot a tree
-        shaped like the params.
+        shaped like the params; Kron's ``carry["update_counter"]`` (int32), the steps since its last fit.
       factors: name -> a tree holding, for each param, a tuple with one array per preconditioned axis (an empty
-        tuple for a param that has none), each ``(blocks, b, b)``.
+        tuple for a param that has none). Shampoo and SOAP: each ``(blocks, b, b)``; Kron (``"q"``): ``Q_i``, an
+        ``n_i × n_i`` upper triangular matrix or a vector of ``n_i`` (one scalar for a 0-d param), in
+        ``precond_dtype``. Ordinary arrays: :func:`jgd.state_sharding` replicates them.
 
     Examples:
       SOAP's factors of a 3 × 2 matrix: the statistics and the eigenbasis of each axis; a vector has none:

@@ -475,20 +475,20 @@ _LARGE_RUNS = [  # the methods large runs use, beyond the source documents
         dict(
             learning_rate=0.01, eps=1e-3, weight_decay=0.0, block_size=2, precondition_frequency=2, precondition_1d=True
         ),
-        Case(
-            "kron",
-            "kron",
-            dict(learning_rate=0.01, weight_decay=0.01),
-            slots=("mu",),  # the factors are the state's factors, not slots: float32 whatever the params' dtype
-            complex=False,
-            needs_params=True,
-            elementwise=False,
-            drifts=True,
-        ),
         slots=("mu", "nu"),
         complex=False,
         needs_params=True,
         elementwise=False,
+    ),
+    Case(
+        "kron",
+        "kron",
+        dict(learning_rate=0.01, weight_decay=0.01),
+        slots=("mu",),  # the factors are the state's factors, not slots: float32 whatever the params' dtype
+        complex=False,
+        needs_params=True,
+        elementwise=False,
+        drifts=True,
     ),
 ]
 

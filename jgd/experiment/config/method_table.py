@@ -38,6 +38,16 @@ METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "schedule_free_adamw": jgd.schedule_free_adamw,
     "schedule_free_sgd": jgd.schedule_free_sgd,
     "muon": jgd.muon,
+    "yogi": jgd.yogi,
+    "adan": jgd.adan,
+    "novograd": jgd.novograd,
+    "signum": jgd.signum,
+    "sm3": jgd.sm3,
+    "fromage": jgd.fromage,
+    "rprop": jgd.rprop,
+    "noisy_sgd": jgd.noisy_sgd,
+    "optimistic_gradient_descent": jgd.optimistic_gradient_descent,
+    "polyak_sgd": jgd.polyak_sgd,
 }
 
 SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {

@@ -105,13 +105,13 @@ def _classifier(name, description, model, x, y, batch_size, budget, quick_budget
 
 
 class ConvNet(nn.Module):
-    """3×3 conv (16) → ReLU → 2×2 average pool → 3×3 conv (32) → ReLU → dense (10), on 8×8×1 images."""
+    """3×3 conv (8) → ReLU → 2×2 average pool → 3×3 conv (16) → ReLU → dense (10), on 8×8×1 images."""
 
     @nn.compact
     def __call__(self, x):
         x = x.reshape(x.shape[0], 8, 8, 1)
-        x = nn.avg_pool(nn.relu(nn.Conv(16, (3, 3))(x)), (2, 2), (2, 2))
-        x = nn.relu(nn.Conv(32, (3, 3))(x))
+        x = nn.avg_pool(nn.relu(nn.Conv(8, (3, 3))(x)), (2, 2), (2, 2))
+        x = nn.relu(nn.Conv(16, (3, 3))(x))
         return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
 
@@ -137,13 +137,13 @@ def digits_conv(seed: int = 0) -> Problem:
     data = load_dataset("digits")
     return _classifier(
         "digits_conv",
-        "conv 3×3×16, avg pool 2, conv 3×3×32, dense 10 on digits 8×8 images, batches of 64",
+        "conv 3×3×8, avg pool 2, conv 3×3×16, dense 10 on digits 8×8 images, batches of 64",
         ConvNet(),
         data.x_train,
         data.y_train,
         64,
-        (400, 20),
-        (60, 20),
+        (400, 40),
+        (80, 40),
         seed,
     )
 

@@ -15,12 +15,13 @@ The problems:
   ``½ tr((W - W*)ᵀ Σ (W - W*))``.
 - ``digits_mlp``: the MLP of configs/compare_digits.yaml (64-128-10, ReLU) on scikit-learn's digits, batches
   of 32; the loss is the cross-entropy on the whole training split.
-- ``digits_conv``: a 3×3 convolution of 16 channels, 2×2 average pooling, a 3×3 convolution of 32, and a dense
+- ``digits_conv``: a 3×3 convolution of 8 channels, 2×2 average pooling, a 3×3 convolution of 16, and a dense
   layer, on the same digits as 8×8 images, batches of 64.
 
-The time of a step is that of a jitted scan over ``PERIOD`` steps (the preconditioners refresh every
-``PERIOD`` steps), divided by ``PERIOD``; the methods are timed in turn, repeated, and the median is reported
-over AdamW's. State bytes per parameter count every leaf of ``jax.eval_shape(tx.init, params)``.
+The time of a step is that of a jitted scan over ``TIMED_PERIODS`` periods of ``PERIOD`` steps (the
+preconditioners refresh every ``PERIOD`` steps), divided by its steps; the methods are timed in turn, repeated,
+and the median is reported over AdamW's. State bytes per parameter count every leaf of
+``jax.eval_shape(tx.init, params)``.
 
     python benchmarks/preconditioners.py            # a few minutes on 2 CPU cores
     python benchmarks/preconditioners.py --quick    # a smoke run, under a minute
@@ -47,8 +48,10 @@ from model_problems import PROBLEMS, Problem
 import jgd
 from jgd.experiment.config.optimizers import state_bytes_per_param
 
-# Steps between two refreshes of a preconditioner: the period the timing scans over.
+# Steps between two refreshes of a preconditioner; a timed call runs TIMED_PERIODS of them, so that a step of a
+# small problem is not lost in the call's overhead.
 PERIOD = 10
+TIMED_PERIODS = 5
 
 # The methods, AdamW first: a jgd factory of the learning rate, with any fixed arguments. Adding a method is a line.
 METHODS: dict[str, Callable[[jax.Array], jgd.GradientTransformation]] = {
@@ -121,7 +124,7 @@ def steps_to(curve: np.ndarray, target: float, eval_every: int) -> int | None:
 
 
 def _period(problem: Problem, tx: jgd.GradientTransformation) -> Callable:
-    """``run(params, state, start)``: ``PERIOD`` steps of ``tx`` from step ``start``, jitted."""
+    """``run(params, state, start)``: ``TIMED_PERIODS × PERIOD`` steps of ``tx`` from step ``start``, jitted."""
 
     def step(carry, t):
         params, state = carry
@@ -129,11 +132,12 @@ def _period(problem: Problem, tx: jgd.GradientTransformation) -> Callable:
         updates, state = tx.update(grads, state, params)
         return (jgd.apply_updates(params, updates), state), None
 
-    return jax.jit(lambda params, state, start: jax.lax.scan(step, (params, state), start + jnp.arange(PERIOD))[0])
+    steps = TIMED_PERIODS * PERIOD
+    return jax.jit(lambda params, state, start: jax.lax.scan(step, (params, state), start + jnp.arange(steps))[0])
 
 
 def step_seconds(problem: Problem, transforms: dict[str, jgd.GradientTransformation], repeats: int) -> dict:
-    """Median seconds of one step of each transform: a jitted scan of ``PERIOD`` steps over ``PERIOD``, interleaved."""
+    """Median seconds of one step of each transform: a jitted scan of whole periods over its steps, interleaved."""
     runs = {}
     for name, tx in transforms.items():
         run = _period(problem, tx)
@@ -142,8 +146,8 @@ def step_seconds(problem: Problem, transforms: dict[str, jgd.GradientTransformat
     for r in range(repeats):
         for name, (run, carry) in runs.items():
             started = time.perf_counter()
-            jax.block_until_ready(run(*carry, (r + 1) * PERIOD))
-            times[name].append((time.perf_counter() - started) / PERIOD)
+            jax.block_until_ready(run(*carry, (r + 1) * TIMED_PERIODS * PERIOD))
+            times[name].append((time.perf_counter() - started) / (TIMED_PERIODS * PERIOD))
     return {name: float(np.median(t)) for name, t in times.items()}
 
 

@@ -28,12 +28,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import jgd
 from jgd.experiment import plots, tables
 from jgd.experiment.config.optimizers import build_optimizer, state_bytes_per_param
-from jgd.experiment.config.schema import CheckpointConfig, Config, TrainingConfig
+from jgd.experiment.config.schema import CheckpointConfig, Config, MethodConfig, TrainingConfig
 from jgd.experiment.config.writer import to_dict
 from jgd.experiment.output_files import write_csv, write_json
 from jgd.experiment.sweep import results as sweep_results
 from jgd.experiment.sweep.engine import SweepResult
 from jgd.experiment.sweep.from_config import run_sweep
+from jgd.experiment.sweep.tune import Tuned, tune_methods
 from jgd.experiment.train.data import Dataset, load_dataset
 from jgd.experiment.train.models import MLP, init_variables
 from jgd.experiment.train.training import History, fit, wrap_optimizer
@@ -177,8 +178,34 @@ def train(config: Config, out: Path, resume: bool = False) -> None:
         print(f"stopped early; kept the parameters of epoch {history.best_epoch}, the lowest validation loss")
 
 
+def _tuned_columns(rows: list[dict[str, object]]) -> list[tuple[str, str, str]]:
+    """The table's columns, with the tuned learning rate and the test accuracy over the seeds after the method."""
+    if "tuned_learning_rate" not in rows[0]:
+        return list(tables.COLUMNS)
+    extra = [("tuned lr", "tuned_learning_rate", "{:.3g}"), ("seeds test acc", "seeds_test_accuracy", "{:.2%}")]
+    return [tables.COLUMNS[0], *extra, *tables.COLUMNS[1:]]
+
+
+def _compare_metrics(
+    methods: list[tuple[str, MethodConfig]], histories: dict[str, History], tuned: dict[str, Tuned], select: str
+) -> dict[str, object]:
+    """``metrics.json`` of a comparison: per method its batch size, history and, when tuned, its sweep."""
+    return {
+        label: {
+            "batch_size": _batch(m.batch_size),
+            **histories[label].to_dict(),
+            **({"tune": sweep_results.report(tuned[label].result, select)} if tuned else {}),
+        }
+        for label, m in methods
+    }
+
+
 def compare(config: Config, out: Path) -> None:
     """Trains the same model with every method of the config's ``methods`` and writes the results to ``out``.
+
+    With a ``tune`` section, each method's learning rate is first chosen by a vmapped sweep
+    (:func:`jgd.experiment.sweep.tune.tune_methods`); the summary then holds the chosen rate and, at that rate,
+    the mean test accuracy over the tuning seeds, and ``metrics.json`` each method's sweep under ``tune``.
 
     Args:
       config: a config with a ``methods`` list.
@@ -186,14 +213,18 @@ def compare(config: Config, out: Path) -> None:
     """
     data, model, variables, order_key = _setup(config)
     methods = [(cast(str, m.label), m) for m in config.methods]  # the reader labels every method
-    transforms = {
-        label: build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, (label, m) in enumerate(methods)
-    }
     t = config.training
     histories: dict[str, History] = {}
+    tuned: dict[str, Tuned] = {}
     with _staged(out) as staging:
         started = time.perf_counter()
         with _progress() as progress:
+            if config.tune is not None:
+                tuned = tune_methods(config, model, data, order_key, progress=progress)
+                methods = [(label, tuned[label].method) for label, _ in methods]
+            transforms = {
+                label: build_optimizer(m.optimizer, f"methods[{i}].optimizer") for i, (label, m) in enumerate(methods)
+            }
             for label, method in methods:
                 # Every method starts from the same variables and, per batch size, sees the same batches.
                 options = dataclasses.replace(t, batch_size=method.batch_size, checkpoint=None)
@@ -208,21 +239,27 @@ def compare(config: Config, out: Path) -> None:
                     description=label,
                 )
         summary = [
-            _summary_row(label, m.batch_size, histories[label], _state_bytes(transforms[label], t, variables))
+            {
+                **_summary_row(label, m.batch_size, histories[label], _state_bytes(transforms[label], t, variables)),
+                **(tuned[label].summary() if tuned else {}),
+            }
             for label, m in methods
         ]
-        write_json(
-            staging / "metrics.json",
-            {label: {"batch_size": _batch(m.batch_size), **histories[label].to_dict()} for label, m in methods},
-        )
+        select = config.tune.select if config.tune is not None else "val_loss"
+        write_json(staging / "metrics.json", _compare_metrics(methods, histories, tuned, select))
         write_csv(staging / "metrics.csv", [{"method": k, **row} for k, h in histories.items() for row in h.epochs])
         write_csv(staging / "summary.csv", summary)
         _write_config(config, staging)
         plots.plot_comparison(histories, staging, _describe(model, data))
         title = f"{_describe(model, data)}: {t.epochs} epochs, {time.perf_counter() - started:.0f} s in all"
-        table = tables.table(title, summary)
+        if config.tune is not None:
+            title += f"\nlearning rates tuned by {select}, means over {len(config.tune.seeds or ())} seeds"
+        table = tables.table(title, summary, _tuned_columns(summary))
         tables.save(table, staging)
     tables.show(table)
+    for label, entry in tuned.items():
+        if entry.best is None:
+            print(f"{label}: every tuned learning rate diverged; it trained at its own")
 
 
 def _sweep_summary_row(result: SweepResult, batch_size: int | None, select: str) -> dict[str, object]:

@@ -9,8 +9,10 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
 
-# The four that train for tens of seconds run with the slow cases (CI runs them); the quick ones by default.
-HEAVY = {"compare_on_digits", "second_order", "sweep", "trajectories"}
+# The ones that train for tens of seconds run with the slow cases (CI runs them); the quick ones by default.
+HEAVY = {"compare_on_digits", "frontier", "preconditioners", "second_order", "sweep", "trajectories"}
+# Seconds a cell may take: 120, or more for a notebook whose one cell tunes and trains a dozen methods.
+TIMEOUT = {"frontier": 300}
 
 
 @pytest.mark.parametrize(
@@ -20,6 +22,9 @@ def test_notebook_executes(path, tmp_path):
     notebook = nbformat.read(path, as_version=4)
     assert any(cell.get("outputs") for cell in notebook.cells), "notebooks are stored with their outputs"
     client = NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=TIMEOUT.get(path.stem, 120),
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()  # raises CellExecutionError on the first failing cell

@@ -40,7 +40,9 @@ def test_a_bundled_name_finds_its_config_and_a_path_stays_a_path():
     assert cli.build_parser().parse_args(["compare"]).config == "digits"
     assert cli.config_path("train", "configs/x.yaml") == Path("configs/x.yaml")
     with pytest.raises(
-        FileNotFoundError, match=r"bundled config; jgd compare ships \['digits', 'digits_lowbit', 'digits_modern'\]"
+        FileNotFoundError,
+        match=r"bundled config; jgd compare ships \['digits', 'digits_frontier', 'digits_lowbit', 'digits_modern', "
+        r"'digits_preconditioned'\]",
     ):
         cli.config_path("compare", "nosuch")
 

@@ -60,3 +60,34 @@ def test_schedule_free_is_measured_at_its_average():
     assert float(at_average[0]) != float(at_params[0])  # the two points differ, so the check below can fail
     np.testing.assert_allclose(history.test["loss"], at_average[0], rtol=1e-6)
     np.testing.assert_allclose(history.epochs[-1]["val_loss"], at_average[0], rtol=1e-6)  # val = test split here
+
+
+# Each added method with a hyperparameter of its own, as a config writes it; the state must hold the value given.
+YAML_METHODS = {
+    "yogi": ("{name: yogi, learning_rate: 0.02, b2: 0.99}", "b2", 0.99),
+    "adan": ("{name: adan, b3: 0.9, form: optax}", "b3", 0.9),
+    "novograd": ("{name: novograd, b1: 0.8}", "b1", 0.8),
+    "signum": ("{name: signum, beta: 0.5}", "beta", 0.5),
+    "sm3": ("{name: sm3, momentum: 0.5}", "momentum", 0.5),
+    "fromage": ("{name: fromage, min_norm: 1.0e-3}", "min_norm", 1e-3),
+    "rprop": ("{name: rprop, eta_plus: 1.5, form: optax}", "eta_plus", 1.5),
+    "noisy_sgd": ("{name: noisy_sgd, eta: 0.3, key: 3}", "eta", 0.3),
+    "optimistic_gradient_descent": ("{name: optimistic_gradient_descent, alpha: 0.5}", "alpha", 0.5),
+    "polyak_sgd": ("{name: polyak_sgd, max_learning_rate: 0.5, variant: sps+}", "max_learning_rate", 0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(YAML_METHODS))
+def test_added_methods_read_their_hyperparameters_from_yaml(name):
+    import yaml
+
+    text, key, value = YAML_METHODS[name]
+    config = parse_config(yaml.safe_load(f"optimizer: {text}"))
+    tx = build_optimizer(config.optimizer)
+    state = tx.init({"w": jnp.ones((3, 2)), "b": jnp.ones(2)})
+    np.testing.assert_allclose(jgd.hyperparams(state)[key], value, rtol=1e-6)
+
+
+def test_a_misspelled_hyperparameter_of_an_added_method_names_the_field():
+    with pytest.raises(ValueError, match=r"^optimizer\.beta2 is not a hyperparameter of yogi"):
+        parse_config({"optimizer": {"name": "yogi", "beta2": 0.9}})

@@ -51,6 +51,19 @@ METHODS: dict[str, Callable[..., jgd.GradientTransformation]] = {
     "dog": jgd.dog,
     "dowg": jgd.dowg,
     "cocob": jgd.cocob,
+    "yogi": jgd.yogi,
+    "adan": jgd.adan,
+    "novograd": jgd.novograd,
+    "signum": jgd.signum,
+    "sm3": jgd.sm3,
+    "fromage": jgd.fromage,
+    "rprop": jgd.rprop,
+    "noisy_sgd": jgd.noisy_sgd,
+    "optimistic_gradient_descent": jgd.optimistic_gradient_descent,
+    "polyak_sgd": jgd.polyak_sgd,
+    "shampoo": jgd.shampoo,
+    "soap": jgd.soap,
+    "kron": jgd.kron,
 }
 
 SCHEDULES: dict[str, Callable[..., jgd.types.Schedule]] = {
@@ -67,6 +80,8 @@ CODE_ONLY = (
     "weight_decay_mask",
     "trust_ratio_mask",
     "ns_coeffs",
+    "muon_weight_dimension_numbers",
+    "adam_mask",
     "clip_value_fn",
     "hessian_diagonal_fn",
     "betas",

@@ -176,36 +176,36 @@ def _resolve_methods(config: Config, raw_methods: Sequence[Any]) -> Config:
     return dataclasses.replace(config, methods=tuple(methods))
 
 
-def _check_swept(path: str, optimizer: OptimizerConfig, sweep: SweepConfig) -> None:
-    """Checks that ``optimizer`` can vary every swept name, and that every value is valid for it."""
+def _check_swept(path: str, optimizer: OptimizerConfig, space: Mapping[str, tuple], where: str) -> None:
+    """Checks that ``optimizer`` can vary every name of ``space`` (the field ``where``), and every value is valid."""
     if optimizer.name in LINE_SEARCH:
         raise ValueError(
             f"{path}.name {optimizer.name} cannot be swept: full-batch second-order methods are out of scope for "
             "jgd sweep"
         )
     allowed = sweepable(optimizer)
-    for name, spec in sweep.space.items():
+    for name, spec in space.items():
         head, _, key = name.partition(".")
         if head not in allowed:
             raise ValueError(
-                f"{join(sweep.path, head)} is not a float hyperparameter of {optimizer.name}; "
+                f"{join(where, head)} is not a float hyperparameter of {optimizer.name}; "
                 f"expected one of: {', '.join(allowed)}"
             )
         if key:
             schedule = optimizer.hyperparams.get(head)
             if not isinstance(schedule, dict):
                 raise ValueError(
-                    f"{join(sweep.path, name)} is a schedule parameter, but {path}.{head} does not follow a schedule"
+                    f"{join(where, name)} is a schedule parameter, but {path}.{head} does not follow a schedule"
                 )
             parameters = sweepable_schedule_parameters(schedule)
             if key not in parameters:
                 raise ValueError(
-                    f"{join(sweep.path, name)} is not a float parameter of the {schedule['schedule']} schedule; "
+                    f"{join(where, name)} is not a float parameter of the {schedule['schedule']} schedule; "
                     f"expected one of: {', '.join(parameters)}"
                 )
         # Each value (a distribution's bounds) goes through the optimizer's own checks, named by the sweep field.
         for value in spec[1:] if isinstance(spec[0], str) else spec:
-            read_section(OptimizerConfig, to_dict(with_values(optimizer, {name: value})), sweep.path)
+            read_section(OptimizerConfig, to_dict(with_values(optimizer, {name: value})), where)
 
 
 # What fit does per run, with no per-setting meaning in one vmapped program: option → why a sweep refuses it.
@@ -220,19 +220,36 @@ _NOT_SWEPT = {
 }
 
 
+def _check_not_swept(config: Config, section: str) -> None:
+    """Refuses the training options a vmapped sweep (``section``: a sweep or a tuning) cannot run."""
+    for option, why in _NOT_SWEPT.items():
+        if getattr(config.training, option) != getattr(TrainingConfig(), option):
+            raise ValueError(f"training.{option} cannot be used with {section}: {why}")
+
+
 def _check_sweep(config: Config) -> Config:
     """``config`` with its sweep's seeds resolved, once the sweep is known to fit its methods and training options."""
     sweep = config.sweep
     assert sweep is not None  # parse_config checks a sweep where there is one
-    for option, why in _NOT_SWEPT.items():
-        if getattr(config.training, option) != getattr(TrainingConfig(), option):
-            raise ValueError(f"training.{option} cannot be used with a sweep: {why}")
+    _check_not_swept(config, "a sweep")
     if not config.sweep_methods:
         raise ValueError("sweep needs a methods list or an optimizer to sweep")
     for path, method in config.sweep_methods:
-        _check_swept(path, method.optimizer, sweep)
+        _check_swept(path, method.optimizer, sweep.space, sweep.path)
     seeds = (config.seed,) if sweep.seeds is None else sweep.seeds
     return dataclasses.replace(config, sweep=dataclasses.replace(sweep, seeds=seeds))
+
+
+def _check_tune(config: Config) -> Config:
+    """``config`` with its tuning's seeds resolved, once every method is known to take the swept learning rates."""
+    tune = config.tune
+    assert tune is not None  # parse_config checks a tuning where there is one
+    _check_not_swept(config, "tune")
+    if not config.methods:
+        raise ValueError("tune needs a methods list: it tunes the methods of jgd compare")
+    for i, method in enumerate(config.methods):
+        _check_swept(f"methods[{i}].optimizer", method.optimizer, {"learning_rate": tune.learning_rate}, "tune")
+    return dataclasses.replace(config, tune=dataclasses.replace(tune, seeds=tune.seeds or (config.seed,)))
 
 
 def _check_accumulate(config: Config) -> None:
@@ -269,6 +286,7 @@ def parse_config(raw: Any) -> Config:
     config = read_section(Config, raw, "")
     _check_accumulate(config)
     config = _resolve_methods(config, raw.get("methods") or [])
+    config = config if config.tune is None else _check_tune(config)
     return config if config.sweep is None else _check_sweep(config)
 
 

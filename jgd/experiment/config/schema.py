@@ -32,6 +32,7 @@ __all__ = [
     "SkipSpikesConfig",
     "SweepConfig",
     "TrainingConfig",
+    "TuneConfig",
     "rule",
 ]
 
@@ -355,6 +356,42 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    """``jgd compare``'s tuning: each method trains at the best of ``learning_rate``, found by one vmapped sweep.
+
+    Every rate of the grid, crossed with ``seeds`` (by default the config's ``seed``), trains as one
+    vmapped program per method (``jgd sweep``'s engine, with the method's batch size and the training's
+    epochs); the rate with the best mean ``select`` over the seeds, among those no seed of which diverged,
+    replaces the method's own ``learning_rate``. ``chunk`` and ``divergence_factor`` are the sweep's.
+
+    Examples:
+      The ``tune`` section of a comparison:
+
+      >>> from jgd.experiment.config.reader import parse_config
+      >>> methods = [{"optimizer": {"name": "adamw"}}, {"optimizer": {"name": "lion"}}]
+      >>> config = parse_config({"methods": methods, "tune": {"learning_rate": [1e-4, 1e-3], "seeds": [0, 1]}})
+      >>> print(config.tune)
+      TuneConfig(learning_rate=(0.0001, 0.001), seeds=(0, 1), select='val_loss', chunk=None, divergence_factor=10.0)
+    """
+
+    learning_rate: tuple[float, ...] = field(metadata=rule(low=0.0, open_low=True, nonempty=True, distinct="rate"))
+    seeds: tuple[int, ...] | None = field(default=None, metadata=rule(low=0, nonempty=True, distinct="seed"))
+    select: str = field(default="val_loss", metadata=rule(choices=SELECT))
+    chunk: int | None = field(default=None, metadata=rule(low=1))
+    divergence_factor: float = field(default=10.0, metadata=rule(low=1.0, open_low=True))
+
+    def as_sweep(self, seed: int) -> SweepConfig:
+        """The sweep section that tunes: the grid of learning rates crossed with the seeds (default ``seed``)."""
+        return SweepConfig(
+            grid={"learning_rate": self.learning_rate},
+            seeds=self.seeds or (seed,),
+            chunk=self.chunk,
+            select=self.select,
+            divergence_factor=self.divergence_factor,
+        )
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """Where results go (``None``: ``runs/<config name>``; the command line's ``--out`` wins).
 
@@ -392,6 +429,7 @@ class Config:
     optimizer: OptimizerConfig | None = field(default=None, metadata=rule(omit_default=True))
     methods: tuple[MethodConfig, ...] = field(default=(), metadata=rule(nonempty=True, omit_default=True))
     sweep: SweepConfig | None = field(default=None, metadata=rule(omit_default=True))
+    tune: TuneConfig | None = field(default=None, metadata=rule(omit_default=True))
 
     @property
     def output_dir(self) -> str | None:

@@ -63,7 +63,7 @@ METHODS: dict[str, Callable[[jax.Array], jgd.GradientTransformation]] = {
     # (its default), its best rate of the --quick grid left the least-squares loss at 2.8 after 100 steps.
     "shampoo": lambda lr: jgd.shampoo(lr, precondition_every=PERIOD, graft="adam"),
     "soap": lambda lr: jgd.soap(lr, precondition_frequency=PERIOD),
-    # Kron fits its factors with a probability a step: 1 / PERIOD is one fit every PERIOD steps (a deterministic counter).
+    # Kron fits its factors with a probability a step: 1 / PERIOD fits every PERIOD-th step (a deterministic counter).
     "kron": lambda lr: jgd.kron(lr, preconditioner_update_probability=1 / PERIOD),
 }
 

@@ -57,7 +57,7 @@ def test_defaults():
         ({"optimizer": {"name": "momentum", "momentum": 1.5}}, r"^optimizer\.momentum must be in \[0, 1\)"),
         ({"optimizer": {"name": "adam", "learning_rate": "fast"}}, r"^optimizer\.learning_rate must be a number"),
         ({"optimizer": {"learning_rate": 0.1}}, r"^optimizer\.name is required"),
-        ({"optimizer": {"name": "sophia"}}, r"^optimizer\.name must be one of sgd, momentum"),
+        ({"optimizer": {"name": "adahessian"}}, r"^optimizer\.name must be one of sgd, momentum"),
         ({"optimizer": {"name": "optax.nothing"}}, r"^optimizer\.name 'optax\.nothing' is not an optax optimizer"),
         ({"optimizer": {"name": "sgd", "l2": -1}}, r"^optimizer\.l2 must be >= 0"),
         ({"optimizer": {"name": "sgd", "max_norm": 0}}, r"^optimizer\.max_norm must be > 0"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,8 @@ import numpy as np
 from jgd.base import GradientTransformation
 from jgd.leafwise import leafwise
 from jgd.types import Mask, ScalarOrSchedule, StateDtype
+
+_FactoredDims = Callable[[jax.Array], tuple[int, int] | None]  # a leaf's factored axes, or None for a full moment
 
 
 def relative_step_size(step: jax.Array) -> jax.Array:
@@ -113,6 +118,23 @@ def adafactor(
     def dims(p):
         return factored_dims(p.shape, min_dim_size_to_factor) if factored else None
 
+    slots = ("v_row", "v_col", "v") + (("mu",) if momentum is not None else ())
+    return leafwise(
+        "adafactor",
+        _adafactor_rule(dims, multiply_by_parameter_scale),
+        hp,
+        slots,
+        state_dtype=state_dtype,
+        with_params=True,
+        slot_init=_second_moment_initializers(dims),
+        nonnegative_slots=("v_row", "v_col", "v"),
+        masks={"decayed": weight_decay_mask},
+    )
+
+
+def _second_moment_initializers(dims: _FactoredDims) -> dict[str, Callable[..., jax.Array]]:
+    """Zero row, column and full statistics; a factored leaf's full slot and a full leaf's row and column are (1,)."""
+
     def init_row(p, dtype):  # statistics over the largest axis
         d = dims(p)
         return jnp.zeros((1,), dtype) if d is None else jnp.zeros(np.delete(p.shape, d[1]), dtype)
@@ -123,6 +145,25 @@ def adafactor(
 
     def init_full(p, dtype):
         return jnp.zeros_like(p, dtype=dtype) if dims(p) is None else jnp.zeros((1,), dtype)
+
+    return {"v_row": init_row, "v_col": init_col, "v": init_full}
+
+
+def _normalized_by_second_moment(g, v_row, v_col, v, beta, g2, d):
+    """``U_t = g_t / √V̂_t`` and the updated statistics, factored over the axes ``d`` or full where ``d`` is None."""
+    if d is None:
+        v = beta * v + (1 - beta) * g2
+        return g / jnp.sqrt(v), (v_row, v_col, v)
+    second, largest = d
+    v_row = beta * v_row + (1 - beta) * jnp.mean(g2, axis=largest)
+    v_col = beta * v_col + (1 - beta) * jnp.mean(g2, axis=second)
+    row_mean = jnp.mean(v_row, axis=second - (second > largest), keepdims=True)
+    u = g * jax.lax.rsqrt(jnp.expand_dims(v_row / row_mean, largest) * jnp.expand_dims(v_col, second))
+    return u, (v_row, v_col, v)
+
+
+def _adafactor_rule(dims: _FactoredDims, multiply_by_parameter_scale: bool) -> Callable[..., Any]:
+    """The per-leaf rule: normalize by the second moments, clip, scale, then the optional momentum and decay."""
 
     def rule(
         g,
@@ -143,17 +184,7 @@ def adafactor(
     ):
         *mu, p = rest
         beta = 1 - (t - decay_offset) ** -decay_rate
-        g2 = g * g + eps
-        d = dims(p)
-        if d is None:
-            v = beta * v + (1 - beta) * g2
-            u = g / jnp.sqrt(v)
-        else:
-            second, largest = d
-            v_row = beta * v_row + (1 - beta) * jnp.mean(g2, axis=largest)
-            v_col = beta * v_col + (1 - beta) * jnp.mean(g2, axis=second)
-            row_mean = jnp.mean(v_row, axis=second - (second > largest), keepdims=True)
-            u = g * jax.lax.rsqrt(jnp.expand_dims(v_row / row_mean, largest) * jnp.expand_dims(v_col, second))
+        u, second_moments = _normalized_by_second_moment(g, v_row, v_col, v, beta, g * g + eps, dims(p))
         if clipping_threshold is not None:
             u = u / jnp.maximum(1, _rms(u) / clipping_threshold)
         u = learning_rate * u
@@ -164,17 +195,6 @@ def adafactor(
             u = mu[0]
         if weight_decay_rate is not None and decayed:
             u = u + weight_decay_rate * p
-        return -u, (v_row, v_col, v, *mu)
+        return -u, (*second_moments, *mu)
 
-    slots = ("v_row", "v_col", "v") + (("mu",) if momentum is not None else ())
-    return leafwise(
-        "adafactor",
-        rule,
-        hp,
-        slots,
-        state_dtype=state_dtype,
-        with_params=True,
-        slot_init={"v_row": init_row, "v_col": init_col, "v": init_full},
-        nonnegative_slots=("v_row", "v_col", "v"),
-        masks={"decayed": weight_decay_mask},
-    )
+    return rule

@@ -326,47 +326,37 @@ def nadam(
     if form not in ("dozat", "b1", "seed"):
         raise ValueError(f"form must be 'dozat', 'b1' or 'seed', got {form!r}")
     hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "eps_root": eps_root}
-
     if form == "seed":
-
-        def seed_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root):
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * abs_sq(g)
-            m_bar = b1 * m / (1 - b1**t) + (1 - b1) * g / (1 - b1**t)
-            return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)
-
-        slots = ("mu", "nu")
-        return leafwise(
-            "nadam",
-            seed_rule,
-            hp,
-            slots,
-            state_dtype=state_dtype,
-            real_slots=_REAL,
-            nonnegative_slots=("nu",),
-            complex_leaves=True,
-        )
-
-    scheduled = momentum_decay is not None
-    if momentum_decay is not None:
-        hp["momentum_decay"] = momentum_decay
-
-    def products(t, carry, mu):
-        """``μ_t``, ``μ_{t+1}`` and the running products ``Π_{i≤t} μ_i``, ``Π_{i≤t+1} μ_i``."""
-        mu_t, mu_next = mu(t), mu(t + 1)
-        product = carry["mu_product"] * mu_t
-        prepared = {"mu_t": mu_t, "mu_next": mu_next, "product": product, "product_next": product * mu_next}
-        return prepared, {"mu_product": product}
-
-    prepare: Callable[..., Any]  # one of two signatures: leafwise passes the hyperparameters each names
-    if scheduled:
-
-        def prepare(updates, t, carry, *, b1, momentum_decay):
-            return products(t, carry, lambda step: b1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)))
+        rule: Callable[..., Any] = _nadam_seed_rule
+        scheduling: dict[str, Any] = {}
     else:
+        if momentum_decay is not None:
+            hp["momentum_decay"] = momentum_decay
+        rule = _nadam_dozat_rule(form)
+        scheduling = {"carry": {"mu_product": 1.0}, "prepare": _momentum_schedule(momentum_decay is not None)}
+        scheduling["prepared"] = ("mu_t", "mu_next", "product", "product_next")
+    return leafwise(
+        "nadam",
+        rule,
+        hp,
+        ("mu", "nu"),
+        state_dtype=state_dtype,
+        **scheduling,
+        real_slots=_REAL,
+        nonnegative_slots=("nu",),
+        complex_leaves=True,
+    )
 
-        def prepare(updates, t, carry, *, b1):
-            return products(t, carry, lambda step: b1 + 0 * step)
+
+def _nadam_seed_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * abs_sq(g)
+    m_bar = b1 * m / (1 - b1**t) + (1 - b1) * g / (1 - b1**t)
+    return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)
+
+
+def _nadam_dozat_rule(form: str) -> Callable[..., Any]:
+    """Dozat's rule; ``form="b1"`` averages the first moment with the constant β1, the schedule in ``m̄_t`` only."""
 
     def dozat_rule(g, m, v, *, t, learning_rate, b1, b2, eps, eps_root, mu_t, mu_next, product, product_next):
         average = b1 if form == "b1" else mu_t
@@ -375,16 +365,27 @@ def nadam(
         m_bar = mu_next * m / (1 - product_next) + (1 - mu_t) * g / (1 - product)
         return -learning_rate * m_bar / (jnp.sqrt(v / (1 - b2**t) + eps_root) + eps), (m, v)
 
-    return leafwise(
-        "nadam",
-        dozat_rule,
-        hp,
-        ("mu", "nu"),
-        state_dtype=state_dtype,
-        carry={"mu_product": 1.0},
-        prepare=prepare,
-        prepared=("mu_t", "mu_next", "product", "product_next"),
-        real_slots=_REAL,
-        nonnegative_slots=("nu",),
-        complex_leaves=True,
-    )
+    return dozat_rule
+
+
+def _momentum_schedule(scheduled: bool) -> Callable[..., Any]:
+    """``prepare`` of Dozat's forms: ``μ_t``, ``μ_{t+1}`` and the running products of the momentum schedule.
+
+    ``μ_t = β1 (1 - ½ · 0.96^(t ψ))`` where ``scheduled``, else ``μ_t = β1``; the two ``prepare`` functions differ
+    in signature, as leafwise passes each the hyperparameters it names.
+    """
+
+    def products(t, carry, mu):
+        """``μ_t``, ``μ_{t+1}`` and the running products ``Π_{i≤t} μ_i``, ``Π_{i≤t+1} μ_i``."""
+        mu_t, mu_next = mu(t), mu(t + 1)
+        product = carry["mu_product"] * mu_t
+        prepared = {"mu_t": mu_t, "mu_next": mu_next, "product": product, "product_next": product * mu_next}
+        return prepared, {"mu_product": product}
+
+    def scheduled_prepare(updates, t, carry, *, b1, momentum_decay):
+        return products(t, carry, lambda step: b1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)))
+
+    def constant_prepare(updates, t, carry, *, b1):
+        return products(t, carry, lambda step: b1 + 0 * step)
+
+    return scheduled_prepare if scheduled else constant_prepare

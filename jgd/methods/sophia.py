@@ -119,16 +119,42 @@ def sophia(
       >>> print(updates, state.slots["nu"])
       [-0.1  0.1] [0.02 0.02]
     """
-    if form not in ("paper", "optax"):
-        raise ValueError(f"form must be 'paper' or 'optax', got {form!r}")
-    if not (isinstance(update_interval, int | np.integer) and update_interval > 0):
-        raise ValueError(f"update_interval must be a positive int, got {update_interval!r}")
+    _check_arguments(form, update_interval)
     start = _start_key(key)
-    impl = jax.random.key_impl(start)  # the key is kept as raw data, read back with its implementation
     estimate = hessian_diagonal_fn if hessian_diagonal_fn is not None else hutchinson_diagonal
 
     def prepare(updates, t, carry):
         return {"refresh": (t - 1) % update_interval == 0}, carry
+
+    hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "weight_decay": weight_decay}
+    hp["gamma"] = gamma
+    if clip_threshold is not None:
+        hp["clip_threshold"] = clip_threshold
+    inner = leafwise(
+        "sophia",
+        _sophia_rule(form),
+        hp,
+        ("mu", "nu"),
+        state_dtype=state_dtype,
+        with_params=True,
+        carry={},
+        prepare=prepare,
+        prepared=("refresh",),
+        masks={"decayed": weight_decay_mask},
+        inputs=("hessian",),
+    )
+    return _with_hessian_refresh(inner, start, estimate, update_interval)
+
+
+def _check_arguments(form: str, update_interval: Any) -> None:
+    if form not in ("paper", "optax"):
+        raise ValueError(f"form must be 'paper' or 'optax', got {form!r}")
+    if not (isinstance(update_interval, int | np.integer) and update_interval > 0):
+        raise ValueError(f"update_interval must be a positive int, got {update_interval!r}")
+
+
+def _sophia_rule(form: str) -> Callable[..., Any]:
+    """The per-leaf rule of ``form``: the momentum, the estimate's average refreshed where ``refresh``, the ratio."""
 
     # clip_threshold=None: a transform built without the bound does not clip (leafwise passes the names given).
     def rule(
@@ -161,23 +187,17 @@ def sophia(
             ratio = ratio + weight_decay * p
         return -learning_rate * ratio, (m, refreshed)
 
-    hp = {"learning_rate": learning_rate, "b1": b1, "b2": b2, "eps": eps, "weight_decay": weight_decay}
-    hp["gamma"] = gamma
-    if clip_threshold is not None:
-        hp["clip_threshold"] = clip_threshold
-    inner = leafwise(
-        "sophia",
-        rule,
-        hp,
-        ("mu", "nu"),
-        state_dtype=state_dtype,
-        with_params=True,
-        carry={},
-        prepare=prepare,
-        prepared=("refresh",),
-        masks={"decayed": weight_decay_mask},
-        inputs=("hessian",),
-    )
+    return rule
+
+
+def _with_hessian_refresh(
+    inner: GradientTransformation, start: jax.Array, estimate: HessianDiagonal, update_interval: int
+) -> GradientTransformation:
+    """``inner`` fed a fresh estimate of the Hessian's diagonal every ``update_interval`` steps (zeros between).
+
+    The state's carry holds the key as raw data, split at each refresh.
+    """
+    impl = jax.random.key_impl(start)  # the key is kept as raw data, read back with its implementation
 
     def init_fn(params):
         state = inner.init(params)

@@ -119,6 +119,12 @@ def _quantized(node: QuantizedArray, like: Sharding | None, replicated: Sharding
     return jax.tree.unflatten(jax.tree.structure(node), [codes, scales, replicated][: len(jax.tree.leaves(node))])
 
 
+def _belongs_to_a_param(keys: tuple[str, ...], by_path: dict) -> bool:
+    """Whether a state leaf's path holds a param's path: an array kept for that param but not shaped like it
+    (a preconditioner's factor ``factors["stats"]["w"][0]``, a matrix slot in Muon's flattened shape)."""
+    return any(keys[i:j] in by_path for i in range(len(keys)) for j in range(i + 1, len(keys) + 1))
+
+
 def _on_host(shardings, avals):
     """``shardings`` (a sharding or a tree of them) in pinned host memory if ``tx.init`` put the leaves there."""
     if any(on_host(aval) for aval in avals):
@@ -142,6 +148,9 @@ def state_sharding(
     slot is also split over the mesh axis ``data`` on its first dimension that
     is not sharded yet and that the axis size divides: ZeRO-1, each device
     holding ``1/size`` of the slots while params and grads stay as they are.
+    So is every other array kept for one param (its path holds the param's path)
+    though not shaped like it, such as a preconditioner's factors
+    (:func:`jgd.shampoo`, :func:`jgd.soap`, :func:`jgd.kron`), which are replicated without ``shard_over``.
     Leaves that ``tx.init`` puts in host memory (:func:`jgd.offload`) get
     ``memory_kind="pinned_host"``. A quantized slot (:func:`jgd.quantized`) gets a
     :class:`jgd.QuantizedArray` of shardings: its codes and scales split over their blocks (rows) as
@@ -199,7 +208,7 @@ def state_sharding(
             sharding = _quantized(leaf, like, replicated, over)
         else:
             sharding = replicated if match is None or leaf.ndim == 0 else match[1]
-            if match is not None and leaf.ndim and shard_over is not None:
+            if leaf.ndim and shard_over is not None and (match is not None or _belongs_to_a_param(keys, by_path)):
                 sharding = _split_over(sharding, leaf.shape, shard_over)
         out.append(_on_host(sharding, [next(avals) for _ in jax.tree.leaves(leaf)]))
     return jax.tree.unflatten(treedef, out)

@@ -126,7 +126,10 @@ def test_factors_are_placed_by_state_sharding():
     tx = MAKERS["soap"](0.05)
     sharding = jgd.state_sharding(tx, PARAMS, PartitionSpec(), mesh, shard_over="data")
     assert sharding.inner.slots["mu"]["w"].spec == PartitionSpec("data", None)
-    assert all(s.spec == PartitionSpec() for s in jax.tree.leaves(sharding.factors))
+    # ZeRO-1: each factor split over the data axis on its first dimension the axis divides; replicated without it.
+    assert all(s.spec == PartitionSpec("data", None, None) for s in jax.tree.leaves(sharding.factors))
+    plain = jgd.state_sharding(tx, PARAMS, PartitionSpec(), mesh)
+    assert all(s.spec == PartitionSpec() for s in jax.tree.leaves(plain.factors))
     state = jax.jit(tx.init, out_shardings=sharding)(PARAMS)
     assert state.factors["bases"]["w"][0].sharding == sharding.factors["bases"]["w"][0]
 

@@ -151,3 +151,14 @@ def test_zero1_and_offload_on_8_host_devices():
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 8 and all(line.endswith("-> True") for line in lines), result.stdout
+
+
+@pytest.mark.slow
+def test_zero1_splits_preconditioner_factors_on_8_host_devices():
+    script = Path(__file__).resolve().parents[1] / "state_at_scale_steps.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "preconditioners"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(line.endswith("-> True") for line in lines), result.stdout

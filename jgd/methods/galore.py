@@ -8,8 +8,8 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jgd import decompositions, trees
 from jgd import masks as masks_lib
-from jgd import trees
 from jgd.base import GradientTransformation, chain, check_transform, with_extra_args
 from jgd.blocks.scaling import scale as scale_by
 from jgd.hyperparams import Hyperparameters
@@ -75,7 +75,7 @@ def _matrix(p, spec, form) -> _Matrix | None:
 def _projector(g2, matrix, rank, form):
     """The top ``r`` singular vectors of ``g2`` on the projected side (optax: from a float32 SVD)."""
     dtype = jnp.float32 if form == "optax" else g2.dtype
-    u, _, vh = jnp.linalg.svd(g2.astype(dtype), full_matrices=False)
+    u, _, vh = decompositions.svd(g2.astype(dtype))
     r = min(rank, matrix.rows, matrix.cols)
     return (u[:, :r] if matrix.left else vh[:r, :].T).astype(g2.dtype)
 

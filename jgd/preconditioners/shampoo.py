@@ -7,6 +7,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
+from jgd import decompositions
 from jgd.base import GradientTransformation
 from jgd.preconditioners import blocks
 from jgd.preconditioners.transform import preconditioned, statistics_dtype
@@ -24,7 +25,7 @@ def inverse_roots(stats: tuple[jax.Array, ...], matrix_eps: jax.Array, exponent:
     """
     roots = []
     for factor in stats:
-        w, v = jnp.linalg.eigh(factor)
+        w, v = decompositions.eigh(factor)
         scale = (jnp.maximum(w, 0) + matrix_eps.astype(w.dtype)) ** (-1.0 / exponent)
         roots.append(jnp.einsum("cij,cj,ckj->cik", v, scale, v))
     return tuple(roots)

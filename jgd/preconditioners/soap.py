@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jgd import decompositions
 from jgd.base import GradientTransformation
 from jgd.preconditioners import blocks
 from jgd.preconditioners.transform import preconditioned, statistics_dtype
@@ -30,7 +31,7 @@ def _shifted(stats, axes):
 
 def eigenbases(stats, axes, nu):
     """The first bases: the eigenvectors of each ``L_i``, eigenvalues descending (the authors' ``eigh`` + flip)."""
-    return tuple(jnp.flip(jnp.linalg.eigh(s)[1], axis=-1) for s in _shifted(stats, axes)), nu
+    return tuple(jnp.flip(decompositions.eigh(s)[1], axis=-1) for s in _shifted(stats, axes)), nu
 
 
 def power_qr(stats, axes, nu, bases):
@@ -45,7 +46,7 @@ def power_qr(stats, axes, nu, bases):
         order = jnp.argsort(-jnp.sum(q * lq, axis=-2), axis=-1)  # (count, block)
         v = blocks.to_blocks(nu, i, a)
         nu = blocks.from_blocks(jnp.take_along_axis(v, order[:, :, None], axis=1), i, a, nu.shape)
-        new.append(jnp.linalg.qr(jnp.take_along_axis(lq, order[:, None, :], axis=2))[0])
+        new.append(decompositions.qr_q(jnp.take_along_axis(lq, order[:, None, :], axis=2)))
     return tuple(new), nu
 
 

@@ -1,4 +1,4 @@
-"""``eigh``, ``qr`` and ``svd`` of a stack of matrices, one matrix per LAPACK call on CPU.
+"""``eigh``, ``qr``, ``svd`` and a triangular solve of stacks of matrices, one matrix per LAPACK call on CPU.
 
 On CPU, jaxlib's LAPACK kernels split a batch of matrices into tasks on XLA's intra-op thread pool and
 block that pool's thread until the tasks finish. When every thread of the pool runs such a batched call at
@@ -8,7 +8,8 @@ sweep), no thread is left to run the tasks and the program waits forever: seen i
 one matrix runs inline, so on CPU each matrix is decomposed by its own call, in a ``lax.map``, also when the
 stack is batched by ``vmap`` (:func:`jax.custom_batching.custom_vmap` keeps ``vmap`` from batching the
 call again). Elsewhere (GPU, TPU) the batched call is kept. The results are the same LAPACK routine's,
-matrix by matrix. :func:`jgd.galore`'s SVD goes through here too.
+matrix by matrix. :func:`jgd.galore`'s SVD and :func:`jgd.kron`'s triangular solve (``trsm``, seen waiting the
+same way in a sweep of Kron) go through here too.
 """
 
 from __future__ import annotations
@@ -20,28 +21,30 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def _matrix_by_matrix(decompose: Callable, stack: jax.Array) -> tuple[jax.Array, ...]:
-    """``decompose`` on each matrix of ``stack`` (``(..., m, n)``) in turn, the outputs stacked back."""
-    lead = stack.shape[:-2]
-    outputs = lax.map(decompose, stack.reshape((-1, *stack.shape[-2:])))
+def _matrix_by_matrix(decompose: Callable, *stacks: jax.Array) -> tuple[jax.Array, ...]:
+    """``decompose`` on each matrix of the ``stacks`` (``(..., m, n)``, the same leading axes) in turn, stacked back."""
+    lead = stacks[0].shape[:-2]
+    flat = tuple(s.reshape((-1, *s.shape[-2:])) for s in stacks)
+    outputs = lax.map(lambda matrices: decompose(*matrices), flat)
     return tuple(o.reshape(lead + o.shape[1:]) for o in outputs)
 
 
 def _one_call_per_matrix(decompose: Callable) -> Callable:
-    """``decompose`` of a stack as one call per matrix, under ``vmap`` too (the batch is one more stack axis)."""
+    """``decompose`` of stacks as one call per matrix, under ``vmap`` too (the batch is one more stack axis)."""
 
     @jax.custom_batching.custom_vmap
-    def sequential(stack):
-        return _matrix_by_matrix(decompose, stack)
+    def sequential(*stacks):
+        return _matrix_by_matrix(decompose, *stacks)
 
     @sequential.def_vmap
-    def _batched(axis_size, in_batched, stack):
-        del axis_size, in_batched  # the one argument is batched on its leading axis: a longer stack
-        outputs = sequential(stack)
+    def _batched(axis_size, in_batched, *stacks):
+        # A batched argument has the batch on its leading axis; an unbatched one is the same for every member.
+        stacks = tuple(s if b else jnp.broadcast_to(s, (axis_size, *s.shape)) for s, b in zip(stacks, in_batched))
+        outputs = sequential(*stacks)
         return outputs, tuple(True for _ in outputs)
 
-    def per_platform(stack):
-        return lax.platform_dependent(stack, cpu=sequential, default=lambda s: tuple(decompose(s)))
+    def per_platform(*stacks):
+        return lax.platform_dependent(*stacks, cpu=sequential, default=lambda *s: tuple(decompose(*s)))
 
     return per_platform
 
@@ -49,6 +52,9 @@ def _one_call_per_matrix(decompose: Callable) -> Callable:
 _eigh = _one_call_per_matrix(lambda m: tuple(jnp.linalg.eigh(m)))
 _qr = _one_call_per_matrix(lambda m: tuple(jnp.linalg.qr(m)))
 _svd = _one_call_per_matrix(lambda m: tuple(jnp.linalg.svd(m, full_matrices=False)))
+_upper_solve_right = _one_call_per_matrix(
+    lambda upper, b: (lax.linalg.triangular_solve(upper, b, left_side=False, lower=False),)
+)
 
 
 def eigh(stack: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -66,3 +72,8 @@ def svd(stack: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``U``, ``S``, ``Vᴴ`` of the reduced singular value decomposition of each matrix of ``stack``."""
     u, s, vh = _svd(stack)
     return u, s, vh
+
+
+def solve_upper_right(upper: jax.Array, b: jax.Array) -> jax.Array:
+    """``X`` with ``X U = B``, ``U`` upper triangular, for each ``(U, B)`` of stacks (..., n, n), (..., k, n)."""
+    return _upper_solve_right(upper, b)[0]

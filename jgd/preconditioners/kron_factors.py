@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from jgd import decompositions
+
 MEMORY_SAVE_MODES = (None, "one_diag", "all_diag")
 
 
@@ -64,7 +66,7 @@ def _on_axis_inverse_transpose(x: jax.Array, q: jax.Array, axis: int) -> jax.Arr
         return x / jnp.expand_dims(q, tuple(range(1, x.ndim - axis))) if x.ndim else x / q
     last = jnp.moveaxis(x, axis, -1)
     # Rows of ``last`` times Q⁻¹: the solve of X Q = rows, Q upper triangular.
-    solved = jax.lax.linalg.triangular_solve(q, last.reshape(-1, q.shape[0]), left_side=False, lower=False)
+    solved = decompositions.solve_upper_right(q, last.reshape(-1, q.shape[0]))
     return jnp.moveaxis(solved.reshape(last.shape), -1, axis)
 
 

@@ -22,7 +22,8 @@ def test_adamw_comes_first_and_every_method_builds():
     every = preconditioners.available()
     assert next(iter(every)) == "adamw"
     assert {"shampoo", "soap", "kron"} <= set(every)
-    for name, make in every.items():
+    frontier = preconditioners.available(list(preconditioners.FRONTIER))
+    for name, make in {**every, **frontier}.items():
         assert isinstance(make(1e-3), jgd.GradientTransformation), name
 
 

@@ -7,7 +7,8 @@ sweep), no thread is left to run the tasks and the program waits forever: seen i
 :func:`jgd.shampoo` and :func:`jgd.soap`, both ``tf_XLAEigen`` threads in ``ssyevd``'s batch map. A call on
 one matrix runs inline, so on CPU each matrix is decomposed by its own call, in a ``lax.map``, also when the
 stack is batched by ``vmap`` (:func:`jax.custom_batching.custom_vmap` keeps ``vmap`` from batching the
-call again). Elsewhere (GPU, TPU) the batched call is kept. The results are the same LAPACK routine's,
+call again). Elsewhere (GPU, TPU) the batched call is kept, and so are derivatives (``jvp``, ``grad``)
+through these functions, which take the batched call's rule. The results are the same LAPACK routine's,
 matrix by matrix. :func:`jgd.galore`'s SVD and :func:`jgd.kron`'s triangular solve (``trsm``, seen waiting the
 same way in a sweep of Kron) go through here too.
 """
@@ -40,11 +41,25 @@ def _one_call_per_matrix(decompose: Callable) -> Callable:
     def _batched(axis_size, in_batched, *stacks):
         # A batched argument has the batch on its leading axis; an unbatched one is the same for every member.
         stacks = tuple(s if b else jnp.broadcast_to(s, (axis_size, *s.shape)) for s, b in zip(stacks, in_batched))
-        outputs = sequential(*stacks)
+        # The map itself, not ``sequential`` again: under ``jacfwd`` the rule is differentiated, and a call back
+        # into the custom-vmapped function there would recurse without end.
+        outputs = _matrix_by_matrix(decompose, *stacks)
         return outputs, tuple(True for _ in outputs)
 
+    def batched(*stacks):
+        return tuple(decompose(*stacks))
+
+    # Derivatives are the batched call's: custom_vmap has no rule of its own for jvp or transposition.
+    @jax.custom_jvp
+    def on_cpu(*stacks):
+        return sequential(*stacks)
+
+    @on_cpu.defjvp
+    def _jvp(primals, tangents):
+        return jax.jvp(batched, primals, tangents)
+
     def per_platform(*stacks):
-        return lax.platform_dependent(*stacks, cpu=sequential, default=lambda *s: tuple(decompose(*s)))
+        return lax.platform_dependent(*stacks, cpu=on_cpu, default=batched)
 
     return per_platform
 

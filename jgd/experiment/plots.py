@@ -1,7 +1,7 @@
 """PNG figures of training histories and sweeps, drawn with matplotlib's Agg canvas.
 
 The sweep figures are here; the histories' (:func:`plot_curves`, :func:`plot_history`, :func:`plot_monitor`,
-:func:`plot_comparison`) are written in :mod:`jgd.experiment.history_plots` and public from here.
+:func:`plot_comparison`) are written in ``jgd.experiment.history_plots`` and public from here.
 Figures are built with ``matplotlib.figure.Figure`` rather than pyplot, so
 plotting needs no display and leaves the caller's backend alone.
 """

@@ -93,7 +93,7 @@ def muon(
     :class:`jgd.MuonDimensionNumbers`; leading batch axes each a matrix of their own):
     ``m_t = β m_{t-1} + (1 - β) g_t``, ``m̃_t = β m_t + (1 - β) g_t`` (Nesterov; ``m_t`` without),
     ``O_t = NS(m̃_t)``: ``X_0 = m̃_t / (‖m̃_t‖_F + ε)``, ``X_{k+1} = a_k X_k + (b_k A + c_k A²) X_k`` with
-    ``A = X_k X_kᵀ`` (:func:`jgd.methods.newton_schulz.orthogonalize`), and
+    ``A = X_k X_kᵀ`` (``jgd.methods.newton_schulz.orthogonalize``), and
     ``θ_{t+1} = θ_t - η (s O_t + λ θ_t)``, ``s = √max(1, fan_out / fan_in)``.
     Jordan et al., "Muon: an optimizer for hidden layers in neural networks", 2024 (blog and code).
 

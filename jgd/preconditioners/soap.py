@@ -74,7 +74,7 @@ def soap(
     ``v_t = β2 v_{t-1} + (1 - β2) G'²`` (eigenbasis), ``U = ((m_t ×_i Q_iᵀ) / (√v_t + ε)) ×_i Q_i``,
     ``θ' = θ_{t-1} - η √(1 - β2^k) / (1 - β1^k) U``, ``θ_t = θ' (1 - η λ)`` (decoupled decay after the update); then
     ``L_i`` is updated with ``G_t``, and where ``k`` is a multiple of ``precondition_frequency`` each ``Q_i`` takes one
-    power iteration and a QR, ``v``'s axis i permuted as the estimated eigenvalues sort (:func:`power_qr`).
+    power iteration and a QR, ``v``'s axis i permuted as the estimated eigenvalues sort (``soap.power_qr``).
     Leaves without a factor (vectors, unless ``precondition_1d``) take exactly Adam's step with that step size.
     Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson & Kakade, "SOAP: improving and stabilizing
     Shampoo using Adam", ICLR 2025 (arXiv 2024), Alg. 3 and 4, as the authors' code (and pytorch-optimizer's

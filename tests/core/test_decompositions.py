@@ -47,3 +47,17 @@ def test_one_call_per_matrix_under_vmap_with_the_batched_calls_results(name, fn,
     # where jnp.linalg's call takes the whole batch.
     assert max(ranks) == 2, ranks
     assert max(lapack_ranks(jax.vmap(want), arg)) > 2
+
+
+def test_derivatives_are_the_batched_calls():
+    """grad and jacfwd (vmap of jvp) go through the batched call's rules, also under vmap."""
+
+    def loss(decompose):
+        return lambda x: decompose(x @ x.T)[0].sum() + decompose(x @ x.T)[1][0, 0] ** 2
+
+    ours, plain = loss(decompositions.eigh), loss(jnp.linalg.eigh)
+    x = STACK[0, 0, :4]
+    for transform in (jax.grad, jax.jacfwd):
+        np.testing.assert_allclose(jax.jit(transform(ours))(x), transform(plain)(x), rtol=1e-6)
+    pair = jnp.stack([x, x + 1])
+    np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(ours)))(pair), jax.vmap(jax.grad(plain))(pair), rtol=1e-5)

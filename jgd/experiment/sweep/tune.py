@@ -1,8 +1,8 @@
 """``jgd compare``'s ``tune`` section: each method's learning rate chosen by one vmapped sweep before it trains.
 
 The grid of learning rates, crossed with the tuning seeds, is a sweep section
-(:meth:`jgd.experiment.config.schema.TuneConfig.as_sweep`) run by
-:func:`jgd.experiment.sweep.from_config.run_sweep`; the best rate of each
+(``TuneConfig.as_sweep``) run by
+``jgd.experiment.sweep.from_config.run_sweep``; the best rate of each
 method (:func:`jgd.experiment.sweep.results.best`) replaces its own.
 """
 

@@ -17,7 +17,7 @@ from jgd.hyperparams import Hyperparameters
 from jgd.leafwise import slot_dtypes
 from jgd.lowbit import formats as lowbit
 from jgd.preconditioners import kron_factors as factors_lib
-from jgd.preconditioners.transform import PreconditionerState
+from jgd.preconditioners.transform import PreconditionerState, check_update_trees
 from jgd.ranges import validate
 from jgd.state import check_state
 from jgd.types import Mask, ScalarOrSchedule
@@ -216,8 +216,8 @@ def kron(
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
         state = check_state("kron", state, PreconditionerState)
-        hp, core = component.resolve(check_state("kron", state.inner))
-        _check_trees(updates, core.slots["mu"], params)
+        hp, core = component.resolve(state.inner)  # which checks that kron made it
+        check_update_trees("kron", updates, params, ("the state's 'mu'", core.slots["mu"]))
         leaves, treedef = jax.tree.flatten(updates)
         step = _Step(leaves, treedef.flatten_up_to(core.slots["mu"]), hp, core.count + 1)
         do_update, counter = _due(core.carry["update_counter"], hp["preconditioner_update_probability"])
@@ -262,16 +262,6 @@ def _due(counter: jax.Array, probability: jax.Array) -> tuple[jax.Array, jax.Arr
     counter = counter + 1
     due = counter.astype(probability.dtype) >= 1 / probability
     return due, jnp.where(due, 0, counter)
-
-
-def _check_trees(updates, mu, params) -> None:
-    """Raises ``ValueError`` naming the first path where the updates, the state and the params do not fit."""
-    if params is None:
-        raise ValueError("kron needs params: call update(updates, state, params)")
-    trees.check_floating("updates", updates, method="kron")
-    for name, tree in (("the state's 'mu'", mu), ("params", params)):
-        trees.check_matching("updates", updates, name, tree)
-        trees.check_shapes("updates", updates, name, tree)
 
 
 def _real(value, dtype) -> jax.Array:

@@ -23,7 +23,7 @@ from jgd.hyperparams import Hyperparameters
 from jgd.leafwise import slot_dtypes
 from jgd.lowbit import formats as lowbit
 from jgd.ranges import Range
-from jgd.state import TransformState
+from jgd.state import TransformState, check_state
 from jgd.types import PyTree, StateDtype
 
 # step(g, p, slots, factors, *, t, **hyperparams) -> (update, new_slots, new_factors), on one leaf.
@@ -63,6 +63,17 @@ def statistics_dtype(precision: Any) -> jnp.dtype:
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"precision must be float32 or float64 (or None), got {precision!r}")
     return dtype
+
+
+def check_update_trees(name: str, updates: PyTree, params: PyTree, *others: tuple[str, PyTree]) -> None:
+    """Raises ``ValueError`` naming the first path where ``updates`` do not fit: not floating, or not the tree and
+    shapes of each of ``others`` (label, tree), then of ``params``, which ``name`` needs."""
+    if params is None:
+        raise ValueError(f"{name} needs params: call update(updates, state, params)")
+    trees.check_floating("updates", updates, method=name)
+    for label, tree in (*others, ("params", params)):
+        trees.check_matching("updates", updates, label, tree)
+        trees.check_shapes("updates", updates, label, tree)
 
 
 def preconditioned(
@@ -110,15 +121,9 @@ def preconditioned(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
-        if not isinstance(state, PreconditionerState):
-            got = f"the state of {state.origin.name}" if isinstance(state, TransformState) else type(state).__name__
-            raise TypeError(f"{name}.update needs the state {name}.init makes (a PreconditionerState), got {got}")
-        if params is None:
-            raise ValueError(f"{name} needs params: call update(updates, state, params)")
+        state = check_state(name, state, PreconditionerState)
+        check_update_trees(name, updates, params)
         hp, inner = component.resolve(state.inner)
-        trees.check_floating("updates", updates, method=name)
-        trees.check_matching("updates", updates, "params", params)
-        trees.check_shapes("updates", updates, "params", params)
         t = inner.count + 1
         leaves, treedef = jax.tree.flatten(updates)
         slot_leaves = [treedef.flatten_up_to(inner.slots[s]) for s in slots]
